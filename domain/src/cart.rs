@@ -28,7 +28,17 @@ impl Cart {
     /// product's limit or the stock visible now; `INVALID_INPUT` past [`MAX_LINES`].
     pub fn add(&mut self, product: &Product, quantity: Quantity) -> Result<(), DomainError> {
         let current = self.items.get(&product.id).map_or(0, |q| q.get());
-        let total = Quantity::new(i64::from(current) + i64::from(quantity.get()), "quantity")?;
+        let requested = i64::from(current) + i64::from(quantity.get());
+        // A sum past the product's limit is EXCEEDED_LIMITED_QUANTITY, even when it is also past
+        // `Quantity::MAX` (which would otherwise surface as INVALID_INPUT).
+        if requested > i64::from(product.max_per_order) {
+            return Err(DomainError::ExceededLimitedQuantity {
+                product: product.id.get(),
+                max: product.max_per_order,
+                requested: u32::try_from(requested).unwrap_or(u32::MAX),
+            });
+        }
+        let total = Quantity::new(requested, "quantity")?;
         self.set(product, total)
     }
 
@@ -92,5 +102,23 @@ mod tests {
         );
         cart.remove(p.id);
         assert!(cart.is_empty());
+    }
+
+    #[test]
+    fn a_sum_past_quantity_max_is_still_a_limit_error() {
+        let mut cart = Cart::empty(UserId::new(1).expect("id"));
+        let p = product(1, 2_000_000, Quantity::MAX);
+        cart.add(&p, q(i64::from(Quantity::MAX))).expect("fits");
+        assert_eq!(
+            cart.add(&p, q(1)).map_err(|e| e.code()),
+            Err(ErrorCode::ExceededLimitedQuantity)
+        );
+        let small = product(2, 10, 5);
+        cart.add(&small, q(3)).expect("fits");
+        assert_eq!(
+            cart.add(&small, q(i64::from(Quantity::MAX)))
+                .map_err(|e| e.code()),
+            Err(ErrorCode::ExceededLimitedQuantity)
+        );
     }
 }

@@ -70,7 +70,10 @@ impl IssuanceMode {
 pub enum Discount {
     Fixed(Money),
     /// `percent` in 1..=100, optionally capped.
-    Percent { percent: u8, cap: Option<Money> },
+    Percent {
+        percent: u8,
+        cap: Option<Money>,
+    },
 }
 
 impl Discount {

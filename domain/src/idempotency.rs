@@ -21,7 +21,10 @@ impl IdempotencyKey {
             return Err(DomainError::invalid(FIELD, "must not be empty"));
         }
         if raw.chars().count() > Self::MAX_LEN {
-            return Err(DomainError::invalid(FIELD, "must be at most 255 characters"));
+            return Err(DomainError::invalid(
+                FIELD,
+                "must be at most 255 characters",
+            ));
         }
         if raw.chars().any(char::is_control) {
             return Err(DomainError::invalid(

@@ -183,7 +183,10 @@ pub fn price_order(
     let overflow = || DomainError::invalid("items", "order total is too large");
     for (req, product, coupon) in lines {
         if req.product_id != product.id {
-            return Err(DomainError::invalid("items", "line and product do not match"));
+            return Err(DomainError::invalid(
+                "items",
+                "line and product do not match",
+            ));
         }
         product.check_order_quantity(req.quantity)?;
         let line_total = product
@@ -396,7 +399,12 @@ mod tests {
         let now = Timestamp::from_millis(10);
         let p1 = product(1, 10_000);
         let p2 = product(2, 5_000);
-        let item = coupon(3, "CART_ITEM", Discount::Fixed(Money::from_trusted(3_000)), 0);
+        let item = coupon(
+            3,
+            "CART_ITEM",
+            Discount::Fixed(Money::from_trusted(3_000)),
+            0,
+        );
         let cart = coupon(
             2,
             "CART",
@@ -446,13 +454,32 @@ mod tests {
         };
         // Not the user's.
         let e = price_order(user, &[(line(&p, 1, None), &p, None)], &[h(&theirs)], now);
-        assert_eq!(e.map_err(|e| e.code()).err(), Some(ErrorCode::InvalidCoupon));
+        assert_eq!(
+            e.map_err(|e| e.code()).err(),
+            Some(ErrorCode::InvalidCoupon)
+        );
         // Used twice.
-        let e = price_order(user, &[(line(&p, 1, None), &p, None)], &[h(&mine), h(&mine)], now);
-        assert_eq!(e.map_err(|e| e.code()).err(), Some(ErrorCode::InvalidCoupon));
+        let e = price_order(
+            user,
+            &[(line(&p, 1, None), &p, None)],
+            &[h(&mine), h(&mine)],
+            now,
+        );
+        assert_eq!(
+            e.map_err(|e| e.code()).err(),
+            Some(ErrorCode::InvalidCoupon)
+        );
         // CART coupon on a line.
-        let e = price_order(user, &[(line(&p, 1, Some(1)), &p, Some(h(&mine)))], &[], now);
-        assert_eq!(e.map_err(|e| e.code()).err(), Some(ErrorCode::InvalidCoupon));
+        let e = price_order(
+            user,
+            &[(line(&p, 1, Some(1)), &p, Some(h(&mine)))],
+            &[],
+            now,
+        );
+        assert_eq!(
+            e.map_err(|e| e.code()).err(),
+            Some(ErrorCode::InvalidCoupon)
+        );
         // Three CART coupons.
         let e = price_order(
             user,
@@ -460,7 +487,10 @@ mod tests {
             &[h(&mine), h(&mine), h(&mine)],
             now,
         );
-        assert_eq!(e.map_err(|e| e.code()).err(), Some(ErrorCode::InvalidCoupon));
+        assert_eq!(
+            e.map_err(|e| e.code()).err(),
+            Some(ErrorCode::InvalidCoupon)
+        );
         // Under the minimum.
         let picky = coupon(4, "CART", Discount::Fixed(Money::from_trusted(100)), 50_000);
         let uc = held(5, &picky, 1);
@@ -473,7 +503,10 @@ mod tests {
             }],
             now,
         );
-        assert_eq!(e.map_err(|e| e.code()).err(), Some(ErrorCode::InvalidCoupon));
+        assert_eq!(
+            e.map_err(|e| e.code()).err(),
+            Some(ErrorCode::InvalidCoupon)
+        );
     }
 
     #[test]
@@ -506,7 +539,8 @@ mod tests {
         o.transition(OrderStatus::Paid, now).expect("pay");
         assert!(o.transition(OrderStatus::Expired, now).is_err());
         assert!(o.transition(OrderStatus::Paid, now).is_err());
-        o.transition(OrderStatus::Cancelled, now).expect("cancel paid");
+        o.transition(OrderStatus::Cancelled, now)
+            .expect("cancel paid");
         assert!(o.transition(OrderStatus::Cancelled, now).is_err());
     }
 }

@@ -112,14 +112,14 @@ impl Product {
     /// # Errors
     /// `INSUFFICIENT_STOCK` when fewer units are left; stock is unchanged then.
     pub fn deduct(&mut self, quantity: Quantity) -> Result<(), DomainError> {
-        self.stock = self
-            .stock
-            .checked_sub(quantity.get())
-            .ok_or(DomainError::InsufficientStock {
-                product: self.id.get(),
-                requested: quantity.get(),
-                available: self.stock,
-            })?;
+        self.stock =
+            self.stock
+                .checked_sub(quantity.get())
+                .ok_or(DomainError::InsufficientStock {
+                    product: self.id.get(),
+                    requested: quantity.get(),
+                    available: self.stock,
+                })?;
         Ok(())
     }
 

@@ -95,13 +95,24 @@ impl Wallet {
     /// Stores call this inside their guarded update so the rule lives in one place.
     ///
     /// # Errors
-    /// `INSUFFICIENT_BALANCE` when a USE would go below zero; `CHARGE_LIMIT_EXCEEDED` when a
-    /// CHARGE would take the wallet above [`MAX_WALLET_BALANCE`].
+    /// `INSUFFICIENT_BALANCE` when a USE would go below zero; `INVALID_INPUT` for a CHARGE below
+    /// [`MIN_CHARGE`]; `CHARGE_LIMIT_EXCEEDED` for a CHARGE above [`MAX_CHARGE`] or one that
+    /// would take the wallet above [`MAX_WALLET_BALANCE`].
     pub fn balance_after(&self, kind: LedgerKind, amount: Money) -> Result<Money, DomainError> {
         match kind {
             LedgerKind::Charge => {
+                // The same per-charge bounds as `ChargeAmount`, so a caller passing raw `Money`
+                // cannot record a zero or oversized charge.
+                if amount.won() < MIN_CHARGE {
+                    return Err(DomainError::invalid("amount", "must be at least 1"));
+                }
+                if amount.won() > MAX_CHARGE {
+                    return Err(DomainError::ChargeLimitExceeded(format!(
+                        "a single charge is at most {MAX_CHARGE} won"
+                    )));
+                }
                 let after = self.balance.won() + amount.won();
-                if amount.won() > MAX_CHARGE || after > MAX_WALLET_BALANCE {
+                if after > MAX_WALLET_BALANCE {
                     return Err(DomainError::ChargeLimitExceeded(format!(
                         "a wallet holds at most {MAX_WALLET_BALANCE} won"
                     )));
@@ -207,9 +218,17 @@ mod tests {
             .apply(LedgerKind::Charge, Money::from_trusted(11), None)
             .expect_err("over the cap");
         assert_eq!(err.code(), ErrorCode::ChargeLimitExceeded);
-        assert_eq!(w.balance.won(), MAX_WALLET_BALANCE - 10, "unchanged on error");
+        assert_eq!(
+            w.balance.won(),
+            MAX_WALLET_BALANCE - 10,
+            "unchanged on error"
+        );
         let err = w
-            .apply(LedgerKind::Use, Money::from_trusted(MAX_WALLET_BALANCE), None)
+            .apply(
+                LedgerKind::Use,
+                Money::from_trusted(MAX_WALLET_BALANCE),
+                None,
+            )
             .expect_err("overdraft");
         assert_eq!(err.code(), ErrorCode::InsufficientBalance);
         let d = w

@@ -1,0 +1,122 @@
+//! Errors of the application layer.
+//!
+//! Adapters turn their backend's errors into [`BackendError`] at the seam (keeping the cause as
+//! `#[source]` for the log); use cases answer with [`AppError`], whose [`AppError::code`] is
+//! the one mapping from outcome to API code. See docs/decisions/0005 for why the use cases share
+//! one outcome enum.
+
+use std::time::Duration;
+use stockade_domain::{DomainError, ErrorCode};
+
+/// A backend (database, cache, broker, lock service) could not do what was asked.
+///
+/// `Display` names the backend only; the cause stays in `source` for the logs and never
+/// reaches a client.
+#[derive(Debug, thiserror::Error)]
+#[error("the {backend} backend is unavailable")]
+pub struct BackendError {
+    pub backend: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl BackendError {
+    pub fn new(
+        backend: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        BackendError {
+            backend,
+            source: source.into(),
+        }
+    }
+}
+
+/// What a use case answers when it does not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A business rule refused the request.
+    #[error(transparent)]
+    Rejected(#[from] DomainError),
+    /// The outcome of an earlier request with the same idempotency key was a refusal; this is it
+    /// again, as recorded.
+    #[error("{message}")]
+    Replayed { code: ErrorCode, message: String },
+    /// The idempotency key was first used for a different request.
+    #[error("the idempotency key was already used for a different request")]
+    IdempotencyKeyReused,
+    /// The first request with this idempotency key is still running.
+    #[error("a request with this idempotency key is still in progress")]
+    RequestInProgress { retry_after: Duration },
+    /// A lock could not be had within its wait time, or its lease was lost before the write.
+    #[error("the resource is busy; try again")]
+    LockTimeout,
+    /// The data platform refused a payment; every step was compensated.
+    #[error("the payment could not be completed; nothing was charged")]
+    PaymentFailed,
+    /// A backend is down or answered with an error.
+    #[error(transparent)]
+    Unavailable(#[from] BackendError),
+    /// A bug or broken data: never expected.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    /// The API code of this outcome.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AppError::Rejected(e) => e.code(),
+            AppError::Replayed { code, .. } => *code,
+            AppError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            AppError::RequestInProgress { .. } => ErrorCode::RequestInProgress,
+            AppError::LockTimeout => ErrorCode::LockTimeout,
+            AppError::PaymentFailed => ErrorCode::PaymentFailed,
+            AppError::Unavailable(_) => ErrorCode::BackendUnavailable,
+            AppError::Internal(_) => ErrorCode::InternalError,
+        }
+    }
+
+    /// Whether this is a business outcome that an idempotency record keeps (a refusal decided
+    /// after the use case ran). Time-outs, unavailability and failures of the platform are not
+    /// kept: the client may retry with the same key.
+    pub fn is_business_outcome(&self) -> bool {
+        matches!(self, AppError::Rejected(_) | AppError::Replayed { .. })
+    }
+}
+
+impl From<crate::ports::lock::LockError> for AppError {
+    fn from(e: crate::ports::lock::LockError) -> Self {
+        use crate::ports::lock::LockError;
+        match e {
+            LockError::Timeout | LockError::LeaseLost => AppError::LockTimeout,
+            LockError::Backend(b) => AppError::Unavailable(b),
+        }
+    }
+}
+
+impl From<crate::ports::store::StoreError> for AppError {
+    fn from(e: crate::ports::store::StoreError) -> Self {
+        use crate::ports::store::StoreError;
+        match e {
+            StoreError::Rejected(d) => AppError::Rejected(d),
+            StoreError::StaleFence { .. } => AppError::LockTimeout,
+            StoreError::Conflict(what) => {
+                AppError::Internal(format!("unexpected conflict: {what}"))
+            }
+            StoreError::Unavailable(b) => AppError::Unavailable(b),
+        }
+    }
+}
+
+impl From<crate::ports::idempotency::IdempotencyError> for AppError {
+    fn from(e: crate::ports::idempotency::IdempotencyError) -> Self {
+        use crate::ports::idempotency::IdempotencyError;
+        match e {
+            IdempotencyError::TicketLost => AppError::RequestInProgress {
+                retry_after: Duration::from_secs(1),
+            },
+            IdempotencyError::Unavailable(b) => AppError::Unavailable(b),
+        }
+    }
+}

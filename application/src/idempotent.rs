@@ -1,0 +1,125 @@
+//! Idempotency at the use-case level: a library user gets it without HTTP.
+
+use crate::error::AppError;
+use crate::ports::idempotency::{Begin, Fingerprint, Scope, StoredOutcome};
+use crate::Stockade;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use stockade_domain::{ErrorCode, IdempotencyKey, UserId};
+
+/// A use case's answer, and whether it is the replay of an earlier request's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayable<T> {
+    pub value: T,
+    pub replayed: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredFailure {
+    code: String,
+    message: String,
+}
+
+impl Stockade {
+    /// Runs `work` at most once per `(user, key)`.
+    ///
+    /// `op` names the operation and `canonical` is the command in a canonical text form; their
+    /// digest is the fingerprint, so the same key with a different command is refused. Without
+    /// a key, `work` simply runs.
+    pub(crate) async fn idempotent<T, F>(
+        &self,
+        user: UserId,
+        key: Option<&IdempotencyKey>,
+        op: &str,
+        canonical: String,
+        work: F,
+    ) -> Result<Replayable<T>, AppError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Future<Output = Result<T, AppError>> + Send,
+    {
+        let Some(key) = key else {
+            return work.await.map(|value| Replayable {
+                value,
+                replayed: false,
+            });
+        };
+        let scope = Scope(format!("user:{user}"));
+        let fingerprint = fingerprint(op, &canonical);
+        let begin = self
+            .ports
+            .idempotency
+            .begin(&scope, key, &fingerprint, self.settings.idempotency_lease)
+            .await?;
+        let ticket = match begin {
+            Begin::Started(ticket) => ticket,
+            Begin::Replay(stored) => return replay(stored),
+            Begin::InProgress { retry_after } => {
+                return Err(AppError::RequestInProgress { retry_after })
+            }
+            Begin::Mismatch => return Err(AppError::IdempotencyKeyReused),
+        };
+        let result = work.await;
+        let outcome = match &result {
+            Ok(value) => serde_json::to_vec(value)
+                .map(|body| StoredOutcome { ok: true, body })
+                .ok(),
+            Err(e) if e.is_business_outcome() => serde_json::to_vec(&StoredFailure {
+                code: e.code().as_str().to_owned(),
+                message: e.to_string(),
+            })
+            .map(|body| StoredOutcome { ok: false, body })
+            .ok(),
+            Err(_) => None,
+        };
+        let recorded = match outcome {
+            Some(outcome) => {
+                self.ports
+                    .idempotency
+                    .complete(&ticket, outcome, self.settings.idempotency_ttl)
+                    .await
+            }
+            None => self.ports.idempotency.abandon(&ticket).await,
+        };
+        if let Err(e) = recorded {
+            // The effect (if any) already happened; the answer stays true. A lost ticket means
+            // a newer request owns the key and its outcome wins.
+            tracing::warn!(error = %e, op, "idempotency outcome not recorded");
+        }
+        result.map(|value| Replayable {
+            value,
+            replayed: false,
+        })
+    }
+}
+
+fn fingerprint(op: &str, canonical: &str) -> Fingerprint {
+    let mut hasher = Sha256::new();
+    hasher.update(op.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(canonical.as_bytes());
+    let digest = hasher.finalize();
+    Fingerprint(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn replay<T: DeserializeOwned>(stored: StoredOutcome) -> Result<Replayable<T>, AppError> {
+    let broken =
+        |e: serde_json::Error| AppError::Internal(format!("stored outcome unreadable: {e}"));
+    if stored.ok {
+        let value = serde_json::from_slice(&stored.body).map_err(broken)?;
+        Ok(Replayable {
+            value,
+            replayed: true,
+        })
+    } else {
+        let failure: StoredFailure = serde_json::from_slice(&stored.body).map_err(broken)?;
+        let code = ErrorCode::parse(&failure.code)
+            .ok_or_else(|| AppError::Internal(format!("unknown stored code {}", failure.code)))?;
+        Err(AppError::Replayed {
+            code,
+            message: failure.message,
+        })
+    }
+}

@@ -1,0 +1,119 @@
+//! # stockade-application
+//!
+//! Stockade's use cases, written once against [`ports`] so the same code runs on the in-memory
+//! adapters (tests, demos, one node) and on Postgres + Redis (production, many nodes).
+//!
+//! The entry point is [`Stockade`]: build it from a [`Ports`] bundle and [`Settings`], then call
+//! one method per use case. Every write path follows one ordering rule (docs/decisions/0002):
+//! **acquire locks → begin the unit of work → check fencing tokens → write → commit → release
+//! locks**; a lock is never released before the commit it protects.
+//!
+//! Charge, create-order and pay take an optional [`IdempotencyKey`]: with one, the effect
+//! happens at most once and every retry gets the first answer (docs/decisions/0003).
+
+mod error;
+mod idempotent;
+pub mod ports;
+mod settings;
+pub mod usecases;
+pub mod views;
+
+pub use error::{AppError, BackendError};
+pub use idempotent::Replayable;
+pub use ports::Ports;
+pub use settings::Settings;
+
+use parking_lot::RwLock;
+use ports::lock::{LockGuard, LockKey, LockOptions};
+use ports::store::UnitOfWork;
+use std::collections::HashMap;
+use std::sync::Arc;
+use stockade_domain::{Coupon, CouponId, DomainError, IdempotencyKey};
+
+/// The application: every use case, over a set of ports. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Stockade {
+    ports: Ports,
+    settings: Settings,
+    /// Coupon policies never change once created, so the FLASH hot path reads them from here
+    /// instead of the store.
+    policies: Arc<RwLock<HashMap<CouponId, Coupon>>>,
+}
+
+impl Stockade {
+    pub fn new(ports: Ports, settings: Settings) -> Self {
+        Stockade {
+            ports,
+            settings,
+            policies: Arc::default(),
+        }
+    }
+
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Takes `keys` with the configured wait and lease.
+    async fn lock(&self, keys: &[LockKey]) -> Result<LockGuard, AppError> {
+        let options = LockOptions::new(self.settings.lock_wait, self.settings.lock_lease);
+        let guard = self
+            .ports
+            .locks
+            .acquire(keys, options)
+            .await
+            .inspect_err(|e| {
+                tracing::debug!(error = %e, "lock not acquired");
+            })?;
+        Ok(guard)
+    }
+
+    /// Begins a unit of work for writes protected by `guard`: checks the grant is still live and
+    /// that the store has seen no newer token for any of its keys.
+    async fn begin_guarded(&self, guard: &LockGuard) -> Result<Box<dyn UnitOfWork>, AppError> {
+        guard.check()?;
+        let mut uow = self.ports.store.begin().await?;
+        uow.check_fences(guard.fences()).await?;
+        Ok(uow)
+    }
+
+    /// Commits, then releases. A failed release is logged: the lease bounds the grant anyway.
+    async fn commit_and_release(
+        &self,
+        uow: Box<dyn UnitOfWork>,
+        guard: LockGuard,
+    ) -> Result<(), AppError> {
+        guard.check()?;
+        uow.commit().await?;
+        if let Err(e) = guard.release().await {
+            tracing::warn!(error = %e, "lock release failed; its lease will end it");
+        }
+        Ok(())
+    }
+
+    /// The coupon policy, from the cache or the store.
+    async fn policy(&self, id: CouponId) -> Result<Coupon, AppError> {
+        if let Some(c) = self.policies.read().get(&id) {
+            return Ok(c.clone());
+        }
+        let mut uow = self.ports.store.begin().await?;
+        let coupon = uow
+            .coupons()
+            .get(id)
+            .await?
+            .ok_or(DomainError::CouponNotFound(id.get()))?;
+        self.policies.write().insert(id, coupon.clone());
+        Ok(coupon)
+    }
+}
+
+/// Parses an optional raw idempotency key (for callers holding strings).
+///
+/// # Errors
+/// `INVALID_INPUT` for an empty, over-long or malformed key.
+pub fn idempotency_key(raw: Option<&str>) -> Result<Option<IdempotencyKey>, AppError> {
+    Ok(raw.map(IdempotencyKey::parse).transpose()?)
+}

@@ -1,0 +1,30 @@
+//! The ports: what the use cases need from the outside world, as traits.
+//!
+//! Each module states the contract every adapter MUST meet; the contract suites in the `tests`
+//! crate check them against every adapter. Ports are used as `Arc<dyn Port>` and bundled in
+//! [`Ports`], which bootstrap builds.
+
+pub mod clock;
+pub mod gate;
+pub mod idempotency;
+pub mod lock;
+pub mod platform;
+pub mod popularity;
+pub mod queue;
+pub mod store;
+
+use std::sync::Arc;
+
+/// Every port a running Stockade needs.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    pub store: Arc<dyn store::Store>,
+    pub locks: Arc<dyn lock::LockManager>,
+    pub idempotency: Arc<dyn idempotency::IdempotencyStore>,
+    pub gate: Arc<dyn gate::CouponGate>,
+    pub queue: Arc<dyn queue::IssuanceQueue>,
+    pub platform: Arc<dyn platform::DataPlatform>,
+    pub popularity: Arc<dyn popularity::PopularityCache>,
+    pub clock: Arc<dyn clock::Clock>,
+    pub ids: Arc<dyn clock::IdGenerator>,
+}

@@ -1,0 +1,222 @@
+//! The store: repositories reached through a unit of work.
+//!
+//! # Contract (every adapter MUST)
+//! - Make every write of one [`UnitOfWork`] visible atomically on [`UnitOfWork::commit`], and
+//!   none of them if the unit is dropped without commit (or commit fails).
+//! - Give a unit a consistent view: what it wrote, it reads back.
+//! - Make the guarded operations conditional inside the backend (never a read-modify-write
+//!   without a guard): [`ProductRepository::deduct_stock`] never takes stock below zero,
+//!   [`WalletRepository::append`] never takes a balance below zero or past the domain's caps,
+//!   [`CouponRepository::issue`] never issues past the quantity nor twice to one user, the
+//!   `update_status` / `set_state` methods change a row only when it is in the expected state.
+//! - Refuse a second ledger entry with the same `(reference, kind)` with
+//!   [`StoreError::Conflict`].
+//! - Refuse, in [`UnitOfWork::check_fences`], a fencing token lower than the highest one the
+//!   store has seen for that key, with [`StoreError::StaleFence`]; remember the highest token
+//!   as part of the unit's writes.
+//! - Map a lost connection or any backend failure to [`StoreError::Unavailable`], with nothing
+//!   half-applied.
+
+use crate::error::BackendError;
+use crate::ports::lock::Fence;
+use async_trait::async_trait;
+use std::fmt;
+use stockade_domain::{
+    Cart, Coupon, CouponId, DomainError, LedgerEntry, LedgerKind, Money, NewCoupon, NewProduct,
+    Order, OrderId, OrderStatus, Payment, PaymentId, PaymentStatus, Pricing, Product, ProductId,
+    Quantity, Timestamp, UserCoupon, UserCouponId, UserCouponStatus, UserId,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A guarded operation's condition did not hold (no stock, no balance, sold out…).
+    #[error(transparent)]
+    Rejected(#[from] DomainError),
+    /// A write carried a fencing token older than one the store has already seen for the key.
+    #[error("stale fencing token for lock {key}")]
+    StaleFence { key: String },
+    /// A uniqueness rule refused the write (what names it).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    #[error(transparent)]
+    Unavailable(#[from] BackendError),
+}
+
+/// Opens units of work.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    async fn begin(&self) -> Result<Box<dyn UnitOfWork>, StoreError>;
+}
+
+/// One atomic set of reads and writes. Dropping it without `commit` rolls it back.
+#[async_trait]
+pub trait UnitOfWork: Send {
+    fn wallets(&mut self) -> &mut dyn WalletRepository;
+    fn products(&mut self) -> &mut dyn ProductRepository;
+    fn carts(&mut self) -> &mut dyn CartRepository;
+    fn coupons(&mut self) -> &mut dyn CouponRepository;
+    fn orders(&mut self) -> &mut dyn OrderRepository;
+    fn payments(&mut self) -> &mut dyn PaymentRepository;
+
+    /// Checks every fence against the highest token seen for its key and records it.
+    async fn check_fences(&mut self, fences: &[Fence]) -> Result<(), StoreError>;
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// A change to append to a wallet's ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerChange {
+    pub user_id: UserId,
+    pub kind: LedgerKind,
+    pub amount: Money,
+    pub reference: Option<String>,
+}
+
+#[async_trait]
+pub trait WalletRepository: Send {
+    /// The balance; 0 for a user with no wallet yet.
+    async fn balance(&mut self, user: UserId) -> Result<Money, StoreError>;
+    /// Applies the change with the domain's wallet rule (`Wallet::balance_after`) as the guard,
+    /// creating the wallet on first use, and returns the recorded entry.
+    async fn append(
+        &mut self,
+        change: LedgerChange,
+        now: Timestamp,
+    ) -> Result<LedgerEntry, StoreError>;
+    /// The user's entries, oldest first.
+    async fn entries(&mut self, user: UserId) -> Result<Vec<LedgerEntry>, StoreError>;
+    /// The entry with this reference and kind, if any.
+    async fn find_entry(
+        &mut self,
+        reference: &str,
+        kind: LedgerKind,
+    ) -> Result<Option<LedgerEntry>, StoreError>;
+    /// Every wallet with its balance and its ledger sum (for audits).
+    async fn audit(&mut self) -> Result<Vec<WalletAudit>, StoreError>;
+}
+
+/// A wallet as an audit sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletAudit {
+    pub user_id: UserId,
+    pub balance: i64,
+    pub ledger_sum: i64,
+    pub charges: i64,
+    pub uses: i64,
+    pub refunds: i64,
+}
+
+#[async_trait]
+pub trait ProductRepository: Send {
+    async fn get(&mut self, id: ProductId) -> Result<Option<Product>, StoreError>;
+    async fn list(&mut self) -> Result<Vec<Product>, StoreError>;
+    async fn insert(&mut self, new: NewProduct) -> Result<Product, StoreError>;
+    /// Sets the stock level; `None` when the product does not exist.
+    async fn set_stock(&mut self, id: ProductId, stock: u32)
+        -> Result<Option<Product>, StoreError>;
+    /// Removes `quantity` only if that many are left (`INSUFFICIENT_STOCK` otherwise).
+    async fn deduct_stock(&mut self, id: ProductId, quantity: Quantity) -> Result<(), StoreError>;
+    /// Puts `quantity` back.
+    async fn restore_stock(&mut self, id: ProductId, quantity: Quantity) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait CartRepository: Send {
+    /// The user's cart; empty when there is none yet.
+    async fn get(&mut self, user: UserId) -> Result<Cart, StoreError>;
+    async fn save(&mut self, cart: &Cart) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait CouponRepository: Send {
+    async fn insert(&mut self, new: NewCoupon) -> Result<Coupon, StoreError>;
+    async fn get(&mut self, id: CouponId) -> Result<Option<Coupon>, StoreError>;
+    /// Issues `coupon` to `user` only if fewer than `quantity` were issued
+    /// (`COUPON_SOLD_OUT`) and the user holds none yet (`COUPON_ALREADY_ISSUED`). Clears a
+    /// failure recorded for the pair.
+    async fn issue(
+        &mut self,
+        coupon: &Coupon,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<UserCoupon, StoreError>;
+    async fn get_user_coupon(&mut self, id: UserCouponId)
+        -> Result<Option<UserCoupon>, StoreError>;
+    async fn user_coupons(&mut self, user: UserId) -> Result<Vec<UserCoupon>, StoreError>;
+    /// How many were issued of `coupon`.
+    async fn issued_count(&mut self, coupon: CouponId) -> Result<u32, StoreError>;
+    /// Who holds `coupon`.
+    async fn holders(&mut self, coupon: CouponId) -> Result<Vec<UserId>, StoreError>;
+    /// Moves a user coupon from `from` to `to` (setting its order); false if it was not in `from`.
+    async fn set_state(
+        &mut self,
+        id: UserCouponId,
+        from: UserCouponStatus,
+        to: UserCouponStatus,
+        order: Option<OrderId>,
+    ) -> Result<bool, StoreError>;
+    /// Records that a FLASH reservation could not be persisted.
+    async fn record_failure(
+        &mut self,
+        coupon: CouponId,
+        user: UserId,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Users with a recorded failure for `coupon`.
+    async fn failures(&mut self, coupon: CouponId) -> Result<Vec<UserId>, StoreError>;
+}
+
+/// What the store needs to create an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub user_id: UserId,
+    pub pricing: Pricing,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+#[async_trait]
+pub trait OrderRepository: Send {
+    async fn insert(&mut self, new: NewOrder) -> Result<Order, StoreError>;
+    async fn get(&mut self, id: OrderId) -> Result<Option<Order>, StoreError>;
+    /// Moves an order from `from` to `to`; false if it was not in `from`.
+    async fn update_status(
+        &mut self,
+        id: OrderId,
+        from: OrderStatus,
+        to: OrderStatus,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Unpaid orders whose time ran out, oldest first, with their users.
+    async fn due_for_expiry(
+        &mut self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(OrderId, UserId)>, StoreError>;
+    /// Units sold per product by orders PAID at or after `since`.
+    async fn sales_since(&mut self, since: Timestamp) -> Result<Vec<(ProductId, u64)>, StoreError>;
+    /// Every order (for audits and tests; adapters may page internally).
+    async fn all(&mut self) -> Result<Vec<Order>, StoreError>;
+}
+
+#[async_trait]
+pub trait PaymentRepository: Send {
+    async fn insert(
+        &mut self,
+        order: &Order,
+        amount: Money,
+        now: Timestamp,
+    ) -> Result<Payment, StoreError>;
+    async fn for_order(&mut self, order: OrderId) -> Result<Vec<Payment>, StoreError>;
+    /// Moves a payment from `from` to `to`; false if it was not in `from`.
+    async fn update_status(
+        &mut self,
+        id: PaymentId,
+        from: PaymentStatus,
+        to: PaymentStatus,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+}

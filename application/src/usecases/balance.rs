@@ -1,0 +1,106 @@
+//! ChargeBalance, GetBalance and the ledger listing.
+
+use crate::ports::lock::keys;
+use crate::ports::store::LedgerChange;
+use crate::views::{BalanceView, ChargeReceipt, TransactionView};
+use crate::{AppError, Replayable, Stockade};
+use stockade_domain::{ChargeAmount, IdempotencyKey, LedgerKind, UserId};
+
+/// Add points to a wallet.
+#[derive(Debug, Clone)]
+pub struct ChargeBalance {
+    pub user_id: UserId,
+    pub amount: ChargeAmount,
+}
+
+impl Stockade {
+    /// Charges a wallet. With an idempotency key the charge happens at most once: the key is
+    /// also the ledger entry's reference, so even a retry that runs after its first attempt's
+    /// in-flight lease ran out cannot charge twice.
+    ///
+    /// # Errors
+    /// `CHARGE_LIMIT_EXCEEDED` past the wallet cap; `LOCK_TIMEOUT`; `BACKEND_UNAVAILABLE`; the
+    /// idempotency outcomes.
+    #[tracing::instrument(skip_all, fields(user = %cmd.user_id, amount = cmd.amount.money().won()))]
+    pub async fn charge(
+        &self,
+        cmd: ChargeBalance,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Replayable<ChargeReceipt>, AppError> {
+        let canonical = format!("amount={}", cmd.amount.money().won());
+        let reference = key.map(|k| format!("charge:{}:{}", cmd.user_id, k));
+        self.idempotent(
+            cmd.user_id,
+            key,
+            "charge",
+            canonical,
+            self.charge_once(cmd, reference),
+        )
+        .await
+    }
+
+    async fn charge_once(
+        &self,
+        cmd: ChargeBalance,
+        reference: Option<String>,
+    ) -> Result<ChargeReceipt, AppError> {
+        let guard = self.lock(&[keys::balance(cmd.user_id)]).await?;
+        let mut uow = self.begin_guarded(&guard).await?;
+        if let Some(reference) = &reference {
+            if let Some(done) = uow
+                .wallets()
+                .find_entry(reference, LedgerKind::Charge)
+                .await?
+            {
+                let balance = uow.wallets().balance(cmd.user_id).await?;
+                return Ok(ChargeReceipt {
+                    user_id: cmd.user_id.get(),
+                    balance: balance.won(),
+                    transaction_id: done.id.get(),
+                });
+            }
+        }
+        let now = self.ports.clock.now();
+        let entry = uow
+            .wallets()
+            .append(
+                LedgerChange {
+                    user_id: cmd.user_id,
+                    kind: LedgerKind::Charge,
+                    amount: cmd.amount.money(),
+                    reference,
+                },
+                now,
+            )
+            .await?;
+        self.commit_and_release(uow, guard).await?;
+        Ok(ChargeReceipt {
+            user_id: cmd.user_id.get(),
+            balance: entry.balance_after.won(),
+            transaction_id: entry.id.get(),
+        })
+    }
+
+    /// The wallet balance (0 for a user seen for the first time).
+    ///
+    /// # Errors
+    /// `BACKEND_UNAVAILABLE`.
+    pub async fn balance(&self, user: UserId) -> Result<BalanceView, AppError> {
+        let mut uow = self.ports.store.begin().await?;
+        let balance = uow.wallets().balance(user).await?;
+        Ok(BalanceView {
+            user_id: user.get(),
+            balance: balance.won(),
+        })
+    }
+
+    /// The ledger, newest first.
+    ///
+    /// # Errors
+    /// `BACKEND_UNAVAILABLE`.
+    pub async fn transactions(&self, user: UserId) -> Result<Vec<TransactionView>, AppError> {
+        let mut uow = self.ports.store.begin().await?;
+        let entries = uow.wallets().entries(user).await?;
+        Ok(entries.iter().rev().map(TransactionView::from).collect())
+    }
+}

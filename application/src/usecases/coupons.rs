@@ -1,0 +1,191 @@
+//! IssueCoupon (LOCKED and FLASH), ListMyCoupons, and the admin's coupon management.
+
+use crate::ports::gate::{GateConfig, GateOutcome};
+use crate::ports::lock::keys;
+use crate::ports::queue::IssuanceRequest;
+use crate::views::{CouponStockView, CouponView, IssueView, UserCouponView};
+use crate::{AppError, Stockade};
+use std::collections::HashMap;
+use stockade_domain::{Coupon, CouponId, DomainError, IssuanceMode, NewCoupon, UserId};
+
+impl Stockade {
+    /// Admin: creates a coupon policy (and, for FLASH, its gate).
+    ///
+    /// # Errors
+    /// `BACKEND_UNAVAILABLE`.
+    pub async fn create_coupon(&self, new: NewCoupon) -> Result<CouponView, AppError> {
+        let mut uow = self.ports.store.begin().await?;
+        let coupon = uow.coupons().insert(new).await?;
+        uow.commit().await?;
+        if coupon.mode == IssuanceMode::Flash {
+            self.init_gate(&coupon).await?;
+        }
+        self.policies.write().insert(coupon.id, coupon.clone());
+        Ok(CouponView::from(&coupon))
+    }
+
+    /// Makes sure the gate of a FLASH coupon exists (idempotent; bootstrap calls it at start).
+    ///
+    /// # Errors
+    /// `BACKEND_UNAVAILABLE`.
+    pub async fn init_gate(&self, coupon: &Coupon) -> Result<(), AppError> {
+        self.ports
+            .gate
+            .init(
+                coupon.id,
+                GateConfig {
+                    quantity: coupon.quantity,
+                    valid_from: coupon.valid_from,
+                    valid_until: coupon.valid_until,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Issues one coupon to `user`.
+    ///
+    /// - LOCKED: lock `coupon:{id}` → check window, holder and quantity → persist → release.
+    /// - FLASH: one atomic gate reserve → enqueue; the issuance consumer persists it. If the
+    ///   hand-off fails, the reservation is rolled back at once and the answer is
+    ///   `BACKEND_UNAVAILABLE`, so nothing is lost silently.
+    ///
+    /// # Errors
+    /// `COUPON_NOT_FOUND`, `INVALID_COUPON` (outside its window), `COUPON_SOLD_OUT`,
+    /// `COUPON_ALREADY_ISSUED`, `LOCK_TIMEOUT`, `BACKEND_UNAVAILABLE`.
+    #[tracing::instrument(skip_all, fields(coupon = %coupon_id, user = %user))]
+    pub async fn issue_coupon(
+        &self,
+        coupon_id: CouponId,
+        user: UserId,
+    ) -> Result<IssueView, AppError> {
+        let coupon = self.policy(coupon_id).await?;
+        match coupon.mode {
+            IssuanceMode::Locked => self.issue_locked(&coupon, user).await,
+            IssuanceMode::Flash => self.issue_flash(&coupon, user).await,
+        }
+    }
+
+    async fn issue_locked(&self, coupon: &Coupon, user: UserId) -> Result<IssueView, AppError> {
+        let now = self.ports.clock.now();
+        coupon.check_issuable(now)?;
+        let guard = self.lock(&[keys::coupon(coupon.id)]).await?;
+        let mut uow = self.begin_guarded(&guard).await?;
+        let issued = uow.coupons().issue(coupon, user, now).await?;
+        self.commit_and_release(uow, guard).await?;
+        Ok(IssueView {
+            coupon_id: coupon.id.get(),
+            user_id: user.get(),
+            user_coupon_id: Some(issued.id.get()),
+            status: "ISSUED".to_owned(),
+        })
+    }
+
+    async fn issue_flash(&self, coupon: &Coupon, user: UserId) -> Result<IssueView, AppError> {
+        let now = self.ports.clock.now();
+        let mut outcome = self.ports.gate.reserve(coupon.id, user, now).await?;
+        if outcome == GateOutcome::NotInitialised {
+            // A gate lost with its backend (or never created on this one): create it again from
+            // the policy. Reconciliation restores who already holds one.
+            self.init_gate(coupon).await?;
+            outcome = self.ports.gate.reserve(coupon.id, user, now).await?;
+        }
+        match outcome {
+            GateOutcome::Reserved => {}
+            GateOutcome::SoldOut => return Err(DomainError::CouponSoldOut.into()),
+            GateOutcome::AlreadyIssued => return Err(DomainError::CouponAlreadyIssued.into()),
+            GateOutcome::Expired => {
+                return Err(DomainError::InvalidCoupon(format!(
+                    "coupon {} is not valid at this time",
+                    coupon.id
+                ))
+                .into())
+            }
+            GateOutcome::NotInitialised => {
+                return Err(AppError::Internal(format!(
+                    "gate of coupon {} could not be created",
+                    coupon.id
+                )))
+            }
+        }
+        let request = IssuanceRequest {
+            coupon_id: coupon.id,
+            user_id: user,
+            reserved_at: now,
+        };
+        if let Err(e) = self.ports.queue.publish(request).await {
+            tracing::warn!(error = %e, "issuance hand-off failed; rolling the reservation back");
+            if let Err(rb) = self.ports.gate.rollback(coupon.id, user).await {
+                tracing::error!(error = %rb, "rollback failed; reconciliation will repair it");
+            }
+            return Err(AppError::Unavailable(e));
+        }
+        Ok(IssueView {
+            coupon_id: coupon.id.get(),
+            user_id: user.get(),
+            user_coupon_id: None,
+            status: "RESERVED".to_owned(),
+        })
+    }
+
+    /// The coupons a user holds, with statuses as of now.
+    ///
+    /// # Errors
+    /// `BACKEND_UNAVAILABLE`.
+    pub async fn my_coupons(&self, user: UserId) -> Result<Vec<UserCouponView>, AppError> {
+        let now = self.ports.clock.now();
+        let mut uow = self.ports.store.begin().await?;
+        let held = uow.coupons().user_coupons(user).await?;
+        let mut policies: HashMap<CouponId, Coupon> = HashMap::new();
+        let mut out = Vec::with_capacity(held.len());
+        for uc in &held {
+            if !policies.contains_key(&uc.coupon_id) {
+                if let Some(c) = uow.coupons().get(uc.coupon_id).await? {
+                    policies.insert(c.id, c);
+                }
+            }
+            if let Some(c) = policies.get(&uc.coupon_id) {
+                out.push(UserCouponView::new(uc, c, now));
+            }
+        }
+        out.sort_by_key(|v| v.user_coupon_id);
+        Ok(out)
+    }
+
+    /// Admin: a coupon's counters. For FLASH, `remaining`/`reserved` come from the gate and
+    /// `persisted`/`failed` from the store; for LOCKED all come from the store.
+    ///
+    /// # Errors
+    /// `COUPON_NOT_FOUND`; `BACKEND_UNAVAILABLE`.
+    pub async fn coupon_stock(&self, coupon_id: CouponId) -> Result<CouponStockView, AppError> {
+        let coupon = self.policy(coupon_id).await?;
+        let mut uow = self.ports.store.begin().await?;
+        let persisted = uow.coupons().issued_count(coupon_id).await?;
+        let failed =
+            u32::try_from(uow.coupons().failures(coupon_id).await?.len()).unwrap_or(u32::MAX);
+        drop(uow);
+        let (remaining, reserved) = match coupon.mode {
+            IssuanceMode::Locked => (coupon.quantity.saturating_sub(persisted), persisted),
+            IssuanceMode::Flash => match self.ports.gate.stats(coupon_id).await? {
+                Some(stats) => (stats.remaining, stats.reserved),
+                None => (coupon.quantity.saturating_sub(persisted), persisted),
+            },
+        };
+        Ok(CouponStockView {
+            coupon_id: coupon_id.get(),
+            quantity: coupon.quantity,
+            remaining,
+            reserved,
+            persisted,
+            failed,
+        })
+    }
+
+    /// Admin: every coupon policy (for start-up gate initialisation and listings).
+    ///
+    /// # Errors
+    /// `BACKEND_UNAVAILABLE`.
+    pub async fn coupon(&self, coupon_id: CouponId) -> Result<CouponView, AppError> {
+        Ok(CouponView::from(&self.policy(coupon_id).await?))
+    }
+}

@@ -1,0 +1,128 @@
+//! The issuance consumer: persists FLASH reservations from the queue.
+//!
+//! Persistence is idempotent (`COUPON_ALREADY_ISSUED` counts as success), so an at-least-once
+//! queue yields exactly-once coupons. A delivery that fails for a passing reason (the store is
+//! unavailable) is retried with exponential backoff; past `issuance_max_attempts`, or at once
+//! for a permanent refusal, it is dead-lettered, recorded as a failure and rolled back in the
+//! gate, so that the user may try again and reconciliation sees it.
+
+use crate::ports::queue::Delivery;
+use crate::ports::store::StoreError;
+use crate::{AppError, Stockade};
+use std::time::Duration;
+use stockade_domain::DomainError;
+use tokio::sync::watch;
+
+/// What one delivery ended as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuanceOutcome {
+    Persisted,
+    Retried,
+    DeadLettered,
+}
+
+impl Stockade {
+    /// Receives and handles one batch; returns how many deliveries it handled.
+    ///
+    /// # Errors
+    /// `BACKEND_UNAVAILABLE` when the queue itself fails.
+    pub async fn consume_issuances(&self, max: usize, wait: Duration) -> Result<usize, AppError> {
+        let batch = self.ports.queue.receive(max, wait).await?;
+        let n = batch.len();
+        for delivery in batch {
+            self.handle_issuance(&delivery).await?;
+        }
+        Ok(n)
+    }
+
+    /// Runs the consumer until `shutdown` turns true, finishing the batch in hand.
+    pub async fn run_issuance_consumer(&self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            tokio::select! {
+                r = self.consume_issuances(64, Duration::from_millis(250)) => {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "issuance queue unavailable; backing off");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    }
+                }
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Handles one delivery; see the module docs.
+    ///
+    /// # Errors
+    /// `BACKEND_UNAVAILABLE` when the queue cannot be told the outcome (it will redeliver).
+    pub async fn handle_issuance(&self, delivery: &Delivery) -> Result<IssuanceOutcome, AppError> {
+        let req = delivery.request;
+        let persisted = self.persist_issuance(delivery).await;
+        match persisted {
+            Ok(()) => {
+                self.ports.queue.ack(delivery).await?;
+                Ok(IssuanceOutcome::Persisted)
+            }
+            Err(Permanence::Passing(reason))
+                if delivery.attempt < self.settings.issuance_max_attempts =>
+            {
+                let shift = delivery.attempt.saturating_sub(1).min(16);
+                let delay = self.settings.issuance_backoff.saturating_mul(1 << shift);
+                tracing::debug!(%reason, attempt = delivery.attempt, ?delay, "issuance retried");
+                self.ports.queue.retry(delivery, delay).await?;
+                Ok(IssuanceOutcome::Retried)
+            }
+            Err(Permanence::Passing(reason) | Permanence::Permanent(reason)) => {
+                tracing::warn!(%reason, coupon = %req.coupon_id, user = %req.user_id, "issuance dead-lettered");
+                self.ports.queue.dead_letter(delivery, &reason).await?;
+                let recorded = async {
+                    let mut uow = self.ports.store.begin().await?;
+                    let now = self.ports.clock.now();
+                    uow.coupons()
+                        .record_failure(req.coupon_id, req.user_id, &reason, now)
+                        .await?;
+                    uow.commit().await
+                }
+                .await;
+                if let Err(e) = recorded {
+                    tracing::error!(error = %e, "failure not recorded; the dead letter keeps it");
+                }
+                if let Err(e) = self.ports.gate.rollback(req.coupon_id, req.user_id).await {
+                    tracing::error!(error = %e, "gate rollback failed; reconciliation will repair it");
+                }
+                Ok(IssuanceOutcome::DeadLettered)
+            }
+        }
+    }
+
+    async fn persist_issuance(&self, delivery: &Delivery) -> Result<(), Permanence> {
+        let req = delivery.request;
+        let coupon = match self.policy(req.coupon_id).await {
+            Ok(c) => c,
+            Err(AppError::Rejected(e)) => return Err(Permanence::Permanent(e.to_string())),
+            Err(e) => return Err(Permanence::Passing(e.to_string())),
+        };
+        let passing = |e: StoreError| Permanence::Passing(e.to_string());
+        let mut uow = self.ports.store.begin().await.map_err(passing)?;
+        match uow
+            .coupons()
+            .issue(&coupon, req.user_id, req.reserved_at)
+            .await
+        {
+            Ok(_) => uow.commit().await.map_err(passing),
+            Err(StoreError::Rejected(DomainError::CouponAlreadyIssued)) => Ok(()),
+            Err(StoreError::Rejected(e)) => Err(Permanence::Permanent(e.to_string())),
+            Err(e) => Err(passing(e)),
+        }
+    }
+}
+
+enum Permanence {
+    Passing(String),
+    Permanent(String),
+}

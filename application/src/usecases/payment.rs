@@ -1,0 +1,150 @@
+//! ProcessPayment: an orchestrated saga.
+//!
+//! 1. Under the order's and the wallet's locks, in one unit of work: check the order is payable,
+//!    record a PENDING payment and debit the wallet (USE). Commit.
+//! 2. Tell the data platform, bounded by `platform_timeout`.
+//! 3. Success: payment APPROVED, order PAID. Commit.
+//!    Failure: compensate in reverse order in one unit of work (refund, release stock, restore
+//!    coupons, record the failure: payment FAILED, order PAYMENT_FAILED) and answer
+//!    `PAYMENT_FAILED`.
+//!
+//! The locks are held from step 1 to step 3, so no cancellation or expiry of the same order can
+//! interleave. Each compensation is idempotent (see `orders::release_order`).
+
+use crate::ports::lock::keys;
+use crate::ports::platform::PaidOrder;
+use crate::ports::store::LedgerChange;
+use crate::usecases::orders::{load_owned, release_order};
+use crate::views::PaymentReceipt;
+use crate::{AppError, Replayable, Stockade};
+use stockade_domain::{
+    DomainError, IdempotencyKey, LedgerKind, Money, OrderId, OrderStatus, PaymentStatus, UserId,
+};
+
+/// Pay an order from the wallet.
+#[derive(Debug, Clone)]
+pub struct ProcessPayment {
+    pub user_id: UserId,
+    pub order_id: OrderId,
+    pub amount: Money,
+}
+
+impl Stockade {
+    /// Pays an order. See the module docs for the saga.
+    ///
+    /// # Errors
+    /// `ORDER_NOT_FOUND`, `INVALID_ORDER_STATE`, `AMOUNT_MISMATCH`, `INSUFFICIENT_BALANCE` (the
+    /// order stays PENDING_PAYMENT), `PAYMENT_FAILED` (compensated), `LOCK_TIMEOUT`,
+    /// `BACKEND_UNAVAILABLE`, and the idempotency outcomes.
+    #[tracing::instrument(skip_all, fields(user = %cmd.user_id, order = %cmd.order_id))]
+    pub async fn pay(
+        &self,
+        cmd: ProcessPayment,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Replayable<PaymentReceipt>, AppError> {
+        let canonical = format!("order={};amount={}", cmd.order_id, cmd.amount.won());
+        self.idempotent(cmd.user_id, key, "pay", canonical, self.pay_once(cmd))
+            .await
+    }
+
+    async fn pay_once(&self, cmd: ProcessPayment) -> Result<PaymentReceipt, AppError> {
+        let guard = self
+            .lock(&[keys::payment(cmd.order_id), keys::balance(cmd.user_id)])
+            .await?;
+
+        // Step 1: debit.
+        let mut uow = self.begin_guarded(&guard).await?;
+        let now = self.ports.clock.now();
+        let order = load_owned(&mut *uow, cmd.user_id, cmd.order_id).await?;
+        order.check_payable(cmd.amount, now)?;
+        if uow
+            .payments()
+            .for_order(order.id)
+            .await?
+            .iter()
+            .any(|p| p.status.holds_funds())
+        {
+            return Err(DomainError::InvalidOrderState {
+                state: "PAYMENT_IN_PROGRESS",
+                action: "paid",
+            }
+            .into());
+        }
+        let mut payment = uow.payments().insert(&order, cmd.amount, now).await?;
+        uow.wallets()
+            .append(
+                LedgerChange {
+                    user_id: cmd.user_id,
+                    kind: LedgerKind::Use,
+                    amount: cmd.amount,
+                    reference: Some(payment.ledger_reference()),
+                },
+                now,
+            )
+            .await?;
+        guard.check()?;
+        uow.commit().await?;
+
+        // Step 2: tell the platform.
+        let event = PaidOrder {
+            order_id: order.id,
+            payment_id: payment.id,
+            user_id: cmd.user_id,
+            amount: cmd.amount,
+            paid_at: now,
+        };
+        let told = tokio::time::timeout(
+            self.settings.platform_timeout,
+            self.ports.platform.order_paid(&event),
+        )
+        .await;
+        let failure = match told {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("the data platform did not answer in time".to_owned()),
+        };
+
+        // Step 3: confirm or compensate.
+        let mut uow = self.begin_guarded(&guard).await?;
+        let now = self.ports.clock.now();
+        match failure {
+            None => {
+                uow.payments()
+                    .update_status(
+                        payment.id,
+                        PaymentStatus::Pending,
+                        PaymentStatus::Approved,
+                        now,
+                    )
+                    .await?;
+                let mut paid = order.clone();
+                paid.transition(OrderStatus::Paid, now)?;
+                if !uow
+                    .orders()
+                    .update_status(
+                        order.id,
+                        OrderStatus::PendingPayment,
+                        OrderStatus::Paid,
+                        now,
+                    )
+                    .await?
+                {
+                    return Err(AppError::Internal(format!(
+                        "order {} changed while its payment ran under lock",
+                        order.id
+                    )));
+                }
+                let balance = uow.wallets().balance(cmd.user_id).await?;
+                self.commit_and_release(uow, guard).await?;
+                payment.status = PaymentStatus::Approved;
+                Ok(PaymentReceipt::new(&payment, balance.won()))
+            }
+            Some(reason) => {
+                tracing::warn!(%reason, "data platform failed; compensating the payment");
+                release_order(&mut *uow, &order, OrderStatus::PaymentFailed, now).await?;
+                self.commit_and_release(uow, guard).await?;
+                Err(AppError::PaymentFailed)
+            }
+        }
+    }
+}

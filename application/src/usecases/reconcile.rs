@@ -1,0 +1,95 @@
+//! Reconcile: make a FLASH coupon's gate and store agree.
+//!
+//! For each user the gate holds but the store does not: if a failure was recorded, the
+//! reservation is rolled back (the user may try again); otherwise it is persisted now (the
+//! consumer's persistence is idempotent, so racing it is harmless). For each user the store
+//! holds but the gate lost (its backend restarted without persistence), the reservation is
+//! restored in the gate. What reconciliation cannot recover: a reservation whose gate entry
+//! was lost before the store ever saw it, and whose queue message was lost too — the user
+//! simply holds nothing and may ask again.
+
+use crate::views::ReconcileReport;
+use crate::{AppError, Stockade};
+use std::collections::HashSet;
+use stockade_domain::{CouponId, DomainError, IssuanceMode, UserId};
+
+impl Stockade {
+    /// # Errors
+    /// `COUPON_NOT_FOUND`; `BACKEND_UNAVAILABLE`.
+    #[tracing::instrument(skip_all, fields(coupon = %coupon_id))]
+    pub async fn reconcile(&self, coupon_id: CouponId) -> Result<ReconcileReport, AppError> {
+        let coupon = self.policy(coupon_id).await?;
+        let mut report = ReconcileReport {
+            checked: 0,
+            repaired: 0,
+            rolled_back: 0,
+        };
+        if coupon.mode != IssuanceMode::Flash {
+            return Ok(report);
+        }
+        if self.ports.gate.stats(coupon_id).await?.is_none() {
+            self.init_gate(&coupon).await?;
+        }
+        let gate: HashSet<UserId> = self
+            .ports
+            .gate
+            .holders(coupon_id)
+            .await?
+            .into_iter()
+            .collect();
+        let (stored, failed): (HashSet<UserId>, HashSet<UserId>) = {
+            let mut uow = self.ports.store.begin().await?;
+            let stored = uow
+                .coupons()
+                .holders(coupon_id)
+                .await?
+                .into_iter()
+                .collect();
+            let failed = uow
+                .coupons()
+                .failures(coupon_id)
+                .await?
+                .into_iter()
+                .collect();
+            (stored, failed)
+        };
+        report.checked = u32::try_from(gate.union(&stored).count()).unwrap_or(u32::MAX);
+        for user in gate.difference(&stored) {
+            if failed.contains(user) {
+                if self.ports.gate.rollback(coupon_id, *user).await? {
+                    report.rolled_back += 1;
+                }
+                continue;
+            }
+            let now = self.ports.clock.now();
+            let mut uow = self.ports.store.begin().await?;
+            match uow.coupons().issue(&coupon, *user, now).await {
+                Ok(_) => {
+                    uow.commit().await?;
+                    report.repaired += 1;
+                }
+                Err(crate::ports::store::StoreError::Rejected(
+                    DomainError::CouponAlreadyIssued,
+                )) => {}
+                Err(crate::ports::store::StoreError::Rejected(e)) => {
+                    drop(uow);
+                    let mut uow = self.ports.store.begin().await?;
+                    uow.coupons()
+                        .record_failure(coupon_id, *user, &e.to_string(), now)
+                        .await?;
+                    uow.commit().await?;
+                    if self.ports.gate.rollback(coupon_id, *user).await? {
+                        report.rolled_back += 1;
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for user in stored.difference(&gate) {
+            if self.ports.gate.restore(coupon_id, *user).await? {
+                report.repaired += 1;
+            }
+        }
+        Ok(report)
+    }
+}

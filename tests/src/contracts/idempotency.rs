@@ -1,0 +1,1 @@
+//! The `idempotency` contract (to be written).

@@ -1,0 +1,1 @@
+//! The `queue` contract (to be written).

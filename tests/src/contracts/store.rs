@@ -1,0 +1,1 @@
+//! The `store` contract (to be written).

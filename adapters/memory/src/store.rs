@@ -88,13 +88,15 @@ struct State {
     payments: BTreeMap<PaymentId, Payment>,
     payments_by_order: HashMap<OrderId, Vec<PaymentId>>,
     fences: HashMap<String, u64>,
-    next_id: i64,
+    /// One id sequence per entity, so ids read as people expect (products 1, 2, 3…).
+    sequences: HashMap<&'static str, i64>,
 }
 
 impl State {
-    fn next_id(&mut self) -> i64 {
-        self.next_id += 1;
-        self.next_id
+    fn next_id(&mut self, entity: &'static str) -> i64 {
+        let n = self.sequences.entry(entity).or_insert(0);
+        *n += 1;
+        *n
     }
 }
 
@@ -330,7 +332,7 @@ impl WalletRepository for MemoryUnit {
                 .unwrap_or_default(),
         };
         let draft = wallet.apply(change.kind, change.amount, change.reference)?;
-        let id = TransactionId::new(self.state.next_id())
+        let id = TransactionId::new(self.state.next_id("ledger"))
             .map_err(|e| StoreError::Unavailable(BackendError::new("memory store", e)))?;
         let entry = LedgerEntry {
             id,
@@ -443,7 +445,7 @@ impl ProductRepository for MemoryUnit {
 
     async fn insert(&mut self, new: NewProduct) -> Result<Product, StoreError> {
         self.op()?;
-        let id = ProductId::new(self.state.next_id())?;
+        let id = ProductId::new(self.state.next_id("product"))?;
         let product = Product {
             id,
             name: new.name,
@@ -528,7 +530,7 @@ impl CartRepository for MemoryUnit {
 impl CouponRepository for MemoryUnit {
     async fn insert(&mut self, new: NewCoupon) -> Result<Coupon, StoreError> {
         self.op()?;
-        let id = CouponId::new(self.state.next_id())?;
+        let id = CouponId::new(self.state.next_id("coupon"))?;
         let coupon = Coupon::from_new(id, new);
         self.state.coupons.insert(id, coupon.clone());
         self.on_rollback(move |s| {
@@ -560,7 +562,7 @@ impl CouponRepository for MemoryUnit {
         if issued >= coupon.quantity as usize {
             return Err(DomainError::CouponSoldOut.into());
         }
-        let id = UserCouponId::new(self.state.next_id())?;
+        let id = UserCouponId::new(self.state.next_id("coupon"))?;
         let uc = UserCoupon {
             id,
             coupon_id: coupon.id,
@@ -704,7 +706,7 @@ impl CouponRepository for MemoryUnit {
 impl OrderRepository for MemoryUnit {
     async fn insert(&mut self, new: NewOrder) -> Result<Order, StoreError> {
         self.op()?;
-        let id = OrderId::new(self.state.next_id())?;
+        let id = OrderId::new(self.state.next_id("order"))?;
         let order = Order {
             id,
             user_id: new.user_id,
@@ -791,7 +793,7 @@ impl PaymentRepository for MemoryUnit {
         now: Timestamp,
     ) -> Result<Payment, StoreError> {
         self.op()?;
-        let id = PaymentId::new(self.state.next_id())?;
+        let id = PaymentId::new(self.state.next_id("payment"))?;
         let payment = Payment {
             id,
             order_id: order.id,

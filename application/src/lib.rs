@@ -57,6 +57,21 @@ impl Stockade {
         &self.settings
     }
 
+    /// Whether the backends answer: the store opens a unit and the queue reports its depth.
+    ///
+    /// # Errors
+    /// `BACKEND_UNAVAILABLE` naming nothing but the failure.
+    pub async fn ready(&self) -> Result<(), AppError> {
+        drop(self.ports.store.begin().await?);
+        self.ports.queue.depth().await?;
+        Ok(())
+    }
+
+    /// Forgets cached coupon policies (after the store was reset underneath).
+    pub fn forget_cached_policies(&self) {
+        self.policies.write().clear();
+    }
+
     /// Takes `keys` with the configured wait and lease.
     async fn lock(&self, keys: &[LockKey]) -> Result<LockGuard, AppError> {
         let options = LockOptions::new(self.settings.lock_wait, self.settings.lock_lease);

@@ -1,6 +1,8 @@
 //! What only the memory lock manager promises beyond the shared contract: idle entries are
 //! removed, re-entrancy, and lease hand-over under paused time.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 use stockade_application::ports::lock::{LockManager, LockOwner};
 use stockade_memory::MemoryLockManager;

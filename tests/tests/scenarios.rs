@@ -1,6 +1,8 @@
 //! Concurrency scenarios through the application layer on the memory backend. Each spawns
 //! hundreds of real tasks and checks the invariants of DESIGN.md afterwards.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use stockade_application::usecases::balance::ChargeBalance;

@@ -2,6 +2,8 @@
 //! run on many concurrent tasks against one application; every invariant of DESIGN.md is
 //! checked at the end.
 
+#![allow(clippy::unwrap_used)]
+
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -71,6 +71,11 @@ impl MemoryIdempotencyStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Forgets every record (the demo profile's reset).
+    pub fn clear(&self) {
+        self.records.lock().clear();
+    }
 }
 
 fn millis(d: Duration) -> i64 {

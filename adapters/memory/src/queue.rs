@@ -87,6 +87,11 @@ impl MemoryIssuanceQueue {
         }
     }
 
+    /// Drops every message, delivered or not (the demo profile's reset).
+    pub fn clear(&self) {
+        *self.inner.lock() = Inner::default();
+    }
+
     /// The dead letters with their reasons.
     pub fn dead_letters(&self) -> Vec<(IssuanceRequest, String)> {
         self.inner
@@ -177,7 +182,13 @@ impl IssuanceQueue for MemoryIssuanceQueue {
 
     async fn ack(&self, delivery: &Delivery) -> Result<(), BackendError> {
         let seq = seq_of(delivery)?;
-        self.inner.lock().in_flight.remove(&seq);
+        let mut inner = self.inner.lock();
+        if inner.in_flight.remove(&seq).is_none() {
+            // A late ack: the visibility time-out already put the message back; it is done all
+            // the same, so it must not be delivered again.
+            inner.ready.retain(|m| m.seq != seq);
+            inner.delayed.retain(|(_, s), _| *s != seq);
+        }
         Ok(())
     }
 

@@ -544,6 +544,11 @@ impl CouponRepository for MemoryUnit {
         Ok(self.state.coupons.get(&id).cloned())
     }
 
+    async fn list(&mut self) -> Result<Vec<Coupon>, StoreError> {
+        self.op()?;
+        Ok(self.state.coupons.values().cloned().collect())
+    }
+
     async fn issue(
         &mut self,
         coupon: &Coupon,
@@ -562,7 +567,7 @@ impl CouponRepository for MemoryUnit {
         if issued >= coupon.quantity as usize {
             return Err(DomainError::CouponSoldOut.into());
         }
-        let id = UserCouponId::new(self.state.next_id("coupon"))?;
+        let id = UserCouponId::new(self.state.next_id("user_coupon"))?;
         let uc = UserCoupon {
             id,
             coupon_id: coupon.id,

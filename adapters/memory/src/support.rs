@@ -167,6 +167,11 @@ impl fmt::Debug for MemoryPopularityCache {
 }
 
 impl MemoryPopularityCache {
+    /// Forgets every cached answer at once.
+    pub fn clear_now(&self) {
+        self.entries.lock().clear();
+    }
+
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         MemoryPopularityCache {
             entries: Arc::default(),

@@ -133,6 +133,8 @@ pub trait CartRepository: Send {
 pub trait CouponRepository: Send {
     async fn insert(&mut self, new: NewCoupon) -> Result<Coupon, StoreError>;
     async fn get(&mut self, id: CouponId) -> Result<Option<Coupon>, StoreError>;
+    /// Every coupon policy, by id.
+    async fn list(&mut self) -> Result<Vec<Coupon>, StoreError>;
     /// Issues `coupon` to `user` only if fewer than `quantity` were issued
     /// (`COUPON_SOLD_OUT`) and the user holds none yet (`COUPON_ALREADY_ISSUED`). Clears a
     /// failure recorded for the pair.

@@ -21,9 +21,11 @@ pub struct AuditReport {
 
 impl Stockade {
     /// Checks: every balance equals its ledger sum and is non-negative, the sum of balances is
-    /// charges − uses + refunds, stock is never negative (by type) and no more was sold than
-    /// ordered, every user coupon used by an order belongs to a live order, and every order that
-    /// no longer holds reservations has no payment still holding funds.
+    /// charges − uses + refunds, every user coupon an order holds is USED by that order (and
+    /// released once the order ends), no user coupon is held by two live orders, a PAID order
+    /// has exactly one approved payment, and an ended order has no payment still holding funds.
+    /// Stock conservation (sold + remaining == initial) needs the initial levels, so callers
+    /// that know them check it themselves (see the workload properties).
     ///
     /// # Errors
     /// `BACKEND_UNAVAILABLE`.

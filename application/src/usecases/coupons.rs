@@ -4,9 +4,11 @@ use crate::ports::gate::{GateConfig, GateOutcome};
 use crate::ports::lock::keys;
 use crate::ports::queue::IssuanceRequest;
 use crate::views::{CouponStockView, CouponView, IssueView, UserCouponView};
-use crate::{AppError, Stockade};
+use crate::{AppError, Replayable, Stockade};
 use std::collections::HashMap;
-use stockade_domain::{Coupon, CouponId, DomainError, IssuanceMode, NewCoupon, UserId};
+use stockade_domain::{
+    Coupon, CouponId, DomainError, IdempotencyKey, IssuanceMode, NewCoupon, UserId,
+};
 
 impl Stockade {
     /// Admin: creates a coupon policy (and, for FLASH, its gate).
@@ -64,6 +66,28 @@ impl Stockade {
             IssuanceMode::Locked => self.issue_locked(&coupon, user).await,
             IssuanceMode::Flash => self.issue_flash(&coupon, user).await,
         }
+    }
+
+    /// [`Stockade::issue_coupon`] with an optional idempotency key: a retry with the same key
+    /// gets the first answer again.
+    ///
+    /// # Errors
+    /// As [`Stockade::issue_coupon`], plus the idempotency outcomes.
+    pub async fn issue_coupon_keyed(
+        &self,
+        coupon_id: CouponId,
+        user: UserId,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Replayable<IssueView>, AppError> {
+        let canonical = format!("coupon={coupon_id}");
+        self.idempotent(
+            user,
+            key,
+            "issue-coupon",
+            canonical,
+            self.issue_coupon(coupon_id, user),
+        )
+        .await
     }
 
     async fn issue_locked(&self, coupon: &Coupon, user: UserId) -> Result<IssueView, AppError> {
@@ -181,7 +205,7 @@ impl Stockade {
         })
     }
 
-    /// Admin: every coupon policy (for start-up gate initialisation and listings).
+    /// One coupon policy.
     ///
     /// # Errors
     /// `BACKEND_UNAVAILABLE`.

@@ -338,6 +338,21 @@ impl Stockade {
         if !order.is_expired_at(now) {
             return Ok(false);
         }
+        let pending = uow
+            .payments()
+            .for_order(id)
+            .await?
+            .into_iter()
+            .find(|p| p.status == stockade_domain::PaymentStatus::Pending);
+        if let Some(payment) = pending {
+            // A payment saga was interrupted after its debit: finish it (it pays or
+            // compensates the order) instead of expiring an order the platform may know as paid.
+            drop(uow);
+            return match self.finish_saga(guard, order, payment).await {
+                Ok(_) | Err(AppError::PaymentFailed) => Ok(true),
+                Err(e) => Err(e),
+            };
+        }
         release_order(&mut *uow, &order, OrderStatus::Expired, now).await?;
         self.commit_and_release(uow, guard).await?;
         Ok(true)

@@ -10,15 +10,20 @@
 //!
 //! The locks are held from step 1 to step 3, so no cancellation or expiry of the same order can
 //! interleave. Each compensation is idempotent (see `orders::release_order`).
+//!
+//! A saga interrupted after step 1 (the store failed in step 3) leaves a PENDING payment. The
+//! next `pay` of that order, or the expiry worker, finds it under the same locks and finishes
+//! the saga from step 2 instead of refusing or refunding blindly.
 
-use crate::ports::lock::keys;
+use crate::ports::lock::{keys, LockGuard};
 use crate::ports::platform::PaidOrder;
 use crate::ports::store::LedgerChange;
 use crate::usecases::orders::{load_owned, release_order};
 use crate::views::PaymentReceipt;
 use crate::{AppError, Replayable, Stockade};
 use stockade_domain::{
-    DomainError, IdempotencyKey, LedgerKind, Money, OrderId, OrderStatus, PaymentStatus, UserId,
+    DomainError, IdempotencyKey, LedgerKind, Money, Order, OrderId, OrderStatus, Payment,
+    PaymentStatus, UserId,
 };
 
 /// Pay an order from the wallet.
@@ -56,21 +61,30 @@ impl Stockade {
         let mut uow = self.begin_guarded(&guard).await?;
         let now = self.ports.clock.now();
         let order = load_owned(&mut *uow, cmd.user_id, cmd.order_id).await?;
+        let payments = uow.payments().for_order(order.id).await?;
+        if let Some(pending) = payments.iter().find(|p| p.status == PaymentStatus::Pending) {
+            // A saga interrupted after its debit (the store failed in step 3, or the process
+            // stopped): finish it rather than refuse, so that a retry settles the payment.
+            if order.status != OrderStatus::PendingPayment || pending.amount != cmd.amount {
+                return Err(DomainError::InvalidOrderState {
+                    state: "PAYMENT_IN_PROGRESS",
+                    action: "paid",
+                }
+                .into());
+            }
+            let pending = pending.clone();
+            drop(uow);
+            return self.finish_saga(guard, order, pending).await;
+        }
         order.check_payable(cmd.amount, now)?;
-        if uow
-            .payments()
-            .for_order(order.id)
-            .await?
-            .iter()
-            .any(|p| p.status.holds_funds())
-        {
+        if payments.iter().any(|p| p.status.holds_funds()) {
             return Err(DomainError::InvalidOrderState {
-                state: "PAYMENT_IN_PROGRESS",
+                state: "PAID",
                 action: "paid",
             }
             .into());
         }
-        let mut payment = uow.payments().insert(&order, cmd.amount, now).await?;
+        let payment = uow.payments().insert(&order, cmd.amount, now).await?;
         uow.wallets()
             .append(
                 LedgerChange {
@@ -84,14 +98,25 @@ impl Stockade {
             .await?;
         guard.check()?;
         uow.commit().await?;
+        self.finish_saga(guard, order, payment).await
+    }
 
+    /// Steps 2 and 3 of the saga for a PENDING payment whose debit is committed: tell the
+    /// platform (the event carries the payment id, so a repeat after an interruption names the
+    /// same payment), then confirm or compensate under the same locks.
+    pub(crate) async fn finish_saga(
+        &self,
+        guard: LockGuard,
+        order: Order,
+        mut payment: Payment,
+    ) -> Result<PaymentReceipt, AppError> {
         // Step 2: tell the platform.
         let event = PaidOrder {
             order_id: order.id,
             payment_id: payment.id,
-            user_id: cmd.user_id,
-            amount: cmd.amount,
-            paid_at: now,
+            user_id: payment.user_id,
+            amount: payment.amount,
+            paid_at: payment.created_at,
         };
         let told = tokio::time::timeout(
             self.settings.platform_timeout,
@@ -134,7 +159,7 @@ impl Stockade {
                         order.id
                     )));
                 }
-                let balance = uow.wallets().balance(cmd.user_id).await?;
+                let balance = uow.wallets().balance(payment.user_id).await?;
                 self.commit_and_release(uow, guard).await?;
                 payment.status = PaymentStatus::Approved;
                 Ok(PaymentReceipt::new(&payment, balance.won()))

@@ -14,6 +14,29 @@ use std::collections::HashSet;
 use stockade_domain::{CouponId, DomainError, IssuanceMode, UserId};
 
 impl Stockade {
+    /// Reconciles every FLASH coupon; the report sums theirs.
+    ///
+    /// # Errors
+    /// `BACKEND_UNAVAILABLE`.
+    pub async fn reconcile_all(&self) -> Result<ReconcileReport, AppError> {
+        let coupons = {
+            let mut uow = self.ports.store.begin().await?;
+            uow.coupons().list().await?
+        };
+        let mut total = ReconcileReport {
+            checked: 0,
+            repaired: 0,
+            rolled_back: 0,
+        };
+        for coupon in coupons.iter().filter(|c| c.mode == IssuanceMode::Flash) {
+            let r = self.reconcile(coupon.id).await?;
+            total.checked += r.checked;
+            total.repaired += r.repaired;
+            total.rolled_back += r.rolled_back;
+        }
+        Ok(total)
+    }
+
     /// # Errors
     /// `COUPON_NOT_FOUND`; `BACKEND_UNAVAILABLE`.
     #[tracing::instrument(skip_all, fields(coupon = %coupon_id))]

@@ -1,0 +1,103 @@
+//! # stockade-http
+//!
+//! The HTTP API of API.md on axum. [`router`] builds the whole service from an [`AppState`];
+//! the binary serves it and tests drive it on an ephemeral port.
+//!
+//! - Every answer, 404 and 405 included, is the envelope of [`envelope`]; the only mapping
+//!   from an outcome to a status is [`error::status_of`].
+//! - Extractors ([`extract`]) turn malformed JSON, wrong types, bad paths and bad queries into
+//!   400 `INVALID_INPUT` naming the field, and oversized bodies into 413.
+//! - [`openapi::ROUTES`] is the one route table: the router and `/openapi.json` both come
+//!   from it.
+
+pub mod auth;
+pub mod envelope;
+pub mod error;
+pub mod extract;
+mod handlers;
+mod middleware;
+pub mod openapi;
+
+pub use auth::{issue_token, JwtSecret};
+
+use async_trait::async_trait;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use stockade_application::{AppError, Stockade};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// Puts the demo data back (only wired in the demo profile).
+#[async_trait]
+pub trait Reset: Send + Sync + std::fmt::Debug {
+    async fn reset(&self) -> Result<(), AppError>;
+}
+
+/// What every handler reaches.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub app: Stockade,
+    pub jwt: JwtSecret,
+    pub metrics: Option<PrometheusHandle>,
+    pub reset: Option<Arc<dyn Reset>>,
+    /// The longest a request may take.
+    pub request_timeout: Duration,
+}
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0,
+                ])
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .clone()
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole service.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for route in openapi::ROUTES {
+        router = router.route(route.path, (route.handler)());
+    }
+    let timeout = state.request_timeout;
+    router
+        .fallback(handlers::ops::not_found)
+        .method_not_allowed_fallback(handlers::ops::method_not_allowed)
+        .layer(DefaultBodyLimit::max(middleware::BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(timeout, middleware::time_out))
+        .layer(axum::middleware::from_fn(middleware::observe))
+        .layer(axum::middleware::from_fn(middleware::limit_body))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                        let id = req
+                            .headers()
+                            .get(&REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+                .layer(CatchPanicLayer::custom(middleware::panic_response)),
+        )
+        .with_state(state)
+}

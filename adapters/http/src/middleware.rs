@@ -1,0 +1,87 @@
+//! Cross-cutting layers: request metrics, error logging, a request time-out, the body limit,
+//! and a panic guard — each answering in the envelope.
+
+use crate::error::{ApiError, ErrorCause};
+use axum::extract::{MatchedPath, Request};
+use axum::http::header::CONTENT_LENGTH;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::time::{Duration, Instant};
+use stockade_domain::ErrorCode;
+
+/// The largest body any route accepts.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// Counts requests by route and status and records their latency; logs 5xx causes (which the
+/// body never shows).
+pub async fn observe(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    let status = response.status();
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.as_u16().to_string()).increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method.clone(), "route" => route.clone()).record(elapsed);
+    if status.is_server_error() {
+        let cause = response
+            .extensions()
+            .get::<ErrorCause>()
+            .map_or("-", |c| c.0.as_str());
+        tracing::error!(%method, %route, status = status.as_u16(), %cause, "request failed");
+    } else if let Some(cause) = response.extensions().get::<ErrorCause>() {
+        tracing::warn!(%method, %route, status = status.as_u16(), cause = %cause.0, "request refused");
+    }
+    response
+}
+
+/// Refuses a declared body over [`BODY_LIMIT`] before reading it (bodies without a length are
+/// limited while being read by the JSON extractor).
+pub async fn limit_body(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return ApiError::new(ErrorCode::PayloadTooLarge, "the body is larger than 1 MiB")
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Ends a request that takes longer than the configured time with 503 `BACKEND_UNAVAILABLE`.
+pub async fn time_out(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError {
+            cause: Some(format!("request exceeded {limit:?}")),
+            ..ApiError::new(
+                ErrorCode::BackendUnavailable,
+                "the request took too long; try again",
+            )
+        }
+        .into_response(),
+    }
+}
+
+/// A handler that panicked answers 500 in the envelope; the panic goes to the log.
+pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = err
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| err.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "panic".to_owned());
+    ApiError {
+        cause: Some(format!("handler panicked: {detail}")),
+        ..ApiError::new(ErrorCode::InternalError, "internal error")
+    }
+    .into_response()
+}

@@ -1,0 +1,221 @@
+//! Command line and environment: every `serve` flag also reads an environment variable.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::fmt;
+use std::net::SocketAddr;
+
+/// The secret used when none is configured, in the demo profile only.
+pub const DEMO_JWT_SECRET: &str = "stockade-demo-secret-change-me";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stockade",
+    version,
+    about = "A commerce backend that stays right under concurrency"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service.
+    Serve(Box<ServeArgs>),
+    /// Print a bearer token for the configured secret.
+    Token(TokenArgs),
+    /// Apply database migrations (for the postgres store).
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Profile {
+    /// Memory everything plus the demo data.
+    Demo,
+    /// Postgres and Redis, no demo data.
+    Production,
+}
+
+/// Where a port's adapter comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    Memory,
+    Postgres,
+    Redis,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Memory => "memory",
+            Backend::Postgres => "postgres",
+            Backend::Redis => "redis",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A secret read from flags or environment; never printed.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("the JWT secret must not be empty".into());
+        }
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "STOCKADE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// HS256 secret for bearer tokens (required outside the demo profile).
+    #[arg(long, env = "STOCKADE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+    /// `demo`: memory adapters and demo data; `production`: Postgres + Redis.
+    #[arg(long, env = "STOCKADE_PROFILE", value_enum, default_value = "demo")]
+    pub profile: Profile,
+    /// Store adapter (default: from the profile).
+    #[arg(long, env = "STOCKADE_STORE", value_enum)]
+    pub store: Option<Backend>,
+    /// Lock manager adapter.
+    #[arg(long, env = "STOCKADE_LOCK", value_enum)]
+    pub lock: Option<Backend>,
+    /// Idempotency store adapter.
+    #[arg(long, env = "STOCKADE_IDEMPOTENCY", value_enum)]
+    pub idempotency: Option<Backend>,
+    /// FLASH coupon gate adapter.
+    #[arg(long, env = "STOCKADE_GATE", value_enum)]
+    pub gate: Option<Backend>,
+    /// Issuance queue adapter.
+    #[arg(long, env = "STOCKADE_QUEUE", value_enum)]
+    pub queue: Option<Backend>,
+    /// Postgres connection URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/stockade",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Redis URL; give several (or a comma-separated list) for Redlock over N masters.
+    #[arg(
+        long = "redis-url",
+        env = "REDIS_URL",
+        value_delimiter = ',',
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_urls: Vec<String>,
+    /// Log format.
+    #[arg(long, env = "STOCKADE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// How long a use case waits for its locks, in milliseconds.
+    #[arg(long, env = "STOCKADE_LOCK_WAIT_MS", default_value_t = 5_000)]
+    pub lock_wait_ms: u64,
+    /// How long a lock lives if its holder vanishes, in milliseconds.
+    #[arg(long, env = "STOCKADE_LOCK_LEASE_MS", default_value_t = 30_000)]
+    pub lock_lease_ms: u64,
+    /// How long an unpaid order holds its stock and coupons, in seconds.
+    #[arg(long, env = "STOCKADE_ORDER_TTL_SECS", default_value_t = 900)]
+    pub order_ttl_secs: u64,
+    /// How long an idempotent outcome is replayed, in seconds.
+    #[arg(long, env = "STOCKADE_IDEMPOTENCY_TTL_SECS", default_value_t = 86_400)]
+    pub idempotency_ttl_secs: u64,
+    /// How long an in-flight idempotency key is held if its request dies, in seconds.
+    #[arg(long, env = "STOCKADE_IDEMPOTENCY_LEASE_SECS", default_value_t = 60)]
+    pub idempotency_lease_secs: u64,
+    /// The longest one request may take, in seconds (keep it under the idempotency lease).
+    #[arg(long, env = "STOCKADE_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// The longest the payment saga waits for the data platform, in milliseconds.
+    #[arg(long, env = "STOCKADE_PLATFORM_TIMEOUT_MS", default_value_t = 5_000)]
+    pub platform_timeout_ms: u64,
+    /// How long a popular-products answer is cached, in seconds.
+    #[arg(long, env = "STOCKADE_POPULARITY_TTL_SECS", default_value_t = 60)]
+    pub popularity_ttl_secs: u64,
+    /// Issuance consumers in this process.
+    #[arg(long, env = "STOCKADE_ISSUANCE_CONSUMERS", default_value_t = 2)]
+    pub issuance_consumers: usize,
+    /// Deliveries of one issuance before it is dead-lettered.
+    #[arg(long, env = "STOCKADE_ISSUANCE_MAX_ATTEMPTS", default_value_t = 5)]
+    pub issuance_max_attempts: u32,
+    /// How often unpaid orders are expired, in seconds.
+    #[arg(long, env = "STOCKADE_EXPIRY_INTERVAL_SECS", default_value_t = 5)]
+    pub expiry_interval_secs: u64,
+    /// How often FLASH coupons are reconciled, in seconds.
+    #[arg(long, env = "STOCKADE_RECONCILE_INTERVAL_SECS", default_value_t = 300)]
+    pub reconcile_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The user id the token names.
+    #[arg(long)]
+    pub user: i64,
+    /// Make it an admin token.
+    #[arg(long)]
+    pub admin: bool,
+    /// HS256 secret (the demo secret when unset).
+    #[arg(long, env = "STOCKADE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    pub ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Postgres connection URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/stockade",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+}
+
+impl ServeArgs {
+    /// The adapter of each port: the flag if given, else the profile's.
+    pub fn choices(&self) -> [(&'static str, Backend); 5] {
+        let (store, lock, idem, gate, queue) = match self.profile {
+            Profile::Demo => (
+                Backend::Memory,
+                Backend::Memory,
+                Backend::Memory,
+                Backend::Memory,
+                Backend::Memory,
+            ),
+            Profile::Production => (
+                Backend::Postgres,
+                Backend::Redis,
+                Backend::Redis,
+                Backend::Redis,
+                Backend::Redis,
+            ),
+        };
+        [
+            ("store", self.store.unwrap_or(store)),
+            ("lock", self.lock.unwrap_or(lock)),
+            ("idempotency", self.idempotency.unwrap_or(idem)),
+            ("gate", self.gate.unwrap_or(gate)),
+            ("queue", self.queue.unwrap_or(queue)),
+        ]
+    }
+}

@@ -1,0 +1,223 @@
+//! # stockade (bootstrap)
+//!
+//! The only crate that knows every adapter: it reads configuration, builds the chosen adapters
+//! into a [`Ports`] bundle, seeds the demo data when asked, starts the background workers and
+//! serves the HTTP API. [`Service::build`] is also what the end-to-end tests start.
+
+pub mod config;
+mod metered;
+pub mod seed;
+pub mod telemetry;
+pub mod workers;
+
+use async_trait::async_trait;
+use config::{Backend, Profile, ServeArgs, DEMO_JWT_SECRET};
+use std::sync::Arc;
+use std::time::Duration;
+use stockade_application::ports::clock::Clock;
+use stockade_application::{AppError, Ports, Settings, Stockade};
+use stockade_http::{AppState, JwtSecret, Reset};
+use stockade_memory::{MemoryBackend, SystemClock};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the {port} adapter `{backend}` is not available in this build; only `memory` is (choose --{port} memory)")]
+    Unavailable {
+        port: &'static str,
+        backend: Backend,
+    },
+    #[error("the production profile needs --jwt-secret (or STOCKADE_JWT_SECRET)")]
+    MissingSecret,
+    #[error("could not seed the demo data: {0}")]
+    Seed(#[source] AppError),
+    #[error("could not listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A built service: the application, its HTTP state, and the memory adapters it runs on.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub app: Stockade,
+    pub state: AppState,
+    pub memory: MemoryBackend,
+    pub intervals: workers::Intervals,
+}
+
+/// Puts the demo data back: empties every memory adapter and seeds again.
+#[derive(Debug)]
+struct DemoReset {
+    app: Stockade,
+    memory: MemoryBackend,
+}
+
+#[async_trait]
+impl Reset for DemoReset {
+    async fn reset(&self) -> Result<(), AppError> {
+        self.memory.store.reset().await;
+        self.memory.gate.wipe();
+        self.memory.queue.clear();
+        self.memory.idempotency.clear();
+        self.memory.popularity.clear_now();
+        self.app.forget_cached_policies();
+        seed::demo(&self.app).await
+    }
+}
+
+fn settings(args: &ServeArgs) -> Settings {
+    Settings {
+        lock_wait: Duration::from_millis(args.lock_wait_ms),
+        lock_lease: Duration::from_millis(args.lock_lease_ms),
+        order_ttl: Duration::from_secs(args.order_ttl_secs),
+        idempotency_ttl: Duration::from_secs(args.idempotency_ttl_secs),
+        idempotency_lease: Duration::from_secs(args.idempotency_lease_secs),
+        popularity_ttl: Duration::from_secs(args.popularity_ttl_secs),
+        platform_timeout: Duration::from_millis(args.platform_timeout_ms),
+        issuance_max_attempts: args.issuance_max_attempts.max(1),
+        ..Settings::default()
+    }
+}
+
+impl Service {
+    /// Builds the adapters `args` choose, the application and its HTTP state; seeds the demo
+    /// data in the demo profile.
+    ///
+    /// # Errors
+    /// [`StartError`] naming what is missing.
+    pub async fn build(args: &ServeArgs) -> Result<Service, StartError> {
+        for (port, backend) in args.choices() {
+            if backend != Backend::Memory {
+                return Err(StartError::Unavailable { port, backend });
+            }
+        }
+        let jwt = match (&args.jwt_secret, args.profile) {
+            (Some(secret), _) => JwtSecret::new(secret.0.clone()),
+            (None, Profile::Demo) => {
+                tracing::warn!(
+                    "no --jwt-secret given: using the public demo secret (demo profile only)"
+                );
+                JwtSecret::new(DEMO_JWT_SECRET)
+            }
+            (None, Profile::Production) => return Err(StartError::MissingSecret),
+        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let memory = MemoryBackend::new(clock);
+        let ports = metered_ports(memory.ports(), "memory");
+        let app = Stockade::new(ports, settings(args));
+        let reset: Option<Arc<dyn Reset>> = if args.profile == Profile::Demo {
+            seed::demo(&app).await.map_err(StartError::Seed)?;
+            Some(Arc::new(DemoReset {
+                app: app.clone(),
+                memory: memory.clone(),
+            }))
+        } else {
+            None
+        };
+        let state = AppState {
+            app: app.clone(),
+            jwt,
+            metrics: stockade_http::metrics_handle(),
+            reset,
+            request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
+        };
+        let intervals = workers::Intervals {
+            issuance_consumers: args.issuance_consumers,
+            expiry: Duration::from_secs(args.expiry_interval_secs.max(1)),
+            popularity: Duration::from_secs((args.popularity_ttl_secs / 2).max(1)),
+            reconcile: Duration::from_secs(args.reconcile_interval_secs.max(1)),
+            purge: Duration::from_secs(60),
+            metrics: Duration::from_secs(1),
+        };
+        Ok(Service {
+            app,
+            state,
+            memory,
+            intervals,
+        })
+    }
+
+    /// Starts the background workers.
+    pub fn spawn_workers(&self, shutdown: &watch::Receiver<bool>) -> JoinSet<()> {
+        workers::spawn(&self.app, &self.intervals, shutdown)
+    }
+
+    /// The HTTP service.
+    pub fn router(&self) -> axum::Router {
+        stockade_http::router(self.state.clone())
+    }
+}
+
+fn metered_ports(mut ports: Ports, backend: &'static str) -> Ports {
+    ports.locks = Arc::new(metered::MeteredLocks {
+        inner: ports.locks,
+        backend,
+    });
+    ports.idempotency = Arc::new(metered::MeteredIdempotency {
+        inner: ports.idempotency,
+    });
+    ports.gate = Arc::new(metered::MeteredGate { inner: ports.gate });
+    ports
+}
+
+/// Serves until SIGTERM or Ctrl-C, then drains in-flight requests and stops the workers.
+///
+/// # Errors
+/// [`StartError`] when the service cannot be built or the address cannot be bound.
+pub async fn serve(args: &ServeArgs) -> Result<(), StartError> {
+    let service = Service::build(args).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: args.listen,
+            source,
+        })?;
+    let (stop, stopped) = watch::channel(false);
+    let mut workers = service.spawn_workers(&stopped);
+    tracing::info!(addr = %args.listen, profile = ?args.profile, "stockade is listening");
+    let served = axum::serve(listener, service.router())
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    tracing::info!("shutting down: stopping workers");
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("workers did not stop in 10 s; aborting them");
+        workers.abort_all();
+    }
+    if let Err(e) = served {
+        tracing::error!(error = %e, "server error");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,134 @@
+//! Decorators that publish metrics about a port without the use cases knowing: lock waits and
+//! time-outs per backend, idempotency replays and conflicts, gate outcomes.
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use stockade_application::ports::gate::{CouponGate, GateConfig, GateOutcome, GateStats};
+use stockade_application::ports::idempotency::{
+    Begin, Fingerprint, IdempotencyError, IdempotencyStore, Scope, StoredOutcome, Ticket,
+};
+use stockade_application::ports::lock::{LockError, LockGuard, LockKey, LockManager, LockOptions};
+use stockade_application::BackendError;
+use stockade_domain::{CouponId, IdempotencyKey, Timestamp, UserId};
+
+#[derive(Debug)]
+pub struct MeteredLocks {
+    pub inner: Arc<dyn LockManager>,
+    pub backend: &'static str,
+}
+
+#[async_trait]
+impl LockManager for MeteredLocks {
+    async fn acquire(
+        &self,
+        keys: &[LockKey],
+        options: LockOptions,
+    ) -> Result<LockGuard, LockError> {
+        let started = Instant::now();
+        let r = self.inner.acquire(keys, options).await;
+        metrics::histogram!("lock_wait_seconds", "backend" => self.backend)
+            .record(started.elapsed().as_secs_f64());
+        match &r {
+            Ok(_) => {}
+            Err(LockError::Timeout) => {
+                metrics::counter!("lock_timeouts_total", "backend" => self.backend).increment(1)
+            }
+            Err(_) => {
+                metrics::counter!("lock_errors_total", "backend" => self.backend).increment(1)
+            }
+        }
+        r
+    }
+}
+
+#[derive(Debug)]
+pub struct MeteredIdempotency {
+    pub inner: Arc<dyn IdempotencyStore>,
+}
+
+#[async_trait]
+impl IdempotencyStore for MeteredIdempotency {
+    async fn begin(
+        &self,
+        scope: &Scope,
+        key: &IdempotencyKey,
+        fingerprint: &Fingerprint,
+        lease: Duration,
+    ) -> Result<Begin, IdempotencyError> {
+        let r = self.inner.begin(scope, key, fingerprint, lease).await;
+        let outcome = match &r {
+            Ok(Begin::Started(_)) => "started",
+            Ok(Begin::Replay(_)) => "replayed",
+            Ok(Begin::InProgress { .. }) => "in_progress",
+            Ok(Begin::Mismatch) => "mismatch",
+            Err(_) => "error",
+        };
+        metrics::counter!("idempotency_begins_total", "outcome" => outcome).increment(1);
+        r
+    }
+
+    async fn complete(
+        &self,
+        ticket: &Ticket,
+        outcome: StoredOutcome,
+        ttl: Duration,
+    ) -> Result<(), IdempotencyError> {
+        self.inner.complete(ticket, outcome, ttl).await
+    }
+
+    async fn abandon(&self, ticket: &Ticket) -> Result<(), IdempotencyError> {
+        self.inner.abandon(ticket).await
+    }
+
+    async fn purge_expired(&self) -> Result<u64, IdempotencyError> {
+        self.inner.purge_expired().await
+    }
+}
+
+#[derive(Debug)]
+pub struct MeteredGate {
+    pub inner: Arc<dyn CouponGate>,
+}
+
+#[async_trait]
+impl CouponGate for MeteredGate {
+    async fn init(&self, coupon: CouponId, config: GateConfig) -> Result<(), BackendError> {
+        self.inner.init(coupon, config).await
+    }
+
+    async fn reserve(
+        &self,
+        coupon: CouponId,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<GateOutcome, BackendError> {
+        let r = self.inner.reserve(coupon, user, now).await;
+        let outcome = match &r {
+            Ok(GateOutcome::Reserved) => "reserved",
+            Ok(GateOutcome::SoldOut) => "sold_out",
+            Ok(GateOutcome::AlreadyIssued) => "already_issued",
+            Ok(GateOutcome::NotInitialised) => "not_initialised",
+            Ok(GateOutcome::Expired) => "expired",
+            Err(_) => "error",
+        };
+        metrics::counter!("coupon_gate_outcomes_total", "outcome" => outcome).increment(1);
+        r
+    }
+
+    async fn rollback(&self, coupon: CouponId, user: UserId) -> Result<bool, BackendError> {
+        self.inner.rollback(coupon, user).await
+    }
+
+    async fn restore(&self, coupon: CouponId, user: UserId) -> Result<bool, BackendError> {
+        self.inner.restore(coupon, user).await
+    }
+
+    async fn stats(&self, coupon: CouponId) -> Result<Option<GateStats>, BackendError> {
+        self.inner.stats(coupon).await
+    }
+
+    async fn holders(&self, coupon: CouponId) -> Result<Vec<UserId>, BackendError> {
+        self.inner.holders(coupon).await
+    }
+}

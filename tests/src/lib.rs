@@ -15,6 +15,7 @@
 
 pub mod contracts;
 pub mod harness;
+pub mod http;
 
 #[doc(hidden)]
 pub use proptest as __proptest;

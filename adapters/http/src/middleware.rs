@@ -38,15 +38,22 @@ pub async fn observe(req: Request, next: Next) -> Response {
     response
 }
 
-/// Refuses a declared body over [`BODY_LIMIT`] before reading it (bodies without a length are
-/// limited while being read by the JSON extractor).
+/// Bodies up to this size are read to the end before a 413 is sent, so that the client, still
+/// writing, gets the answer instead of a reset connection; larger ones are cut off.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Refuses a declared body over [`BODY_LIMIT`] without handing it to a handler (bodies without
+/// a length are limited while being read by the JSON extractor).
 pub async fn limit_body(req: Request, next: Next) -> Response {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+    if let Some(n) = declared.filter(|n| *n > BODY_LIMIT as u64) {
+        if n <= DRAIN_LIMIT as u64 {
+            let _ = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT).await;
+        }
         return ApiError::new(ErrorCode::PayloadTooLarge, "the body is larger than 1 MiB")
             .into_response();
     }

@@ -177,6 +177,9 @@ pub struct TokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 86_400)]
     pub ttl_secs: u64,
+    /// Print tokens for this many users, `--user` and the ids after it, one per line.
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -33,19 +33,24 @@ async fn main() -> ExitCode {
                 eprintln!("stockade: --user must be a positive id");
                 return ExitCode::FAILURE;
             }
-            match issue_token(&secret, args.user, args.admin, args.ttl_secs) {
-                Ok(token) => {
-                    #[allow(clippy::print_stdout)]
-                    {
-                        println!("{token}");
+            let mut out = String::new();
+            for user in args.user..args.user.saturating_add(i64::from(args.count.max(1))) {
+                match issue_token(&secret, user, args.admin, args.ttl_secs) {
+                    Ok(token) => {
+                        out.push_str(&token);
+                        out.push('\n');
                     }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("stockade: {e}");
-                    ExitCode::FAILURE
+                    Err(e) => {
+                        eprintln!("stockade: {e}");
+                        return ExitCode::FAILURE;
+                    }
                 }
             }
+            #[allow(clippy::print_stdout)]
+            {
+                print!("{out}");
+            }
+            ExitCode::SUCCESS
         }
         Command::Migrate(_) => {
             eprintln!(

@@ -1,9 +1,16 @@
 //! Every port contract suite, run against the memory adapters.
 
 use std::sync::Arc;
+use stockade_application::ports::clock::{Clock, IdGenerator};
+use stockade_application::ports::gate::CouponGate;
+use stockade_application::ports::idempotency::IdempotencyStore;
 use stockade_application::ports::lock::LockManager;
+use stockade_application::ports::queue::IssuanceQueue;
 use stockade_application::ports::store::Store;
-use stockade_memory::{MemoryLockManager, MemoryStore};
+use stockade_memory::{
+    MemoryCouponGate, MemoryIdempotencyStore, MemoryIssuanceQueue, MemoryLockManager, MemoryStore,
+    ProcessIds, SystemClock,
+};
 
 mod lock {
     use super::*;
@@ -12,4 +19,42 @@ mod lock {
         async { Arc::new(MemoryStore::new()) as Arc<dyn Store> },
         fair
     );
+}
+
+mod idempotency {
+    use super::*;
+    stockade_tests::idempotency_contract!(
+        async {
+            Arc::new(MemoryIdempotencyStore::new(
+                Arc::new(SystemClock) as Arc<dyn Clock>,
+                Arc::new(ProcessIds::default()) as Arc<dyn IdGenerator>,
+            )) as Arc<dyn IdempotencyStore>
+        },
+        purge_counts
+    );
+}
+
+mod gate {
+    use super::*;
+    stockade_tests::gate_contract!(async {
+        Arc::new(MemoryCouponGate::new()) as Arc<dyn CouponGate>
+    });
+}
+
+mod queue {
+    use super::*;
+    stockade_tests::queue_contract!(
+        async { Arc::new(MemoryIssuanceQueue::default()) as Arc<dyn IssuanceQueue> },
+        redelivery = async {
+            Arc::new(MemoryIssuanceQueue::new(
+                1_000_000,
+                std::time::Duration::from_millis(300),
+            )) as Arc<dyn IssuanceQueue>
+        }
+    );
+}
+
+mod store {
+    use super::*;
+    stockade_tests::store_contract!(async { Arc::new(MemoryStore::new()) as Arc<dyn Store> });
 }

@@ -205,9 +205,12 @@ pub async fn keys_sorted_and_deduplicated(locks: Arc<dyn LockManager>) {
 /// holder's guard reports the loss and the store refuses its stale token.
 pub async fn lease_expiry_and_stale_token(locks: Arc<dyn LockManager>, store: Arc<dyn Store>) {
     let k = key("contract:lease");
-    let stale = locks.acquire(&[k.clone()], opts(1_000, 300)).await.unwrap();
+    let stale = locks
+        .acquire(std::slice::from_ref(&k), opts(1_000, 300))
+        .await
+        .unwrap();
     let fresh = locks
-        .acquire(&[k.clone()], opts(5_000, 30_000))
+        .acquire(std::slice::from_ref(&k), opts(5_000, 30_000))
         .await
         .unwrap();
     assert!(fresh.fences()[0].token > stale.fences()[0].token);
@@ -231,7 +234,7 @@ pub async fn lease_expiry_and_stale_token(locks: Arc<dyn LockManager>, store: Ar
     fresh.release().await.unwrap();
     // Releasing the stale guard must not free a key someone else holds now.
     let third = locks
-        .acquire(&[k.clone()], opts(1_000, 30_000))
+        .acquire(std::slice::from_ref(&k), opts(1_000, 30_000))
         .await
         .unwrap();
     let _ = stale.release().await;

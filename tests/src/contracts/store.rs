@@ -1,1 +1,751 @@
-//! The `store` contract (to be written).
+//! The `Store` contract: units of work commit atomically or not at all, guarded operations are
+//! conditional inside the backend, ledger references are unique, fencing tokens never go back.
+//!
+//! Every check works on rows it creates itself (fresh products, coupons, users and lock keys), so
+//! the suite can share one database with other tests. A unit whose operation was refused is
+//! dropped rather than reused: a database may abort the transaction after a failed statement.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+use stockade_application::ports::lock::{Fence, FencingToken, LockKey};
+use stockade_application::ports::store::{LedgerChange, NewOrder, Store, StoreError, UnitOfWork};
+use stockade_domain::{
+    Coupon, Discount, ErrorCode, LedgerKind, Money, NewCoupon, NewProduct, Order, OrderLine,
+    OrderStatus, PaymentStatus, Pricing, Product, ProductId, Quantity, Timestamp, UserCouponId,
+    UserCouponStatus, UserId,
+};
+
+/// A positive id unique in this process and (very likely) across processes started at
+/// different microseconds, so suites sharing one backend never collide.
+pub fn unique_id() -> i64 {
+    static BASE: OnceLock<i64> = OnceLock::new();
+    static NEXT: AtomicI64 = AtomicI64::new(0);
+    let base = *BASE.get_or_init(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| i64::try_from(d.as_micros()).unwrap_or(1))
+    });
+    base + NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// 2026-01-01T00:00:00Z.
+const NOW: Timestamp = Timestamp::from_millis(1_767_225_600_000);
+
+fn fresh_user() -> UserId {
+    UserId::new(unique_id()).unwrap()
+}
+
+fn qty(n: i64) -> Quantity {
+    Quantity::new(n, "quantity").unwrap()
+}
+
+fn won(n: i64) -> Money {
+    Money::from_trusted(n)
+}
+
+fn rejected_code(r: Result<impl std::fmt::Debug, StoreError>) -> ErrorCode {
+    match r {
+        Err(StoreError::Rejected(e)) => e.code(),
+        other => panic!("expected a domain refusal, got {other:?}"),
+    }
+}
+
+async fn unit(store: &Arc<dyn Store>) -> Box<dyn UnitOfWork> {
+    store.begin().await.expect("a unit of work")
+}
+
+async fn product_with_stock(store: &Arc<dyn Store>, stock: i64) -> Product {
+    let mut uow = unit(store).await;
+    let p = uow
+        .products()
+        .insert(NewProduct::new("contract product", 1_000, stock, 10).unwrap())
+        .await
+        .unwrap();
+    uow.commit().await.unwrap();
+    p
+}
+
+async fn stock_of(store: &Arc<dyn Store>, id: ProductId) -> u32 {
+    let mut uow = unit(store).await;
+    uow.products()
+        .get(id)
+        .await
+        .unwrap()
+        .expect("product")
+        .stock
+}
+
+fn charge(user: UserId, amount: i64, reference: Option<&str>) -> LedgerChange {
+    change(user, LedgerKind::Charge, amount, reference)
+}
+
+fn change(user: UserId, kind: LedgerKind, amount: i64, reference: Option<&str>) -> LedgerChange {
+    LedgerChange {
+        user_id: user,
+        kind,
+        amount: won(amount),
+        reference: reference.map(str::to_owned),
+    }
+}
+
+fn new_order(user: UserId, product: &Product, n: i64) -> NewOrder {
+    let quantity = qty(n);
+    let total = won(product.price.won() * n);
+    NewOrder {
+        user_id: user,
+        pricing: Pricing {
+            lines: vec![OrderLine {
+                product_id: product.id,
+                name: product.name.clone(),
+                unit_price: product.price,
+                quantity,
+                line_total: total,
+                discount: Money::ZERO,
+                user_coupon_id: None,
+            }],
+            cart_coupons: Vec::new(),
+            subtotal: total,
+            discount: Money::ZERO,
+            total,
+        },
+        created_at: NOW,
+        expires_at: NOW.plus_millis(15 * 60 * 1000),
+    }
+}
+
+async fn coupon_with_quantity(store: &Arc<dyn Store>, quantity: i64) -> Coupon {
+    let mut uow = unit(store).await;
+    let new = NewCoupon::new(
+        "contract coupon",
+        "CART",
+        Discount::new("FIXED", 100, None).unwrap(),
+        0,
+        quantity,
+        "LOCKED",
+        None,
+        None,
+    )
+    .unwrap();
+    let c = uow.coupons().insert(new).await.unwrap();
+    uow.commit().await.unwrap();
+    c
+}
+
+fn fence(key: &str, token: u64) -> Fence {
+    Fence {
+        key: LockKey::new(key).unwrap(),
+        token: FencingToken(token),
+    }
+}
+
+/// Writes of a unit dropped without commit are never visible; within the unit they read back.
+pub async fn dropped_unit_leaves_nothing(store: Arc<dyn Store>) {
+    let user = fresh_user();
+    let reference = format!("contract:charge:{}", unique_id());
+    let mut uow = unit(&store).await;
+    let product = uow
+        .products()
+        .insert(NewProduct::new("ghost", 500, 7, 5).unwrap())
+        .await
+        .unwrap();
+    uow.wallets()
+        .append(charge(user, 1_000, Some(&reference)), NOW)
+        .await
+        .unwrap();
+    let order = uow
+        .orders()
+        .insert(new_order(user, &product, 1))
+        .await
+        .unwrap();
+    // The unit reads back what it wrote.
+    assert_eq!(
+        uow.products().get(product.id).await.unwrap().as_ref(),
+        Some(&product)
+    );
+    assert_eq!(uow.wallets().balance(user).await.unwrap(), won(1_000));
+    assert!(uow.orders().get(order.id).await.unwrap().is_some());
+    drop(uow);
+
+    let mut uow = unit(&store).await;
+    assert_eq!(uow.products().get(product.id).await.unwrap(), None);
+    assert_eq!(uow.wallets().balance(user).await.unwrap(), Money::ZERO);
+    assert!(uow.wallets().entries(user).await.unwrap().is_empty());
+    assert_eq!(
+        uow.wallets()
+            .find_entry(&reference, LedgerKind::Charge)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(uow.orders().get(order.id).await.unwrap(), None);
+    assert!(
+        !uow.wallets()
+            .audit()
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.user_id == user),
+        "a rolled-back wallet shows in the audit"
+    );
+}
+
+/// Writes of a committed unit are all visible to the next unit.
+pub async fn commit_makes_writes_visible(store: Arc<dyn Store>) {
+    let user = fresh_user();
+    let reference = format!("contract:charge:{}", unique_id());
+    let mut uow = unit(&store).await;
+    let product = uow
+        .products()
+        .insert(NewProduct::new("kept", 500, 7, 5).unwrap())
+        .await
+        .unwrap();
+    let entry = uow
+        .wallets()
+        .append(charge(user, 1_000, Some(&reference)), NOW)
+        .await
+        .unwrap();
+    let order = uow
+        .orders()
+        .insert(new_order(user, &product, 2))
+        .await
+        .unwrap();
+    uow.commit().await.unwrap();
+
+    let mut uow = unit(&store).await;
+    assert_eq!(uow.products().get(product.id).await.unwrap(), Some(product));
+    assert_eq!(uow.wallets().balance(user).await.unwrap(), won(1_000));
+    assert_eq!(
+        uow.wallets().entries(user).await.unwrap(),
+        vec![entry.clone()]
+    );
+    assert_eq!(
+        uow.wallets()
+            .find_entry(&reference, LedgerKind::Charge)
+            .await
+            .unwrap(),
+        Some(entry)
+    );
+    let stored: Order = uow.orders().get(order.id).await.unwrap().expect("order");
+    assert_eq!(stored, order);
+    assert_eq!(stored.status, OrderStatus::PendingPayment);
+}
+
+/// `deduct_stock` refuses to go below zero with `INSUFFICIENT_STOCK` and leaves stock as it was.
+pub async fn deduct_stock_never_below_zero(store: Arc<dyn Store>) {
+    let product = product_with_stock(&store, 3).await;
+
+    let mut uow = unit(&store).await;
+    uow.products()
+        .deduct_stock(product.id, qty(2))
+        .await
+        .unwrap();
+    uow.commit().await.unwrap();
+    assert_eq!(stock_of(&store, product.id).await, 1);
+
+    let mut uow = unit(&store).await;
+    let r = uow.products().deduct_stock(product.id, qty(2)).await;
+    assert_eq!(rejected_code(r), ErrorCode::InsufficientStock);
+    drop(uow);
+    assert_eq!(
+        stock_of(&store, product.id).await,
+        1,
+        "a refused deduction took stock"
+    );
+
+    let mut uow = unit(&store).await;
+    uow.products()
+        .deduct_stock(product.id, qty(1))
+        .await
+        .unwrap();
+    uow.commit().await.unwrap();
+    assert_eq!(stock_of(&store, product.id).await, 0);
+
+    let mut uow = unit(&store).await;
+    let r = uow.products().deduct_stock(product.id, qty(1)).await;
+    assert_eq!(rejected_code(r), ErrorCode::InsufficientStock);
+    drop(uow);
+    assert_eq!(stock_of(&store, product.id).await, 0);
+
+    // Restoring puts units back.
+    let mut uow = unit(&store).await;
+    uow.products()
+        .restore_stock(product.id, qty(2))
+        .await
+        .unwrap();
+    uow.commit().await.unwrap();
+    assert_eq!(stock_of(&store, product.id).await, 2);
+}
+
+/// 200 concurrent units each deduct one unit of a stock of 150: exactly 150 succeed.
+pub async fn concurrent_deductions_stop_at_zero(store: Arc<dyn Store>) {
+    let product = product_with_stock(&store, 150).await;
+    let sold = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let (store, sold, refused) = (store.clone(), sold.clone(), refused.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut uow = unit(&store).await;
+            match uow.products().deduct_stock(product.id, qty(1)).await {
+                Ok(()) => {
+                    uow.commit().await.unwrap();
+                    sold.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(StoreError::Rejected(e)) if e.code() == ErrorCode::InsufficientStock => {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(e) => panic!("unexpected error: {e:?}"),
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(sold.load(Ordering::SeqCst), 150);
+    assert_eq!(refused.load(Ordering::SeqCst), 50);
+    assert_eq!(stock_of(&store, product.id).await, 0);
+}
+
+/// A wallet never goes below zero, and a second entry with the same `(reference, kind)` is a
+/// `Conflict`; neither refusal records anything.
+pub async fn wallet_append_guards(store: Arc<dyn Store>) {
+    let user = fresh_user();
+    let charge_ref = format!("contract:charge:{}", unique_id());
+
+    let mut uow = unit(&store).await;
+    let first = uow
+        .wallets()
+        .append(charge(user, 1_000, Some(&charge_ref)), NOW)
+        .await
+        .unwrap();
+    assert_eq!(first.balance_after, won(1_000));
+    assert_eq!(first.kind, LedgerKind::Charge);
+    uow.commit().await.unwrap();
+
+    // Overdraft.
+    let mut uow = unit(&store).await;
+    let r = uow
+        .wallets()
+        .append(change(user, LedgerKind::Use, 1_500, None), NOW)
+        .await;
+    assert_eq!(rejected_code(r), ErrorCode::InsufficientBalance);
+    drop(uow);
+
+    // The same reference and kind again.
+    let mut uow = unit(&store).await;
+    let r = uow
+        .wallets()
+        .append(charge(user, 10, Some(&charge_ref)), NOW)
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict(_))),
+        "duplicate reference accepted: {r:?}"
+    );
+    drop(uow);
+
+    let mut uow = unit(&store).await;
+    assert_eq!(uow.wallets().balance(user).await.unwrap(), won(1_000));
+    assert_eq!(uow.wallets().entries(user).await.unwrap(), vec![first]);
+    drop(uow);
+
+    // The same reference with another kind is a different entry; an exact spend is allowed.
+    let mut uow = unit(&store).await;
+    uow.wallets()
+        .append(
+            change(user, LedgerKind::Refund, 200, Some(&charge_ref)),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let spent = uow
+        .wallets()
+        .append(change(user, LedgerKind::Use, 1_200, None), NOW)
+        .await
+        .unwrap();
+    assert_eq!(spent.balance_after, Money::ZERO);
+    uow.commit().await.unwrap();
+
+    let mut uow = unit(&store).await;
+    assert_eq!(uow.wallets().balance(user).await.unwrap(), Money::ZERO);
+    let r = uow
+        .wallets()
+        .append(change(user, LedgerKind::Use, 1, None), NOW)
+        .await;
+    assert_eq!(rejected_code(r), ErrorCode::InsufficientBalance);
+}
+
+/// For every wallet the balance equals the sum of its ledger, and the audit's per-kind totals
+/// are what was recorded.
+pub async fn audit_balance_equals_ledger_sum(store: Arc<dyn Store>) {
+    let users: Vec<UserId> = (0..3).map(|_| fresh_user()).collect();
+    // (charges, uses, refunds) per user.
+    let mut expected = Vec::new();
+    for (i, user) in users.iter().enumerate() {
+        let i = i64::try_from(i).unwrap();
+        let mut uow = unit(&store).await;
+        let w = uow.wallets();
+        w.append(charge(*user, 5_000 + i, None), NOW).await.unwrap();
+        w.append(charge(*user, 300, None), NOW).await.unwrap();
+        w.append(change(*user, LedgerKind::Use, 2_000 + i, None), NOW)
+            .await
+            .unwrap();
+        w.append(change(*user, LedgerKind::Refund, 700, None), NOW)
+            .await
+            .unwrap();
+        uow.commit().await.unwrap();
+        expected.push((5_300 + i, 2_000 + i, 700));
+    }
+    // A rolled-back entry must not show in the audit either.
+    let mut uow = unit(&store).await;
+    uow.wallets()
+        .append(charge(users[0], 999, None), NOW)
+        .await
+        .unwrap();
+    drop(uow);
+
+    let mut uow = unit(&store).await;
+    let audit = uow.wallets().audit().await.unwrap();
+    for a in &audit {
+        assert_eq!(a.balance, a.ledger_sum, "balance != sum(ledger): {a:?}");
+        assert_eq!(a.ledger_sum, a.charges - a.uses + a.refunds, "{a:?}");
+    }
+    for (user, (charges, uses, refunds)) in users.iter().zip(expected) {
+        let a = audit
+            .iter()
+            .find(|a| a.user_id == *user)
+            .expect("the wallet is audited");
+        assert_eq!((a.charges, a.uses, a.refunds), (charges, uses, refunds));
+        let balance = uow.wallets().balance(*user).await.unwrap();
+        assert_eq!(balance.won(), charges - uses + refunds);
+        assert_eq!(a.balance, balance.won());
+        let entries = uow.wallets().entries(*user).await.unwrap();
+        assert_eq!(entries.len(), 4);
+        assert_eq!(stockade_domain::wallet::ledger_sum(&entries), balance.won());
+        assert_eq!(entries.last().unwrap().balance_after, balance);
+    }
+}
+
+/// `issue` refuses a second coupon to one user and any past the quantity; a refused issue
+/// records nothing, and an issue clears a failure recorded for the pair.
+pub async fn coupon_issue_guards(store: Arc<dyn Store>) {
+    let coupon = coupon_with_quantity(&store, 2).await;
+    let (u1, u2, u3) = (fresh_user(), fresh_user(), fresh_user());
+
+    let mut uow = unit(&store).await;
+    let uc = uow.coupons().issue(&coupon, u1, NOW).await.unwrap();
+    assert_eq!(
+        (uc.coupon_id, uc.user_id, uc.status),
+        (coupon.id, u1, UserCouponStatus::Issued)
+    );
+    uow.commit().await.unwrap();
+
+    let mut uow = unit(&store).await;
+    let r = uow.coupons().issue(&coupon, u1, NOW).await;
+    assert_eq!(rejected_code(r), ErrorCode::CouponAlreadyIssued);
+    drop(uow);
+
+    let mut uow = unit(&store).await;
+    uow.coupons()
+        .record_failure(coupon.id, u2, "contract: persist failed", NOW)
+        .await
+        .unwrap();
+    uow.commit().await.unwrap();
+    let mut uow = unit(&store).await;
+    assert_eq!(uow.coupons().failures(coupon.id).await.unwrap(), vec![u2]);
+    uow.coupons().issue(&coupon, u2, NOW).await.unwrap();
+    uow.commit().await.unwrap();
+
+    let mut uow = unit(&store).await;
+    let r = uow.coupons().issue(&coupon, u3, NOW).await;
+    assert_eq!(rejected_code(r), ErrorCode::CouponSoldOut);
+    drop(uow);
+
+    let mut uow = unit(&store).await;
+    let c = uow.coupons();
+    assert_eq!(c.issued_count(coupon.id).await.unwrap(), 2);
+    let holders: BTreeSet<UserId> = c.holders(coupon.id).await.unwrap().into_iter().collect();
+    assert_eq!(holders, BTreeSet::from([u1, u2]));
+    assert!(c.failures(coupon.id).await.unwrap().is_empty());
+    assert!(c.user_coupons(u3).await.unwrap().is_empty());
+    let mine = c.user_coupons(u1).await.unwrap();
+    assert_eq!(mine, vec![uc.clone()]);
+    assert_eq!(c.get_user_coupon(uc.id).await.unwrap(), Some(uc));
+}
+
+/// 60 concurrent units issuing a coupon of quantity 20 to distinct users: exactly 20 succeed.
+pub async fn concurrent_issue_stops_at_quantity(store: Arc<dyn Store>) {
+    let coupon = Arc::new(coupon_with_quantity(&store, 20).await);
+    let issued = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..60 {
+        let (store, coupon, issued) = (store.clone(), coupon.clone(), issued.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut uow = unit(&store).await;
+            match uow.coupons().issue(&coupon, fresh_user(), NOW).await {
+                Ok(_) => {
+                    uow.commit().await.unwrap();
+                    issued.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(StoreError::Rejected(e)) if e.code() == ErrorCode::CouponSoldOut => {}
+                Err(e) => panic!("unexpected error: {e:?}"),
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(issued.load(Ordering::SeqCst), 20);
+    let mut uow = unit(&store).await;
+    assert_eq!(uow.coupons().issued_count(coupon.id).await.unwrap(), 20);
+}
+
+/// `set_state` and the `update_status` methods change a row only when it is in `from`.
+pub async fn conditional_transitions(store: Arc<dyn Store>) {
+    let user = fresh_user();
+    let coupon = coupon_with_quantity(&store, 1).await;
+    let product = product_with_stock(&store, 10).await;
+    let later = NOW.plus_millis(5_000);
+
+    let mut uow = unit(&store).await;
+    let uc = uow.coupons().issue(&coupon, user, NOW).await.unwrap();
+    let order = uow
+        .orders()
+        .insert(new_order(user, &product, 1))
+        .await
+        .unwrap();
+    let payment = uow
+        .payments()
+        .insert(&order, order.total, NOW)
+        .await
+        .unwrap();
+    assert_eq!(payment.status, PaymentStatus::Pending);
+    uow.commit().await.unwrap();
+
+    // User coupons.
+    let mut uow = unit(&store).await;
+    let c = uow.coupons();
+    let wrong = c
+        .set_state(
+            uc.id,
+            UserCouponStatus::Used,
+            UserCouponStatus::Issued,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!wrong, "moved a coupon that was not in `from`");
+    assert!(c
+        .set_state(
+            uc.id,
+            UserCouponStatus::Issued,
+            UserCouponStatus::Used,
+            Some(order.id)
+        )
+        .await
+        .unwrap());
+    assert!(!c
+        .set_state(
+            uc.id,
+            UserCouponStatus::Issued,
+            UserCouponStatus::Used,
+            Some(order.id)
+        )
+        .await
+        .unwrap());
+    let missing = UserCouponId::new(i64::MAX).unwrap();
+    assert!(!c
+        .set_state(
+            missing,
+            UserCouponStatus::Issued,
+            UserCouponStatus::Used,
+            None
+        )
+        .await
+        .unwrap());
+    uow.commit().await.unwrap();
+    let mut uow = unit(&store).await;
+    let used = uow.coupons().get_user_coupon(uc.id).await.unwrap().unwrap();
+    assert_eq!(
+        (used.status, used.order_id),
+        (UserCouponStatus::Used, Some(order.id))
+    );
+    assert!(uow
+        .coupons()
+        .set_state(
+            uc.id,
+            UserCouponStatus::Used,
+            UserCouponStatus::Issued,
+            None
+        )
+        .await
+        .unwrap());
+    uow.commit().await.unwrap();
+    let mut uow = unit(&store).await;
+    let back = uow.coupons().get_user_coupon(uc.id).await.unwrap().unwrap();
+    assert_eq!(
+        (back.status, back.order_id),
+        (UserCouponStatus::Issued, None)
+    );
+    drop(uow);
+
+    // Orders.
+    let mut uow = unit(&store).await;
+    let o = uow.orders();
+    assert!(!o
+        .update_status(
+            order.id,
+            OrderStatus::Cancelled,
+            OrderStatus::Expired,
+            later
+        )
+        .await
+        .unwrap());
+    assert!(o
+        .update_status(
+            order.id,
+            OrderStatus::PendingPayment,
+            OrderStatus::Paid,
+            later
+        )
+        .await
+        .unwrap());
+    assert!(!o
+        .update_status(
+            order.id,
+            OrderStatus::PendingPayment,
+            OrderStatus::Cancelled,
+            later
+        )
+        .await
+        .unwrap());
+    uow.commit().await.unwrap();
+    let mut uow = unit(&store).await;
+    let paid = uow.orders().get(order.id).await.unwrap().unwrap();
+    assert_eq!(paid.status, OrderStatus::Paid);
+    drop(uow);
+
+    // Payments.
+    let mut uow = unit(&store).await;
+    let p = uow.payments();
+    assert!(p
+        .update_status(
+            payment.id,
+            PaymentStatus::Pending,
+            PaymentStatus::Approved,
+            later
+        )
+        .await
+        .unwrap());
+    assert!(!p
+        .update_status(
+            payment.id,
+            PaymentStatus::Pending,
+            PaymentStatus::Failed,
+            later
+        )
+        .await
+        .unwrap());
+    uow.commit().await.unwrap();
+    let mut uow = unit(&store).await;
+    let payments = uow.payments().for_order(order.id).await.unwrap();
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0].status, PaymentStatus::Approved);
+}
+
+/// `check_fences` refuses a token lower than one committed before, accepts equal and higher
+/// ones, and records nothing when it refuses or when its unit is dropped.
+pub async fn fences_never_go_back(store: Arc<dyn Store>) {
+    let a = format!("contract:fence:a:{}", unique_id());
+    let b = format!("contract:fence:b:{}", unique_id());
+
+    let mut uow = unit(&store).await;
+    uow.check_fences(&[fence(&a, 5)]).await.unwrap();
+    uow.commit().await.unwrap();
+
+    let mut uow = unit(&store).await;
+    let r = uow.check_fences(&[fence(&a, 3)]).await;
+    assert!(
+        matches!(&r, Err(StoreError::StaleFence { key }) if *key == a),
+        "lower token accepted: {r:?}"
+    );
+    drop(uow);
+
+    for token in [5, 7] {
+        let mut uow = unit(&store).await;
+        uow.check_fences(&[fence(&a, token)]).await.unwrap();
+        uow.commit().await.unwrap();
+    }
+    let mut uow = unit(&store).await;
+    let r = uow.check_fences(&[fence(&a, 6)]).await;
+    assert!(matches!(r, Err(StoreError::StaleFence { .. })), "{r:?}");
+    drop(uow);
+
+    // A refused check with a fresh key besides the stale one records neither.
+    let mut uow = unit(&store).await;
+    let r = uow.check_fences(&[fence(&b, 50), fence(&a, 3)]).await;
+    assert!(matches!(r, Err(StoreError::StaleFence { .. })), "{r:?}");
+    drop(uow);
+    // A check in a unit dropped without commit records nothing either.
+    let mut uow = unit(&store).await;
+    uow.check_fences(&[fence(&a, 100)]).await.unwrap();
+    drop(uow);
+
+    let mut uow = unit(&store).await;
+    uow.check_fences(&[fence(&b, 10), fence(&a, 8)])
+        .await
+        .unwrap();
+    uow.commit().await.unwrap();
+    let mut uow = unit(&store).await;
+    let r = uow.check_fences(&[fence(&b, 9)]).await;
+    assert!(matches!(r, Err(StoreError::StaleFence { .. })), "{r:?}");
+}
+
+/// Instantiates the store contract for one adapter. `$make` is an expression (evaluated per
+/// test) yielding a future of `Arc<dyn Store>`.
+#[macro_export]
+macro_rules! store_contract {
+    ($make:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn store_dropped_unit_leaves_nothing() {
+            $crate::contracts::store::dropped_unit_leaves_nothing($make.await).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn store_commit_makes_writes_visible() {
+            $crate::contracts::store::commit_makes_writes_visible($make.await).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn store_deduct_stock_never_below_zero() {
+            $crate::contracts::store::deduct_stock_never_below_zero($make.await).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn store_concurrent_deductions_stop_at_zero() {
+            $crate::contracts::store::concurrent_deductions_stop_at_zero($make.await).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn store_wallet_append_guards() {
+            $crate::contracts::store::wallet_append_guards($make.await).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn store_audit_balance_equals_ledger_sum() {
+            $crate::contracts::store::audit_balance_equals_ledger_sum($make.await).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn store_coupon_issue_guards() {
+            $crate::contracts::store::coupon_issue_guards($make.await).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn store_concurrent_issue_stops_at_quantity() {
+            $crate::contracts::store::concurrent_issue_stops_at_quantity($make.await).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn store_conditional_transitions() {
+            $crate::contracts::store::conditional_transitions($make.await).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn store_fences_never_go_back() {
+            $crate::contracts::store::fences_never_go_back($make.await).await;
+        }
+    };
+}

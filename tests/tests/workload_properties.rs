@@ -348,7 +348,7 @@ async fn scenario(tasks: Vec<Vec<Op>>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn random_mixed_workloads_keep_every_invariant(

@@ -622,6 +622,7 @@ async fn every_error_code_is_reachable() {
         )
         .await
         .unwrap();
+    let claimed_before = app.service.memory.idempotency.len();
     let stuck = {
         let app = app.clone();
         let path = format!("/api/v1/orders/{other}/payment");
@@ -630,7 +631,15 @@ async fn every_error_code_is_reachable() {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Wait until the first request holds its key (it then waits for the lock we hold).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.service.memory.idempotency.len() == claimed_before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first request never claimed its key"
+        );
+        tokio::task::yield_now().await;
+    }
     let a = app
         .post(
             &format!("/api/v1/orders/{other}/payment"),

@@ -1,4 +1,4 @@
-//! Every port contract suite, run against the memory adapters.
+//! Every port contract suite, run against the memory adapters, in paused tokio time.
 
 use std::sync::Arc;
 use stockade_application::ports::clock::{Clock, IdGenerator};
@@ -9,8 +9,12 @@ use stockade_application::ports::queue::IssuanceQueue;
 use stockade_application::ports::store::Store;
 use stockade_memory::{
     MemoryCouponGate, MemoryIdempotencyStore, MemoryIssuanceQueue, MemoryLockManager, MemoryStore,
-    ProcessIds, SystemClock,
+    ProcessIds, TokioClock,
 };
+use stockade_tests::contracts::Time;
+
+/// The memory adapters keep time with tokio's timer, so the suites run in virtual time.
+const CONTRACT_TIME: Time = Time::Paused;
 
 mod lock {
     use super::*;
@@ -26,7 +30,7 @@ mod idempotency {
     stockade_tests::idempotency_contract!(
         async {
             Arc::new(MemoryIdempotencyStore::new(
-                Arc::new(SystemClock) as Arc<dyn Clock>,
+                Arc::new(TokioClock::new()) as Arc<dyn Clock>,
                 Arc::new(ProcessIds::default()) as Arc<dyn IdGenerator>,
             )) as Arc<dyn IdempotencyStore>
         },

@@ -22,6 +22,7 @@ pub use queue::MemoryIssuanceQueue;
 pub use store::{MemoryStore, StoreFaults};
 pub use support::{
     ManualClock, MemoryPlatform, MemoryPopularityCache, PlatformMode, ProcessIds, SystemClock,
+    TokioClock,
 };
 
 use std::sync::Arc;

@@ -26,6 +26,32 @@ impl Clock for SystemClock {
     }
 }
 
+/// The wall clock as tokio's timer sees it: real time normally, virtual time under
+/// `tokio::time::pause()` (so TTL-driven adapters can be tested without waiting). It reads the
+/// system clock once, when built, and advances with `tokio::time::Instant` from then on.
+#[derive(Debug, Clone)]
+pub struct TokioClock {
+    wall_at_start: i64,
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// Must be called inside a tokio runtime.
+    pub fn new() -> Self {
+        TokioClock {
+            wall_at_start: SystemClock.now().millis(),
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> Timestamp {
+        let elapsed = i64::try_from(self.start.elapsed().as_millis()).unwrap_or(i64::MAX);
+        Timestamp::from_millis(self.wall_at_start.saturating_add(elapsed))
+    }
+}
+
 /// A clock that only moves when told to (tests of expiry and TTLs).
 #[derive(Debug, Clone, Default)]
 pub struct ManualClock {

@@ -346,34 +346,50 @@ pub async fn restore_adds_a_holder(gate: Arc<dyn CouponGate>) {
 #[macro_export]
 macro_rules! gate_contract {
     ($make:expr) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn gate_not_initialised_before_init() {
-            $crate::contracts::gate::not_initialised_before_init($make.await).await;
+        #[test]
+        fn gate_not_initialised_before_init() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::gate::not_initialised_before_init($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn gate_init_is_idempotent() {
-            $crate::contracts::gate::init_is_idempotent($make.await).await;
+        #[test]
+        fn gate_init_is_idempotent() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::gate::init_is_idempotent($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn gate_concurrent_distinct_users_get_exactly_quantity() {
-            $crate::contracts::gate::concurrent_distinct_users_get_exactly_quantity($make.await)
+        #[test]
+        fn gate_concurrent_distinct_users_get_exactly_quantity() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::gate::concurrent_distinct_users_get_exactly_quantity(
+                    $make.await,
+                )
                 .await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn gate_same_user_reserves_once() {
-            $crate::contracts::gate::same_user_reserves_once($make.await).await;
+        #[test]
+        fn gate_same_user_reserves_once() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::gate::same_user_reserves_once($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn gate_validity_window() {
-            $crate::contracts::gate::validity_window($make.await).await;
+        #[test]
+        fn gate_validity_window() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::gate::validity_window($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn gate_rollback_frees_one() {
-            $crate::contracts::gate::rollback_frees_one($make.await).await;
+        #[test]
+        fn gate_rollback_frees_one() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::gate::rollback_frees_one($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn gate_restore_adds_a_holder() {
-            $crate::contracts::gate::restore_adds_a_holder($make.await).await;
+        #[test]
+        fn gate_restore_adds_a_holder() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::gate::restore_adds_a_holder($make.await).await;
+            });
         }
     };
 }

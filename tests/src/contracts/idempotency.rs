@@ -282,42 +282,60 @@ pub async fn purge_expired_removes_lapsed(store: Arc<dyn IdempotencyStore>, coun
 #[macro_export]
 macro_rules! idempotency_contract {
     (@impl $make:expr, $counts:expr) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn idempotency_begin_complete_replay() {
-            $crate::contracts::idempotency::begin_complete_replay($make.await).await;
+        #[test]
+        fn idempotency_begin_complete_replay() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::idempotency::begin_complete_replay($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn idempotency_mismatch_in_flight_and_completed() {
-            $crate::contracts::idempotency::mismatch_in_flight_and_completed($make.await).await;
+        #[test]
+        fn idempotency_mismatch_in_flight_and_completed() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::idempotency::mismatch_in_flight_and_completed($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn idempotency_in_progress_reports_time_left() {
-            $crate::contracts::idempotency::in_progress_reports_time_left($make.await).await;
+        #[test]
+        fn idempotency_in_progress_reports_time_left() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::idempotency::in_progress_reports_time_left($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn idempotency_abandon_lets_a_retry_run() {
-            $crate::contracts::idempotency::abandon_lets_a_retry_run($make.await).await;
+        #[test]
+        fn idempotency_abandon_lets_a_retry_run() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::idempotency::abandon_lets_a_retry_run($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn idempotency_completed_record_expires() {
-            $crate::contracts::idempotency::completed_record_expires($make.await).await;
+        #[test]
+        fn idempotency_completed_record_expires() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::idempotency::completed_record_expires($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn idempotency_late_writer_is_refused() {
-            $crate::contracts::idempotency::late_writer_is_refused($make.await).await;
+        #[test]
+        fn idempotency_late_writer_is_refused() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::idempotency::late_writer_is_refused($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn idempotency_concurrent_begins_start_once() {
-            $crate::contracts::idempotency::concurrent_begins_start_once($make.await).await;
+        #[test]
+        fn idempotency_concurrent_begins_start_once() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::idempotency::concurrent_begins_start_once($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn idempotency_scopes_are_isolated() {
-            $crate::contracts::idempotency::scopes_are_isolated($make.await).await;
+        #[test]
+        fn idempotency_scopes_are_isolated() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::idempotency::scopes_are_isolated($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn idempotency_purge_expired_removes_lapsed() {
-            $crate::contracts::idempotency::purge_expired_removes_lapsed($make.await, $counts)
-                .await;
+        #[test]
+        fn idempotency_purge_expired_removes_lapsed() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::idempotency::purge_expired_removes_lapsed($make.await, $counts)
+                    .await;
+            });
         }
     };
     ($make:expr, purge_counts) => {

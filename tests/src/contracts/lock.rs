@@ -6,9 +6,10 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use stockade_application::ports::lock::{LockError, LockKey, LockManager, LockOptions};
 use stockade_application::ports::store::{Store, StoreError};
+use tokio::time::Instant;
 
 pub fn key(name: &str) -> LockKey {
     LockKey::new(name).unwrap()
@@ -277,33 +278,47 @@ pub async fn multi_key_sets_never_deadlock(locks: Arc<dyn LockManager>, sets: Ve
 #[macro_export]
 macro_rules! lock_contract {
     ($make:expr, $store:expr $(, $fair:ident)?) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn lock_mutual_exclusion() {
-            $crate::contracts::lock::mutual_exclusion($make.await).await;
+        #[test]
+        fn lock_mutual_exclusion() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::lock::mutual_exclusion($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn lock_wait_timeout_takes_nothing() {
-            $crate::contracts::lock::wait_timeout_takes_nothing($make.await).await;
+        #[test]
+        fn lock_wait_timeout_takes_nothing() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::lock::wait_timeout_takes_nothing($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn lock_cancel_safe() {
-            $crate::contracts::lock::cancel_safe($make.await).await;
+        #[test]
+        fn lock_cancel_safe() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::lock::cancel_safe($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn lock_drop_releases() {
-            $crate::contracts::lock::drop_releases($make.await).await;
+        #[test]
+        fn lock_drop_releases() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::lock::drop_releases($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn lock_tokens_increase() {
-            $crate::contracts::lock::tokens_increase($make.await).await;
+        #[test]
+        fn lock_tokens_increase() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::lock::tokens_increase($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn lock_keys_sorted_and_deduplicated() {
-            $crate::contracts::lock::keys_sorted_and_deduplicated($make.await).await;
+        #[test]
+        fn lock_keys_sorted_and_deduplicated() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::lock::keys_sorted_and_deduplicated($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn lock_lease_expiry_and_stale_token() {
-            $crate::contracts::lock::lease_expiry_and_stale_token($make.await, $store.await).await;
+        #[test]
+        fn lock_lease_expiry_and_stale_token() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::lock::lease_expiry_and_stale_token($make.await, $store.await).await;
+            });
         }
         #[test]
         fn lock_multi_key_sets_never_deadlock() {
@@ -319,10 +334,12 @@ macro_rules! lock_contract {
             });
         }
         $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn lock_fifo_order() {
+            #[test]
+            fn lock_fifo_order() {
                 let _ = stringify!($fair);
-                $crate::contracts::lock::fifo_order($make.await).await;
+                $crate::contracts::run(CONTRACT_TIME, async {
+                    $crate::contracts::lock::fifo_order($make.await).await;
+                });
             }
         )?
     };

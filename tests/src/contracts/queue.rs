@@ -9,9 +9,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use stockade_application::ports::queue::{Delivery, IssuanceQueue, IssuanceRequest, QueueDepth};
 use stockade_domain::{CouponId, Timestamp, UserId};
+use tokio::time::Instant;
 
 use super::store::unique_id;
 
@@ -322,43 +323,61 @@ pub async fn late_ack_is_final(queue: Arc<dyn IssuanceQueue>) {
 macro_rules! queue_contract {
     ($make:expr, redelivery = $short:expr) => {
         $crate::queue_contract!($make);
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn queue_unacked_delivery_comes_back() {
-            $crate::contracts::queue::unacked_delivery_comes_back($short.await).await;
+        #[test]
+        fn queue_unacked_delivery_comes_back() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::queue::unacked_delivery_comes_back($short.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn queue_late_ack_is_final() {
-            $crate::contracts::queue::late_ack_is_final($short.await).await;
+        #[test]
+        fn queue_late_ack_is_final() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::queue::late_ack_is_final($short.await).await;
+            });
         }
     };
     ($make:expr) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn queue_publish_then_receive() {
-            $crate::contracts::queue::publish_then_receive($make.await).await;
+        #[test]
+        fn queue_publish_then_receive() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::queue::publish_then_receive($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn queue_receive_waits_when_empty() {
-            $crate::contracts::queue::receive_waits_when_empty($make.await).await;
+        #[test]
+        fn queue_receive_waits_when_empty() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::queue::receive_waits_when_empty($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn queue_ack_is_final() {
-            $crate::contracts::queue::ack_is_final($make.await).await;
+        #[test]
+        fn queue_ack_is_final() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::queue::ack_is_final($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn queue_retry_waits_out_the_delay() {
-            $crate::contracts::queue::retry_waits_out_the_delay($make.await).await;
+        #[test]
+        fn queue_retry_waits_out_the_delay() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::queue::retry_waits_out_the_delay($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn queue_dead_letter_is_kept_and_final() {
-            $crate::contracts::queue::dead_letter_is_kept_and_final($make.await).await;
+        #[test]
+        fn queue_dead_letter_is_kept_and_final() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::queue::dead_letter_is_kept_and_final($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn queue_depth_counts() {
-            $crate::contracts::queue::depth_counts($make.await).await;
+        #[test]
+        fn queue_depth_counts() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::queue::depth_counts($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn queue_concurrent_publish_and_consume() {
-            $crate::contracts::queue::concurrent_publish_and_consume($make.await).await;
+        #[test]
+        fn queue_concurrent_publish_and_consume() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::queue::concurrent_publish_and_consume($make.await).await;
+            });
         }
     };
 }

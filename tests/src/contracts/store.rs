@@ -707,45 +707,65 @@ pub async fn fences_never_go_back(store: Arc<dyn Store>) {
 #[macro_export]
 macro_rules! store_contract {
     ($make:expr) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn store_dropped_unit_leaves_nothing() {
-            $crate::contracts::store::dropped_unit_leaves_nothing($make.await).await;
+        #[test]
+        fn store_dropped_unit_leaves_nothing() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::store::dropped_unit_leaves_nothing($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn store_commit_makes_writes_visible() {
-            $crate::contracts::store::commit_makes_writes_visible($make.await).await;
+        #[test]
+        fn store_commit_makes_writes_visible() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::store::commit_makes_writes_visible($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn store_deduct_stock_never_below_zero() {
-            $crate::contracts::store::deduct_stock_never_below_zero($make.await).await;
+        #[test]
+        fn store_deduct_stock_never_below_zero() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::store::deduct_stock_never_below_zero($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn store_concurrent_deductions_stop_at_zero() {
-            $crate::contracts::store::concurrent_deductions_stop_at_zero($make.await).await;
+        #[test]
+        fn store_concurrent_deductions_stop_at_zero() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::store::concurrent_deductions_stop_at_zero($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn store_wallet_append_guards() {
-            $crate::contracts::store::wallet_append_guards($make.await).await;
+        #[test]
+        fn store_wallet_append_guards() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::store::wallet_append_guards($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn store_audit_balance_equals_ledger_sum() {
-            $crate::contracts::store::audit_balance_equals_ledger_sum($make.await).await;
+        #[test]
+        fn store_audit_balance_equals_ledger_sum() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::store::audit_balance_equals_ledger_sum($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn store_coupon_issue_guards() {
-            $crate::contracts::store::coupon_issue_guards($make.await).await;
+        #[test]
+        fn store_coupon_issue_guards() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::store::coupon_issue_guards($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn store_concurrent_issue_stops_at_quantity() {
-            $crate::contracts::store::concurrent_issue_stops_at_quantity($make.await).await;
+        #[test]
+        fn store_concurrent_issue_stops_at_quantity() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::store::concurrent_issue_stops_at_quantity($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn store_conditional_transitions() {
-            $crate::contracts::store::conditional_transitions($make.await).await;
+        #[test]
+        fn store_conditional_transitions() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::store::conditional_transitions($make.await).await;
+            });
         }
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn store_fences_never_go_back() {
-            $crate::contracts::store::fences_never_go_back($make.await).await;
+        #[test]
+        fn store_fences_never_go_back() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::store::fences_never_go_back($make.await).await;
+            });
         }
     };
 }

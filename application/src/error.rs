@@ -51,6 +51,10 @@ pub enum AppError {
     /// A lock could not be had within its wait time, or its lease was lost before the write.
     #[error("the resource is busy; try again")]
     LockTimeout,
+    /// The store aborted the unit of work because of a concurrent one; the use case runs it
+    /// again a few times before answering with this.
+    #[error("the resource is busy; try again")]
+    Contention,
     /// The data platform refused a payment; every step was compensated.
     #[error("the payment could not be completed; nothing was charged")]
     PaymentFailed,
@@ -70,7 +74,7 @@ impl AppError {
             AppError::Replayed { code, .. } => *code,
             AppError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
             AppError::RequestInProgress { .. } => ErrorCode::RequestInProgress,
-            AppError::LockTimeout => ErrorCode::LockTimeout,
+            AppError::LockTimeout | AppError::Contention => ErrorCode::LockTimeout,
             AppError::PaymentFailed => ErrorCode::PaymentFailed,
             AppError::Unavailable(_) => ErrorCode::BackendUnavailable,
             AppError::Internal(_) => ErrorCode::InternalError,
@@ -104,6 +108,7 @@ impl From<crate::ports::store::StoreError> for AppError {
             StoreError::Conflict(what) => {
                 AppError::Internal(format!("unexpected conflict: {what}"))
             }
+            StoreError::Contention => AppError::Contention,
             StoreError::Unavailable(b) => AppError::Unavailable(b),
         }
     }

@@ -72,6 +72,26 @@ impl Stockade {
         self.policies.write().clear();
     }
 
+    /// Runs `attempt` again (up to three times in all, with a short pause) while the store
+    /// answers that the unit of work collided with a concurrent one.
+    async fn retry_contention<T, F, Fut>(&self, mut attempt: F) -> Result<T, AppError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, AppError>>,
+    {
+        let mut tries = 0u64;
+        loop {
+            tries += 1;
+            match attempt().await {
+                Err(AppError::Contention) if tries < 3 => {
+                    tracing::debug!(tries, "unit of work collided; running it again");
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * tries)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Takes `keys` with the configured wait and lease.
     async fn lock(&self, keys: &[LockKey]) -> Result<LockGuard, AppError> {
         let options = LockOptions::new(self.settings.lock_wait, self.settings.lock_lease);

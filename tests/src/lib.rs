@@ -16,6 +16,7 @@
 pub mod contracts;
 pub mod harness;
 pub mod http;
+pub mod pg;
 
 #[doc(hidden)]
 pub use proptest as __proptest;

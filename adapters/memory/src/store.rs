@@ -17,7 +17,7 @@ use std::sync::Arc;
 use stockade_application::ports::lock::Fence;
 use stockade_application::ports::store::{
     CartRepository, CouponRepository, LedgerChange, NewOrder, OrderRepository, PaymentRepository,
-    ProductRepository, Store, StoreError, UnitOfWork, WalletAudit, WalletRepository,
+    ProductRepository, SagaStep, Store, StoreError, UnitOfWork, WalletAudit, WalletRepository,
 };
 use stockade_application::BackendError;
 use stockade_domain::{
@@ -88,6 +88,8 @@ struct State {
     payments: BTreeMap<PaymentId, Payment>,
     payments_by_order: HashMap<OrderId, Vec<PaymentId>>,
     fences: HashMap<String, u64>,
+    /// Payment saga log: step and when the saga began.
+    sagas: BTreeMap<PaymentId, (OrderId, UserId, SagaStep, Timestamp)>,
     /// One id sequence per entity, so ids read as people expect (products 1, 2, 3…).
     sequences: HashMap<&'static str, i64>,
 }
@@ -855,5 +857,50 @@ impl PaymentRepository for MemoryUnit {
         p.updated_at = now;
         self.put_payment(p);
         Ok(true)
+    }
+
+    async fn log_saga_step(
+        &mut self,
+        payment: &Payment,
+        step: SagaStep,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.op()?;
+        let id = payment.id;
+        let started = self.state.sagas.get(&id).map_or(now, |s| s.3);
+        let previous = self
+            .state
+            .sagas
+            .insert(id, (payment.order_id, payment.user_id, step, started));
+        self.on_rollback(move |s| match previous {
+            Some(p) => {
+                s.sagas.insert(id, p);
+            }
+            None => {
+                s.sagas.remove(&id);
+            }
+        });
+        Ok(())
+    }
+
+    async fn open_sagas(
+        &mut self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(OrderId, UserId)>, StoreError> {
+        self.op()?;
+        let mut open: Vec<_> = self
+            .state
+            .sagas
+            .values()
+            .filter(|(_, _, step, at)| *step == SagaStep::Debited && *at < before)
+            .map(|(order, user, _, at)| (*at, *order, *user))
+            .collect();
+        open.sort();
+        Ok(open
+            .into_iter()
+            .take(limit)
+            .map(|(_, order, user)| (order, user))
+            .collect())
     }
 }

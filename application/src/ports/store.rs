@@ -15,7 +15,7 @@
 //!   store has seen for that key, with [`StoreError::StaleFence`]; remember the highest token
 //!   as part of the unit's writes.
 //! - Map a lost connection or any backend failure to [`StoreError::Unavailable`], with nothing
-//!   half-applied.
+//!   half-applied; a serialization failure or deadlock to [`StoreError::Contention`].
 
 use crate::error::BackendError;
 use crate::ports::lock::Fence;
@@ -38,6 +38,10 @@ pub enum StoreError {
     /// A uniqueness rule refused the write (what names it).
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// The backend gave up on the unit because of concurrent units (a serialization failure or
+    /// a deadlock); running the whole unit again may succeed.
+    #[error("the unit of work collided with a concurrent one")]
+    Contention,
     #[error(transparent)]
     Unavailable(#[from] BackendError),
 }
@@ -204,6 +208,27 @@ pub trait OrderRepository: Send {
     async fn all(&mut self) -> Result<Vec<Order>, StoreError>;
 }
 
+/// A step of the payment saga, as recorded (see `usecases::payment`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SagaStep {
+    /// Step 1 committed: the wallet is debited and the payment PENDING.
+    Debited,
+    /// The platform accepted; the order is PAID.
+    Confirmed,
+    /// The debit was refunded and the order released.
+    Compensated,
+}
+
+impl SagaStep {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SagaStep::Debited => "DEBITED",
+            SagaStep::Confirmed => "CONFIRMED",
+            SagaStep::Compensated => "COMPENSATED",
+        }
+    }
+}
+
 #[async_trait]
 pub trait PaymentRepository: Send {
     async fn insert(
@@ -221,4 +246,18 @@ pub trait PaymentRepository: Send {
         to: PaymentStatus,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
+    /// Records that `payment`'s saga reached `step` (inserting or moving its log entry).
+    async fn log_saga_step(
+        &mut self,
+        payment: &Payment,
+        step: SagaStep,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Orders whose payment saga has been at `Debited` since before `before` (a crash or a store
+    /// failure interrupted it), oldest first.
+    async fn open_sagas(
+        &mut self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(OrderId, UserId)>, StoreError>;
 }

@@ -29,14 +29,9 @@ impl Stockade {
     ) -> Result<Replayable<ChargeReceipt>, AppError> {
         let canonical = format!("amount={}", cmd.amount.money().won());
         let reference = key.map(|k| format!("charge:{}:{}", cmd.user_id, k));
-        self.idempotent(
-            cmd.user_id,
-            key,
-            "charge",
-            canonical,
-            self.charge_once(cmd, reference),
-        )
-        .await
+        let user = cmd.user_id;
+        let work = self.retry_contention(|| self.charge_once(cmd.clone(), reference.clone()));
+        self.idempotent(user, key, "charge", canonical, work).await
     }
 
     async fn charge_once(

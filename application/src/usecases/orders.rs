@@ -2,7 +2,7 @@
 //! order holds (used by cancellation, expiry and the payment saga's compensation).
 
 use crate::ports::lock::{keys, LockKey};
-use crate::ports::store::{LedgerChange, NewOrder, UnitOfWork};
+use crate::ports::store::{LedgerChange, NewOrder, SagaStep, UnitOfWork};
 use crate::views::OrderView;
 use crate::{AppError, Replayable, Stockade};
 use std::collections::{BTreeSet, HashMap};
@@ -73,14 +73,9 @@ impl Stockade {
     ) -> Result<Replayable<OrderView>, AppError> {
         let canonical = cmd.canonical();
         let user = cmd.user_id;
-        self.idempotent(
-            user,
-            key,
-            "create-order",
-            canonical,
-            self.create_order_once(cmd),
-        )
-        .await
+        let work = self.retry_contention(|| self.create_order_once(cmd.clone()));
+        self.idempotent(user, key, "create-order", canonical, work)
+            .await
     }
 
     async fn create_order_once(&self, cmd: CreateOrder) -> Result<OrderView, AppError> {
@@ -462,6 +457,11 @@ pub(crate) async fn refund_payments(
         uow.payments()
             .update_status(payment.id, payment.status, to, now)
             .await?;
+        if payment.status == PaymentStatus::Pending {
+            uow.payments()
+                .log_saga_step(&payment, SagaStep::Compensated, now)
+                .await?;
+        }
     }
     Ok(())
 }

@@ -17,7 +17,7 @@
 
 use crate::ports::lock::{keys, LockGuard};
 use crate::ports::platform::PaidOrder;
-use crate::ports::store::LedgerChange;
+use crate::ports::store::{LedgerChange, SagaStep};
 use crate::usecases::orders::{load_owned, release_order};
 use crate::views::PaymentReceipt;
 use crate::{AppError, Replayable, Stockade};
@@ -48,8 +48,74 @@ impl Stockade {
         key: Option<&IdempotencyKey>,
     ) -> Result<Replayable<PaymentReceipt>, AppError> {
         let canonical = format!("order={};amount={}", cmd.order_id, cmd.amount.won());
-        self.idempotent(cmd.user_id, key, "pay", canonical, self.pay_once(cmd))
+        let work = self.retry_contention(|| self.pay_once(cmd.clone()));
+        self.idempotent(cmd.user_id, key, "pay", canonical, work)
             .await
+    }
+
+    /// Finishes payment sagas interrupted after their debit (a crash, or a store failure in
+    /// step 3) that have been open for at least `min_age`: each is resumed from step 2 under
+    /// its order's locks. Returns how many were settled (paid or compensated).
+    ///
+    /// # Errors
+    /// `BACKEND_UNAVAILABLE` when the open sagas cannot be listed.
+    pub async fn recover_sagas(
+        &self,
+        min_age: std::time::Duration,
+        limit: usize,
+    ) -> Result<usize, AppError> {
+        let before = self
+            .ports
+            .clock
+            .now()
+            .minus_millis(crate::usecases::orders::duration_ms(min_age));
+        let open = {
+            let mut uow = self.ports.store.begin().await?;
+            uow.payments().open_sagas(before, limit).await?
+        };
+        let mut settled = 0;
+        for (order_id, user) in open {
+            match self.resume_saga(order_id, user).await {
+                Ok(true) => settled += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(order = %order_id, error = %e, "saga not recovered this round")
+                }
+            }
+        }
+        Ok(settled)
+    }
+
+    async fn resume_saga(&self, order_id: OrderId, user: UserId) -> Result<bool, AppError> {
+        let guard = self
+            .lock(&[keys::payment(order_id), keys::balance(user)])
+            .await?;
+        let mut uow = self.begin_guarded(&guard).await?;
+        let Some(order) = uow.orders().get(order_id).await? else {
+            return Ok(false);
+        };
+        let pending = uow
+            .payments()
+            .for_order(order_id)
+            .await?
+            .into_iter()
+            .find(|p| p.status == PaymentStatus::Pending);
+        let Some(payment) = pending else {
+            return Ok(false);
+        };
+        if order.status != OrderStatus::PendingPayment {
+            return Err(AppError::Internal(format!(
+                "order {order_id} is {} but its payment {} is PENDING",
+                order.status.as_str(),
+                payment.id
+            )));
+        }
+        drop(uow);
+        tracing::info!(order = %order_id, payment = %payment.id, "resuming an interrupted payment saga");
+        match self.finish_saga(guard, order, payment).await {
+            Ok(_) | Err(AppError::PaymentFailed) => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     async fn pay_once(&self, cmd: ProcessPayment) -> Result<PaymentReceipt, AppError> {
@@ -95,6 +161,9 @@ impl Stockade {
                 },
                 now,
             )
+            .await?;
+        uow.payments()
+            .log_saga_step(&payment, SagaStep::Debited, now)
             .await?;
         guard.check()?;
         uow.commit().await?;
@@ -159,9 +228,12 @@ impl Stockade {
                         order.id
                     )));
                 }
+                payment.status = PaymentStatus::Approved;
+                uow.payments()
+                    .log_saga_step(&payment, SagaStep::Confirmed, now)
+                    .await?;
                 let balance = uow.wallets().balance(payment.user_id).await?;
                 self.commit_and_release(uow, guard).await?;
-                payment.status = PaymentStatus::Approved;
                 Ok(PaymentReceipt::new(&payment, balance.won()))
             }
             Some(reason) => {

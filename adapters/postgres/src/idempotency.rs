@@ -1,0 +1,174 @@
+//! The Postgres [`IdempotencyStore`]: a claim is one `INSERT … ON CONFLICT DO UPDATE` that only
+//! takes over a record whose lease or TTL has run out, so concurrent claims race inside the
+//! database and exactly one wins. Leases and TTLs use the database's clock, which every
+//! instance shares.
+
+use crate::error::backend;
+use async_trait::async_trait;
+use sqlx::{PgPool, Row};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use stockade_application::ports::clock::IdGenerator;
+use stockade_application::ports::idempotency::{
+    Begin, Fingerprint, IdempotencyError, IdempotencyStore, Scope, StoredOutcome, Ticket,
+};
+use stockade_domain::IdempotencyKey;
+
+#[derive(Clone)]
+pub struct PgIdempotencyStore {
+    pool: PgPool,
+    ids: Arc<dyn IdGenerator>,
+}
+
+impl fmt::Debug for PgIdempotencyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgIdempotencyStore").finish_non_exhaustive()
+    }
+}
+
+impl PgIdempotencyStore {
+    pub fn new(pool: PgPool, ids: Arc<dyn IdGenerator>) -> Self {
+        PgIdempotencyStore { pool, ids }
+    }
+}
+
+fn err(e: sqlx::Error) -> IdempotencyError {
+    IdempotencyError::Unavailable(backend(e))
+}
+
+fn interval(d: Duration) -> String {
+    format!("{} milliseconds", d.as_millis().max(1))
+}
+
+#[async_trait]
+impl IdempotencyStore for PgIdempotencyStore {
+    async fn begin(
+        &self,
+        scope: &Scope,
+        key: &IdempotencyKey,
+        fingerprint: &Fingerprint,
+        lease: Duration,
+    ) -> Result<Begin, IdempotencyError> {
+        for _ in 0..5 {
+            let owner = self.ids.unique();
+            let claimed: Option<String> = sqlx::query_scalar(
+                "INSERT INTO idempotency_keys (scope, key, fingerprint, owner, state, lease_until)
+                 VALUES ($1, $2, $3, $4, 'IN_FLIGHT', now() + $5::interval)
+                 ON CONFLICT (scope, key) DO UPDATE
+                   SET fingerprint = EXCLUDED.fingerprint, owner = EXCLUDED.owner,
+                       state = 'IN_FLIGHT', lease_until = EXCLUDED.lease_until,
+                       ok = NULL, body = NULL, expires_at = NULL, updated_at = now()
+                   WHERE (idempotency_keys.state = 'IN_FLIGHT' AND idempotency_keys.lease_until <= now())
+                      OR (idempotency_keys.state = 'DONE' AND idempotency_keys.expires_at <= now())
+                 RETURNING owner",
+            )
+            .bind(&scope.0)
+            .bind(key.as_str())
+            .bind(&fingerprint.0)
+            .bind(&owner)
+            .bind(interval(lease))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+            if claimed.is_some() {
+                return Ok(Begin::Started(Ticket {
+                    scope: scope.clone(),
+                    key: key.clone(),
+                    owner,
+                }));
+            }
+            let row = sqlx::query(
+                "SELECT fingerprint, state, ok, body,
+                        GREATEST(EXTRACT(EPOCH FROM (lease_until - now())) * 1000, 1)::BIGINT AS left_ms
+                 FROM idempotency_keys WHERE scope = $1 AND key = $2",
+            )
+            .bind(&scope.0)
+            .bind(key.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+            let Some(row) = row else {
+                // Abandoned between the two statements: claim again.
+                continue;
+            };
+            let stored: String = row.try_get("fingerprint").map_err(err)?;
+            if stored != fingerprint.0 {
+                return Ok(Begin::Mismatch);
+            }
+            let state: String = row.try_get("state").map_err(err)?;
+            if state == "DONE" {
+                let ok: Option<bool> = row.try_get("ok").map_err(err)?;
+                let body: Option<Vec<u8>> = row.try_get("body").map_err(err)?;
+                return Ok(Begin::Replay(StoredOutcome {
+                    ok: ok.unwrap_or(false),
+                    body: body.unwrap_or_default(),
+                }));
+            }
+            let left: i64 = row.try_get("left_ms").map_err(err)?;
+            return Ok(Begin::InProgress {
+                retry_after: Duration::from_millis(u64::try_from(left).unwrap_or(1)),
+            });
+        }
+        Err(IdempotencyError::Unavailable(backend(
+            "the idempotency record kept changing under the claim",
+        )))
+    }
+
+    async fn complete(
+        &self,
+        ticket: &Ticket,
+        outcome: StoredOutcome,
+        ttl: Duration,
+    ) -> Result<(), IdempotencyError> {
+        let done = sqlx::query(
+            "UPDATE idempotency_keys
+             SET state = 'DONE', ok = $4, body = $5, expires_at = now() + $6::interval, updated_at = now()
+             WHERE scope = $1 AND key = $2 AND owner = $3 AND state = 'IN_FLIGHT'",
+        )
+        .bind(&ticket.scope.0)
+        .bind(ticket.key.as_str())
+        .bind(&ticket.owner)
+        .bind(outcome.ok)
+        .bind(&outcome.body)
+        .bind(interval(ttl))
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(IdempotencyError::TicketLost)
+        }
+    }
+
+    async fn abandon(&self, ticket: &Ticket) -> Result<(), IdempotencyError> {
+        let done = sqlx::query(
+            "DELETE FROM idempotency_keys
+             WHERE scope = $1 AND key = $2 AND owner = $3 AND state = 'IN_FLIGHT'",
+        )
+        .bind(&ticket.scope.0)
+        .bind(ticket.key.as_str())
+        .bind(&ticket.owner)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(IdempotencyError::TicketLost)
+        }
+    }
+
+    async fn purge_expired(&self) -> Result<u64, IdempotencyError> {
+        let done = sqlx::query(
+            "DELETE FROM idempotency_keys
+             WHERE (state = 'DONE' AND expires_at <= now())
+                OR (state = 'IN_FLIGHT' AND lease_until <= now())",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,95 @@
+//! # stockade-postgres
+//!
+//! PostgreSQL adapters (sqlx): the store with its unit of work on transactions
+//! ([`PgStore`]), an advisory-lock [`PgLockManager`] with fencing tokens from a sequence, and
+//! the [`PgIdempotencyStore`]. The crate owns its migrations ([`MIGRATOR`]), embedded in the
+//! binary and run by `stockade migrate` and at start.
+
+mod convert;
+mod error;
+mod idempotency;
+mod lock;
+mod store;
+
+pub use idempotency::PgIdempotencyStore;
+pub use lock::{lock_id, PgLockManager};
+pub use store::PgStore;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Executor, PgPool};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The schema's migrations.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    pub url: String,
+    /// A schema to use instead of `public` (tests use one per test).
+    pub schema: Option<String>,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl PgConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        PgConfig {
+            url: url.into(),
+            schema: None,
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgSetupError {
+    #[error("the database URL is not valid: {0}")]
+    Url(#[source] sqlx::Error),
+    #[error("could not connect to Postgres: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("migrations failed: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// A pool whose connections use `config.schema` (when set) and give up waiting for a client
+/// that went away (`client_connection_check_interval`).
+///
+/// # Errors
+/// [`PgSetupError`] when the URL is bad or the server does not answer.
+pub async fn connect(config: &PgConfig) -> Result<PgPool, PgSetupError> {
+    let options = PgConnectOptions::from_str(&config.url).map_err(PgSetupError::Url)?;
+    let schema = config.schema.clone();
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.acquire_timeout)
+        .after_connect(move |conn, _meta| {
+            let schema = schema.clone();
+            Box::pin(async move {
+                conn.execute("SET client_connection_check_interval = '250ms'")
+                    .await?;
+                if let Some(schema) = schema {
+                    conn.execute(format!("SET search_path TO {}", quote_ident(&schema)).as_str())
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(PgSetupError::Connect)
+}
+
+/// Applies every pending migration.
+///
+/// # Errors
+/// [`PgSetupError::Migrate`].
+pub async fn migrate(pool: &PgPool) -> Result<(), PgSetupError> {
+    MIGRATOR.run(pool).await.map_err(PgSetupError::Migrate)
+}

@@ -1,0 +1,976 @@
+//! The Postgres store: one transaction per unit of work.
+//!
+//! Guarded operations are single conditional statements (`UPDATE … WHERE stock >= $q`,
+//! `UPDATE … WHERE issued < quantity`, `UPDATE … WHERE status = $from`), never a read followed
+//! by a blind write. The one read-then-decide is the wallet: the balance row is read
+//! `FOR UPDATE`, the domain's wallet rule decides, and the update and the ledger entry are
+//! written in the same transaction. Fencing tokens are checked on `lock_fences` with a
+//! conditional upsert. A transaction dropped without commit rolls back (sqlx does it when the
+//! connection goes back to the pool).
+
+use crate::convert::{at, id, join_reference, money, qty, split_reference, ts, u32_of};
+use crate::error::{corrupt, store_error};
+use async_trait::async_trait;
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use std::fmt;
+use stockade_application::ports::lock::Fence;
+use stockade_application::ports::store::{
+    CartRepository, CouponRepository, LedgerChange, NewOrder, OrderRepository, PaymentRepository,
+    ProductRepository, SagaStep, Store, StoreError, UnitOfWork, WalletAudit, WalletRepository,
+};
+use stockade_domain::{
+    Cart, Coupon, CouponId, CouponKind, Discount, DomainError, IssuanceMode, LedgerEntry,
+    LedgerKind, Money, NewCoupon, NewProduct, Order, OrderId, OrderLine, OrderStatus, Payment,
+    PaymentId, PaymentStatus, Product, ProductId, Quantity, Timestamp, TransactionId, UserCoupon,
+    UserCouponId, UserCouponStatus, UserId, Wallet,
+};
+
+/// The Postgres [`Store`].
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("connections", &self.pool.size())
+            .finish()
+    }
+}
+
+impl PgStore {
+    pub fn new(pool: PgPool) -> Self {
+        PgStore { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn begin(&self) -> Result<Box<dyn UnitOfWork>, StoreError> {
+        let tx = self.pool.begin().await.map_err(store_error)?;
+        Ok(Box::new(PgUnit { tx }))
+    }
+}
+
+struct PgUnit {
+    tx: Transaction<'static, Postgres>,
+}
+
+type R<T> = Result<T, StoreError>;
+
+fn e(err: sqlx::Error) -> StoreError {
+    store_error(err)
+}
+
+#[async_trait]
+impl UnitOfWork for PgUnit {
+    fn wallets(&mut self) -> &mut dyn WalletRepository {
+        self
+    }
+    fn products(&mut self) -> &mut dyn ProductRepository {
+        self
+    }
+    fn carts(&mut self) -> &mut dyn CartRepository {
+        self
+    }
+    fn coupons(&mut self) -> &mut dyn CouponRepository {
+        self
+    }
+    fn orders(&mut self) -> &mut dyn OrderRepository {
+        self
+    }
+    fn payments(&mut self) -> &mut dyn PaymentRepository {
+        self
+    }
+
+    async fn check_fences(&mut self, fences: &[Fence]) -> R<()> {
+        for fence in fences {
+            let token = i64::try_from(fence.token.0).map_err(|_| corrupt("token"))?;
+            let kept: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO lock_fences (key, token) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, updated_at = now()
+                 WHERE lock_fences.token <= EXCLUDED.token
+                 RETURNING token",
+            )
+            .bind(fence.key.as_str())
+            .bind(token)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(e)?;
+            if kept.is_none() {
+                return Err(StoreError::StaleFence {
+                    key: fence.key.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> R<()> {
+        self.tx.commit().await.map_err(e)
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Wallets and the ledger
+
+fn ledger_entry(row: &sqlx::postgres::PgRow) -> R<LedgerEntry> {
+    let kind: String = row.try_get("kind").map_err(e)?;
+    Ok(LedgerEntry {
+        id: id(row.try_get("id").map_err(e)?, TransactionId::new)?,
+        user_id: id(row.try_get("user_id").map_err(e)?, UserId::new)?,
+        kind: LedgerKind::parse(&kind).ok_or_else(|| corrupt("ledger kind"))?,
+        amount: money(row.try_get("amount").map_err(e)?),
+        balance_after: money(row.try_get("balance_after").map_err(e)?),
+        reference: join_reference(
+            row.try_get("ref_type").map_err(e)?,
+            row.try_get("ref_id").map_err(e)?,
+        ),
+        created_at: ts(row.try_get("created_at").map_err(e)?),
+    })
+}
+
+const LEDGER_COLUMNS: &str =
+    "id, user_id, kind, amount, balance_after, ref_type, ref_id, created_at";
+
+#[async_trait]
+impl WalletRepository for PgUnit {
+    async fn balance(&mut self, user: UserId) -> R<Money> {
+        let b: Option<i64> = sqlx::query_scalar("SELECT balance FROM wallets WHERE user_id = $1")
+            .bind(user.get())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(e)?;
+        Ok(money(b.unwrap_or(0)))
+    }
+
+    async fn append(&mut self, change: LedgerChange, now: Timestamp) -> R<LedgerEntry> {
+        let user = change.user_id.get();
+        sqlx::query(
+            "INSERT INTO wallets (user_id, balance, created_at, updated_at) VALUES ($1, 0, $2, $2)
+             ON CONFLICT (user_id) DO NOTHING",
+        )
+        .bind(user)
+        .bind(at(now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        let balance: i64 =
+            sqlx::query_scalar("SELECT balance FROM wallets WHERE user_id = $1 FOR UPDATE")
+                .bind(user)
+                .fetch_one(&mut *self.tx)
+                .await
+                .map_err(e)?;
+        if let Some(reference) = &change.reference {
+            let (t, i) = split_reference(reference);
+            let taken: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM ledger WHERE ref_type = $1 AND ref_id = $2 AND kind = $3",
+            )
+            .bind(t)
+            .bind(i)
+            .bind(change.kind.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(e)?;
+            if taken.is_some() {
+                return Err(StoreError::Conflict("ledger reference"));
+            }
+        }
+        let mut wallet = Wallet {
+            user_id: change.user_id,
+            balance: money(balance),
+        };
+        let draft = wallet.apply(change.kind, change.amount, change.reference)?;
+        sqlx::query("UPDATE wallets SET balance = $2, updated_at = $3 WHERE user_id = $1")
+            .bind(user)
+            .bind(draft.balance_after.won())
+            .bind(at(now))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(e)?;
+        let (ref_type, ref_id) = match &draft.reference {
+            Some(r) => {
+                let (t, i) = split_reference(r);
+                (Some(t.to_owned()), Some(i.to_owned()))
+            }
+            None => (None, None),
+        };
+        let row = sqlx::query(&format!(
+            "INSERT INTO ledger (user_id, kind, amount, balance_after, ref_type, ref_id, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {LEDGER_COLUMNS}"
+        ))
+        .bind(user)
+        .bind(draft.kind.as_str())
+        .bind(draft.amount.won())
+        .bind(draft.balance_after.won())
+        .bind(ref_type)
+        .bind(ref_id)
+        .bind(at(now))
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        ledger_entry(&row)
+    }
+
+    async fn entries(&mut self, user: UserId) -> R<Vec<LedgerEntry>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {LEDGER_COLUMNS} FROM ledger WHERE user_id = $1 ORDER BY id"
+        ))
+        .bind(user.get())
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        rows.iter().map(ledger_entry).collect()
+    }
+
+    async fn find_entry(&mut self, reference: &str, kind: LedgerKind) -> R<Option<LedgerEntry>> {
+        let (t, i) = split_reference(reference);
+        let row = sqlx::query(&format!(
+            "SELECT {LEDGER_COLUMNS} FROM ledger WHERE ref_type = $1 AND ref_id = $2 AND kind = $3"
+        ))
+        .bind(t)
+        .bind(i)
+        .bind(kind.as_str())
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        row.as_ref().map(ledger_entry).transpose()
+    }
+
+    async fn audit(&mut self) -> R<Vec<WalletAudit>> {
+        let rows = sqlx::query(
+            "SELECT w.user_id, w.balance,
+                    COALESCE(SUM(CASE l.kind WHEN 'USE' THEN -l.amount ELSE l.amount END), 0)::BIGINT AS ledger_sum,
+                    COALESCE(SUM(l.amount) FILTER (WHERE l.kind = 'CHARGE'), 0)::BIGINT AS charges,
+                    COALESCE(SUM(l.amount) FILTER (WHERE l.kind = 'USE'), 0)::BIGINT AS uses,
+                    COALESCE(SUM(l.amount) FILTER (WHERE l.kind = 'REFUND'), 0)::BIGINT AS refunds
+             FROM wallets w LEFT JOIN ledger l ON l.user_id = w.user_id
+             GROUP BY w.user_id, w.balance ORDER BY w.user_id",
+        )
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        rows.iter()
+            .map(|r| {
+                Ok(WalletAudit {
+                    user_id: id(r.try_get("user_id").map_err(e)?, UserId::new)?,
+                    balance: r.try_get("balance").map_err(e)?,
+                    ledger_sum: r.try_get("ledger_sum").map_err(e)?,
+                    charges: r.try_get("charges").map_err(e)?,
+                    uses: r.try_get("uses").map_err(e)?,
+                    refunds: r.try_get("refunds").map_err(e)?,
+                })
+            })
+            .collect()
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Products and carts
+
+fn product(row: &sqlx::postgres::PgRow) -> R<Product> {
+    Ok(Product {
+        id: id(row.try_get("id").map_err(e)?, ProductId::new)?,
+        name: row.try_get("name").map_err(e)?,
+        price: money(row.try_get("price").map_err(e)?),
+        stock: u32_of(row.try_get("stock").map_err(e)?),
+        max_per_order: u32_of(i64::from(
+            row.try_get::<i32, _>("max_per_order").map_err(e)?,
+        )),
+    })
+}
+
+const PRODUCT_COLUMNS: &str = "id, name, price, stock, max_per_order";
+
+#[async_trait]
+impl ProductRepository for PgUnit {
+    async fn get(&mut self, pid: ProductId) -> R<Option<Product>> {
+        let row = sqlx::query(&format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1 AND state = 'ACTIVE'"
+        ))
+        .bind(pid.get())
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        row.as_ref().map(product).transpose()
+    }
+
+    async fn list(&mut self) -> R<Vec<Product>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products WHERE state = 'ACTIVE' ORDER BY id"
+        ))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        rows.iter().map(product).collect()
+    }
+
+    async fn insert(&mut self, new: NewProduct) -> R<Product> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO products (name, price, stock, max_per_order, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, now(), now()) RETURNING {PRODUCT_COLUMNS}"
+        ))
+        .bind(&new.name)
+        .bind(new.price.won())
+        .bind(i64::from(new.stock))
+        .bind(i32::try_from(new.max_per_order).unwrap_or(i32::MAX))
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        product(&row)
+    }
+
+    async fn set_stock(&mut self, pid: ProductId, stock: u32) -> R<Option<Product>> {
+        let row = sqlx::query(&format!(
+            "UPDATE products SET stock = $2, updated_at = now()
+             WHERE id = $1 AND state = 'ACTIVE' RETURNING {PRODUCT_COLUMNS}"
+        ))
+        .bind(pid.get())
+        .bind(i64::from(stock))
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        row.as_ref().map(product).transpose()
+    }
+
+    async fn deduct_stock(&mut self, pid: ProductId, quantity: Quantity) -> R<()> {
+        let q = i64::from(quantity.get());
+        let done = sqlx::query(
+            "UPDATE products SET stock = stock - $2, updated_at = now()
+             WHERE id = $1 AND state = 'ACTIVE' AND stock >= $2",
+        )
+        .bind(pid.get())
+        .bind(q)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        let left: Option<i64> =
+            sqlx::query_scalar("SELECT stock FROM products WHERE id = $1 AND state = 'ACTIVE'")
+                .bind(pid.get())
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(e)?;
+        Err(match left {
+            None => DomainError::ProductNotFound(pid.get()).into(),
+            Some(available) => DomainError::InsufficientStock {
+                product: pid.get(),
+                requested: quantity.get(),
+                available: u32_of(available),
+            }
+            .into(),
+        })
+    }
+
+    async fn restore_stock(&mut self, pid: ProductId, quantity: Quantity) -> R<()> {
+        let done =
+            sqlx::query("UPDATE products SET stock = stock + $2, updated_at = now() WHERE id = $1")
+                .bind(pid.get())
+                .bind(i64::from(quantity.get()))
+                .execute(&mut *self.tx)
+                .await
+                .map_err(e)?;
+        if done.rows_affected() == 0 {
+            return Err(DomainError::ProductNotFound(pid.get()).into());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CartRepository for PgUnit {
+    async fn get(&mut self, user: UserId) -> R<Cart> {
+        let rows = sqlx::query(
+            "SELECT product_id, quantity FROM cart_items
+             WHERE user_id = $1 AND state = 'ACTIVE' ORDER BY product_id",
+        )
+        .bind(user.get())
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        let mut cart = Cart::empty(user);
+        for r in rows {
+            cart.items.insert(
+                id(r.try_get("product_id").map_err(e)?, ProductId::new)?,
+                qty(r.try_get("quantity").map_err(e)?)?,
+            );
+        }
+        Ok(cart)
+    }
+
+    async fn save(&mut self, cart: &Cart) -> R<()> {
+        let keep: Vec<i64> = cart.items.keys().map(|p| p.get()).collect();
+        sqlx::query(
+            "UPDATE cart_items SET state = 'REMOVED', updated_at = now()
+             WHERE user_id = $1 AND state = 'ACTIVE' AND NOT (product_id = ANY($2))",
+        )
+        .bind(cart.user_id.get())
+        .bind(&keep)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        for (p, q) in &cart.items {
+            sqlx::query(
+                "INSERT INTO cart_items (user_id, product_id, quantity, state, created_at, updated_at)
+                 VALUES ($1, $2, $3, 'ACTIVE', now(), now())
+                 ON CONFLICT (user_id, product_id)
+                 DO UPDATE SET quantity = EXCLUDED.quantity, state = 'ACTIVE', updated_at = now()",
+            )
+            .bind(cart.user_id.get())
+            .bind(p.get())
+            .bind(i32::try_from(q.get()).unwrap_or(i32::MAX))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(e)?;
+        }
+        Ok(())
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Coupons
+
+const COUPON_COLUMNS: &str = "id, name, kind, discount_type, discount_value, max_discount, \
+     min_order_amount, quantity, mode, valid_from, valid_until";
+
+fn coupon(row: &sqlx::postgres::PgRow) -> R<Coupon> {
+    let kind: String = row.try_get("kind").map_err(e)?;
+    let dtype: String = row.try_get("discount_type").map_err(e)?;
+    let mode: String = row.try_get("mode").map_err(e)?;
+    let from: Option<time::OffsetDateTime> = row.try_get("valid_from").map_err(e)?;
+    let until: Option<time::OffsetDateTime> = row.try_get("valid_until").map_err(e)?;
+    Ok(Coupon {
+        id: id(row.try_get("id").map_err(e)?, CouponId::new)?,
+        name: row.try_get("name").map_err(e)?,
+        kind: CouponKind::parse(&kind).ok_or_else(|| corrupt("coupon kind"))?,
+        discount: Discount::new(
+            &dtype,
+            row.try_get("discount_value").map_err(e)?,
+            row.try_get("max_discount").map_err(e)?,
+        )
+        .map_err(|_| corrupt("discount"))?,
+        min_order_amount: money(row.try_get("min_order_amount").map_err(e)?),
+        quantity: u32_of(i64::from(row.try_get::<i32, _>("quantity").map_err(e)?)),
+        mode: IssuanceMode::parse(&mode).ok_or_else(|| corrupt("coupon mode"))?,
+        valid_from: from.map(ts),
+        valid_until: until.map(ts),
+    })
+}
+
+const USER_COUPON_COLUMNS: &str = "id, coupon_id, user_id, status, order_id, issued_at, expires_at";
+
+fn user_coupon(row: &sqlx::postgres::PgRow) -> R<UserCoupon> {
+    let status: String = row.try_get("status").map_err(e)?;
+    let order: Option<i64> = row.try_get("order_id").map_err(e)?;
+    Ok(UserCoupon {
+        id: id(row.try_get("id").map_err(e)?, UserCouponId::new)?,
+        coupon_id: id(row.try_get("coupon_id").map_err(e)?, CouponId::new)?,
+        user_id: id(row.try_get("user_id").map_err(e)?, UserId::new)?,
+        status: UserCouponStatus::parse(&status).ok_or_else(|| corrupt("user coupon status"))?,
+        issued_at: ts(row.try_get("issued_at").map_err(e)?),
+        expires_at: ts(row.try_get("expires_at").map_err(e)?),
+        order_id: order.map(|o| id(o, OrderId::new)).transpose()?,
+    })
+}
+
+#[async_trait]
+impl CouponRepository for PgUnit {
+    async fn insert(&mut self, new: NewCoupon) -> R<Coupon> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO coupons (name, kind, discount_type, discount_value, max_discount,
+                 min_order_amount, quantity, mode, valid_from, valid_until, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), now())
+             RETURNING {COUPON_COLUMNS}"
+        ))
+        .bind(&new.name)
+        .bind(new.kind.as_str())
+        .bind(new.discount.type_str())
+        .bind(new.discount.value())
+        .bind(new.discount.cap().map(|m| m.won()))
+        .bind(new.min_order_amount.won())
+        .bind(i32::try_from(new.quantity).unwrap_or(i32::MAX))
+        .bind(new.mode.as_str())
+        .bind(new.valid_from.map(at))
+        .bind(new.valid_until.map(at))
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        coupon(&row)
+    }
+
+    async fn get(&mut self, cid: CouponId) -> R<Option<Coupon>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COUPON_COLUMNS} FROM coupons WHERE id = $1"
+        ))
+        .bind(cid.get())
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        row.as_ref().map(coupon).transpose()
+    }
+
+    async fn list(&mut self) -> R<Vec<Coupon>> {
+        let rows = sqlx::query(&format!("SELECT {COUPON_COLUMNS} FROM coupons ORDER BY id"))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(e)?;
+        rows.iter().map(coupon).collect()
+    }
+
+    async fn issue(&mut self, c: &Coupon, user: UserId, now: Timestamp) -> R<UserCoupon> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO user_coupons (coupon_id, user_id, status, issued_at, expires_at, created_at, updated_at)
+             VALUES ($1, $2, 'ISSUED', $3, $4, $3, $3)
+             ON CONFLICT (coupon_id, user_id) DO NOTHING
+             RETURNING {USER_COUPON_COLUMNS}"
+        ))
+        .bind(c.id.get())
+        .bind(user.get())
+        .bind(at(now))
+        .bind(at(c.expiry_for(now)))
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        let Some(row) = row else {
+            return Err(DomainError::CouponAlreadyIssued.into());
+        };
+        let counted = sqlx::query(
+            "UPDATE coupons SET issued = issued + 1, updated_at = now()
+             WHERE id = $1 AND issued < quantity",
+        )
+        .bind(c.id.get())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        if counted.rows_affected() == 0 {
+            // The caller drops the unit, which also removes the row inserted above.
+            return Err(DomainError::CouponSoldOut.into());
+        }
+        sqlx::query("DELETE FROM failed_issuances WHERE coupon_id = $1 AND user_id = $2")
+            .bind(c.id.get())
+            .bind(user.get())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(e)?;
+        user_coupon(&row)
+    }
+
+    async fn get_user_coupon(&mut self, ucid: UserCouponId) -> R<Option<UserCoupon>> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COUPON_COLUMNS} FROM user_coupons WHERE id = $1"
+        ))
+        .bind(ucid.get())
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        row.as_ref().map(user_coupon).transpose()
+    }
+
+    async fn user_coupons(&mut self, user: UserId) -> R<Vec<UserCoupon>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COUPON_COLUMNS} FROM user_coupons WHERE user_id = $1 ORDER BY id"
+        ))
+        .bind(user.get())
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        rows.iter().map(user_coupon).collect()
+    }
+
+    async fn issued_count(&mut self, cid: CouponId) -> R<u32> {
+        let n: Option<i32> = sqlx::query_scalar("SELECT issued FROM coupons WHERE id = $1")
+            .bind(cid.get())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(e)?;
+        Ok(u32_of(i64::from(n.unwrap_or(0))))
+    }
+
+    async fn holders(&mut self, cid: CouponId) -> R<Vec<UserId>> {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT user_id FROM user_coupons WHERE coupon_id = $1 ORDER BY id")
+                .bind(cid.get())
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(e)?;
+        ids.into_iter().map(|u| id(u, UserId::new)).collect()
+    }
+
+    async fn set_state(
+        &mut self,
+        ucid: UserCouponId,
+        from: UserCouponStatus,
+        to: UserCouponStatus,
+        order: Option<OrderId>,
+    ) -> R<bool> {
+        let done = sqlx::query(
+            "UPDATE user_coupons SET status = $3, order_id = $4, updated_at = now()
+             WHERE id = $1 AND status = $2",
+        )
+        .bind(ucid.get())
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(order.map(|o| o.get()))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_failure(
+        &mut self,
+        cid: CouponId,
+        user: UserId,
+        reason: &str,
+        now: Timestamp,
+    ) -> R<()> {
+        sqlx::query(
+            "INSERT INTO failed_issuances (coupon_id, user_id, reason, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (coupon_id, user_id) DO UPDATE SET reason = EXCLUDED.reason, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(cid.get())
+        .bind(user.get())
+        .bind(reason)
+        .bind(at(now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        Ok(())
+    }
+
+    async fn failures(&mut self, cid: CouponId) -> R<Vec<UserId>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT user_id FROM failed_issuances WHERE coupon_id = $1 ORDER BY user_id",
+        )
+        .bind(cid.get())
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        ids.into_iter().map(|u| id(u, UserId::new)).collect()
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Orders and payments
+
+const ORDER_COLUMNS: &str =
+    "id, user_id, status, subtotal, discount, total, expires_at, created_at, updated_at";
+
+impl PgUnit {
+    async fn load_orders(&mut self, rows: Vec<sqlx::postgres::PgRow>) -> R<Vec<Order>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = rows
+            .iter()
+            .map(|r| r.try_get::<i64, _>("id"))
+            .collect::<Result<_, _>>()
+            .map_err(e)?;
+        let lines = sqlx::query(
+            "SELECT order_id, product_id, name, unit_price, quantity, line_total, discount, user_coupon_id
+             FROM order_lines WHERE order_id = ANY($1) ORDER BY order_id, line_no",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        let coupons = sqlx::query(
+            "SELECT order_id, user_coupon_id, discount FROM order_coupons
+             WHERE order_id = ANY($1) ORDER BY order_id, position",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let oid: i64 = r.try_get("id").map_err(e)?;
+            let status: String = r.try_get("status").map_err(e)?;
+            let mut order_lines = Vec::new();
+            for l in lines
+                .iter()
+                .filter(|l| l.try_get::<i64, _>("order_id").ok() == Some(oid))
+            {
+                let uc: Option<i64> = l.try_get("user_coupon_id").map_err(e)?;
+                order_lines.push(OrderLine {
+                    product_id: id(l.try_get("product_id").map_err(e)?, ProductId::new)?,
+                    name: l.try_get("name").map_err(e)?,
+                    unit_price: money(l.try_get("unit_price").map_err(e)?),
+                    quantity: qty(l.try_get("quantity").map_err(e)?)?,
+                    line_total: money(l.try_get("line_total").map_err(e)?),
+                    discount: money(l.try_get("discount").map_err(e)?),
+                    user_coupon_id: uc.map(|u| id(u, UserCouponId::new)).transpose()?,
+                });
+            }
+            let mut cart_coupons = Vec::new();
+            for c in coupons
+                .iter()
+                .filter(|c| c.try_get::<i64, _>("order_id").ok() == Some(oid))
+            {
+                cart_coupons.push((
+                    id(c.try_get("user_coupon_id").map_err(e)?, UserCouponId::new)?,
+                    money(c.try_get("discount").map_err(e)?),
+                ));
+            }
+            out.push(Order {
+                id: id(oid, OrderId::new)?,
+                user_id: id(r.try_get("user_id").map_err(e)?, UserId::new)?,
+                status: OrderStatus::parse(&status).ok_or_else(|| corrupt("order status"))?,
+                lines: order_lines,
+                cart_coupons,
+                subtotal: money(r.try_get("subtotal").map_err(e)?),
+                discount: money(r.try_get("discount").map_err(e)?),
+                total: money(r.try_get("total").map_err(e)?),
+                created_at: ts(r.try_get("created_at").map_err(e)?),
+                expires_at: ts(r.try_get("expires_at").map_err(e)?),
+                updated_at: ts(r.try_get("updated_at").map_err(e)?),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl OrderRepository for PgUnit {
+    async fn insert(&mut self, new: NewOrder) -> R<Order> {
+        let p = &new.pricing;
+        let row = sqlx::query(&format!(
+            "INSERT INTO orders (user_id, status, subtotal, discount, total, expires_at, created_at, updated_at)
+             VALUES ($1, 'PENDING_PAYMENT', $2, $3, $4, $5, $6, $6) RETURNING {ORDER_COLUMNS}"
+        ))
+        .bind(new.user_id.get())
+        .bind(p.subtotal.won())
+        .bind(p.discount.won())
+        .bind(p.total.won())
+        .bind(at(new.expires_at))
+        .bind(at(new.created_at))
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        let oid: i64 = row.try_get("id").map_err(e)?;
+        for (n, l) in p.lines.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO order_lines (order_id, line_no, product_id, name, unit_price, quantity,
+                     line_total, discount, user_coupon_id, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+            )
+            .bind(oid)
+            .bind(i32::try_from(n).unwrap_or(i32::MAX))
+            .bind(l.product_id.get())
+            .bind(&l.name)
+            .bind(l.unit_price.won())
+            .bind(i32::try_from(l.quantity.get()).unwrap_or(i32::MAX))
+            .bind(l.line_total.won())
+            .bind(l.discount.won())
+            .bind(l.user_coupon_id.map(|u| u.get()))
+            .bind(at(new.created_at))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(e)?;
+        }
+        for (n, (uc, off)) in p.cart_coupons.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO order_coupons (order_id, position, user_coupon_id, discount, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $5)",
+            )
+            .bind(oid)
+            .bind(i32::try_from(n).unwrap_or(i32::MAX))
+            .bind(uc.get())
+            .bind(off.won())
+            .bind(at(new.created_at))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(e)?;
+        }
+        let mut orders = self.load_orders(vec![row]).await?;
+        orders.pop().ok_or_else(|| corrupt("order"))
+    }
+
+    async fn get(&mut self, oid: OrderId) -> R<Option<Order>> {
+        let rows = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+            .bind(oid.get())
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(e)?;
+        Ok(self.load_orders(rows).await?.pop())
+    }
+
+    async fn update_status(
+        &mut self,
+        oid: OrderId,
+        from: OrderStatus,
+        to: OrderStatus,
+        now: Timestamp,
+    ) -> R<bool> {
+        let done = sqlx::query(
+            "UPDATE orders SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2",
+        )
+        .bind(oid.get())
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(at(now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn due_for_expiry(&mut self, now: Timestamp, limit: usize) -> R<Vec<(OrderId, UserId)>> {
+        let rows = sqlx::query(
+            "SELECT id, user_id FROM orders
+             WHERE status = 'PENDING_PAYMENT' AND expires_at <= $1
+             ORDER BY expires_at LIMIT $2",
+        )
+        .bind(at(now))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    id(r.try_get("id").map_err(e)?, OrderId::new)?,
+                    id(r.try_get("user_id").map_err(e)?, UserId::new)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn sales_since(&mut self, since: Timestamp) -> R<Vec<(ProductId, u64)>> {
+        let rows = sqlx::query(
+            "SELECT l.product_id, SUM(l.quantity)::BIGINT AS sold
+             FROM orders o JOIN order_lines l ON l.order_id = o.id
+             WHERE o.status = 'PAID' AND o.updated_at >= $1
+             GROUP BY l.product_id",
+        )
+        .bind(at(since))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    id(r.try_get("product_id").map_err(e)?, ProductId::new)?,
+                    u64::try_from(r.try_get::<i64, _>("sold").map_err(e)?).unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+
+    async fn all(&mut self) -> R<Vec<Order>> {
+        let rows = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders ORDER BY id"))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(e)?;
+        self.load_orders(rows).await
+    }
+}
+
+const PAYMENT_COLUMNS: &str = "id, order_id, user_id, amount, status, created_at, updated_at";
+
+fn payment(row: &sqlx::postgres::PgRow) -> R<Payment> {
+    let status: String = row.try_get("status").map_err(e)?;
+    Ok(Payment {
+        id: id(row.try_get("id").map_err(e)?, PaymentId::new)?,
+        order_id: id(row.try_get("order_id").map_err(e)?, OrderId::new)?,
+        user_id: id(row.try_get("user_id").map_err(e)?, UserId::new)?,
+        amount: money(row.try_get("amount").map_err(e)?),
+        status: PaymentStatus::parse(&status).ok_or_else(|| corrupt("payment status"))?,
+        created_at: ts(row.try_get("created_at").map_err(e)?),
+        updated_at: ts(row.try_get("updated_at").map_err(e)?),
+    })
+}
+
+#[async_trait]
+impl PaymentRepository for PgUnit {
+    async fn insert(&mut self, order: &Order, amount: Money, now: Timestamp) -> R<Payment> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO payments (order_id, user_id, amount, status, created_at, updated_at)
+             VALUES ($1, $2, $3, 'PENDING', $4, $4) RETURNING {PAYMENT_COLUMNS}"
+        ))
+        .bind(order.id.get())
+        .bind(order.user_id.get())
+        .bind(amount.won())
+        .bind(at(now))
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        payment(&row)
+    }
+
+    async fn for_order(&mut self, oid: OrderId) -> R<Vec<Payment>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 ORDER BY id"
+        ))
+        .bind(oid.get())
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        rows.iter().map(payment).collect()
+    }
+
+    async fn update_status(
+        &mut self,
+        pid: PaymentId,
+        from: PaymentStatus,
+        to: PaymentStatus,
+        now: Timestamp,
+    ) -> R<bool> {
+        let done = sqlx::query(
+            "UPDATE payments SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2",
+        )
+        .bind(pid.get())
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(at(now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn log_saga_step(&mut self, p: &Payment, step: SagaStep, now: Timestamp) -> R<()> {
+        sqlx::query(
+            "INSERT INTO saga_log (payment_id, order_id, step, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (payment_id) DO UPDATE SET step = EXCLUDED.step, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(p.id.get())
+        .bind(p.order_id.get())
+        .bind(step.as_str())
+        .bind(at(now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        Ok(())
+    }
+
+    async fn open_sagas(&mut self, before: Timestamp, limit: usize) -> R<Vec<(OrderId, UserId)>> {
+        let rows = sqlx::query(
+            "SELECT s.order_id, p.user_id FROM saga_log s JOIN payments p ON p.id = s.payment_id
+             WHERE s.step = 'DEBITED' AND s.created_at < $1
+             ORDER BY s.created_at LIMIT $2",
+        )
+        .bind(at(before))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    id(r.try_get("order_id").map_err(e)?, OrderId::new)?,
+                    id(r.try_get("user_id").map_err(e)?, UserId::new)?,
+                ))
+            })
+            .collect()
+    }
+}

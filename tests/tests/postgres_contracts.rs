@@ -1,0 +1,55 @@
+//! Every port contract suite that has a Postgres adapter, run against it (real time: the
+//! server keeps the clock). Each test works in a schema of its own.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use stockade_application::ports::clock::IdGenerator;
+use stockade_application::ports::idempotency::IdempotencyStore;
+use stockade_application::ports::lock::LockManager;
+use stockade_application::ports::store::Store;
+use stockade_memory::ProcessIds;
+use stockade_tests::contracts::Time;
+use stockade_tests::pg::TestDb;
+
+/// Postgres keeps time on the server: the suites run in real time.
+const CONTRACT_TIME: Time = Time::Real;
+
+/// The lock and store of one schema, so fencing checks see the same database.
+async fn db() -> TestDb {
+    TestDb::new().await
+}
+
+mod lock {
+    use super::*;
+    stockade_tests::lock_contract!(
+        async {
+            let db = db().await;
+            Arc::new(db.locks().await) as Arc<dyn LockManager>
+        },
+        async {
+            let db = db().await;
+            Arc::new(db.store()) as Arc<dyn Store>
+        }
+    );
+}
+
+mod idempotency {
+    use super::*;
+    stockade_tests::idempotency_contract!(
+        async {
+            let db = db().await;
+            Arc::new(db.idempotency(Arc::new(ProcessIds::default()) as Arc<dyn IdGenerator>))
+                as Arc<dyn IdempotencyStore>
+        },
+        purge_counts
+    );
+}
+
+mod store {
+    use super::*;
+    stockade_tests::store_contract!(async {
+        let db = db().await;
+        Arc::new(db.store()) as Arc<dyn Store>
+    });
+}

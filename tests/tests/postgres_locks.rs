@@ -17,7 +17,7 @@ async fn a_terminated_holder_hands_the_lock_to_the_next_waiter() {
     let locks = db.locks().await;
     let k = key("pg:terminate");
     let holder = locks
-        .acquire(&[k.clone()], opts(1_000, 60_000))
+        .acquire(std::slice::from_ref(&k), opts(1_000, 60_000))
         .await
         .unwrap();
     let waiter = {
@@ -76,7 +76,9 @@ async fn a_terminated_holder_hands_the_lock_to_the_next_waiter() {
     drop(uow);
     // Releasing the dead grant fails or does nothing; it must not free the new holder's lock.
     let _ = holder.release().await;
-    let third = locks.acquire(&[k.clone()], opts(200, 60_000)).await;
+    let third = locks
+        .acquire(std::slice::from_ref(&k), opts(200, 60_000))
+        .await;
     assert!(matches!(third, Err(LockError::Timeout)), "{third:?}");
     next.release().await.unwrap();
     db.drop_schema().await;

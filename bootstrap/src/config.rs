@@ -55,6 +55,13 @@ impl fmt::Display for Backend {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlatformModeArg {
+    Accept,
+    Fail,
+    Hang,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
@@ -114,6 +121,18 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub database_url: String,
+    /// Postgres schema to use instead of `public`.
+    #[arg(long, env = "STOCKADE_DATABASE_SCHEMA")]
+    pub database_schema: Option<String>,
+    /// Connections in the Postgres store's pool.
+    #[arg(long, env = "STOCKADE_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// Connections in the Postgres lock pool (each held lock grant uses one).
+    #[arg(long, env = "STOCKADE_LOCK_MAX_CONNECTIONS", default_value_t = 32)]
+    pub lock_max_connections: u32,
+    /// Namespace of Postgres advisory-lock ids (deployments sharing a server must differ).
+    #[arg(long, env = "STOCKADE_LOCK_NAMESPACE", default_value = "stockade")]
+    pub lock_namespace: String,
     /// Redis URL; give several (or a comma-separated list) for Redlock over N masters.
     #[arg(
         long = "redis-url",
@@ -158,6 +177,14 @@ pub struct ServeArgs {
     /// How often unpaid orders are expired, in seconds.
     #[arg(long, env = "STOCKADE_EXPIRY_INTERVAL_SECS", default_value_t = 5)]
     pub expiry_interval_secs: u64,
+    /// How the built-in data-platform stand-in answers: `accept`, `fail`, or `hang` (never
+    /// answers; the saga's time-out then compensates). For demos and failure drills.
+    #[arg(long, env = "STOCKADE_PLATFORM_MODE", value_enum, default_value = "accept")]
+    pub platform_mode: PlatformModeArg,
+    /// How long a payment saga may stay interrupted before the recovery worker finishes it, in
+    /// seconds (keep it above the platform time-out).
+    #[arg(long, env = "STOCKADE_SAGA_RECOVERY_AFTER_SECS", default_value_t = 30)]
+    pub saga_recovery_after_secs: u64,
     /// How often FLASH coupons are reconciled, in seconds.
     #[arg(long, env = "STOCKADE_RECONCILE_INTERVAL_SECS", default_value_t = 300)]
     pub reconcile_interval_secs: u64,
@@ -192,6 +219,9 @@ pub struct MigrateArgs {
         hide_env_values = true
     )]
     pub database_url: String,
+    /// Postgres schema to use instead of `public`.
+    #[arg(long, env = "STOCKADE_DATABASE_SCHEMA")]
+    pub database_schema: Option<String>,
 }
 
 impl ServeArgs {

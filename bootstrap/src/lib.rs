@@ -11,28 +11,32 @@ pub mod telemetry;
 pub mod workers;
 
 use async_trait::async_trait;
-use config::{Backend, Profile, ServeArgs, DEMO_JWT_SECRET};
+use config::{Backend, PlatformModeArg, Profile, ServeArgs, DEMO_JWT_SECRET};
 use std::sync::Arc;
 use std::time::Duration;
 use stockade_application::ports::clock::Clock;
 use stockade_application::{AppError, Ports, Settings, Stockade};
 use stockade_http::{AppState, JwtSecret, Reset};
-use stockade_memory::{MemoryBackend, SystemClock};
+use stockade_memory::{MemoryBackend, PlatformMode, SystemClock};
+use stockade_postgres::{PgConfig, PgIdempotencyStore, PgLockManager, PgStore};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("the {port} adapter `{backend}` is not available in this build; only `memory` is (choose --{port} memory)")]
+    #[error("the {port} adapter `{backend}` is not available in this build (available: {available})")]
     Unavailable {
         port: &'static str,
         backend: Backend,
+        available: &'static str,
     },
     #[error("the production profile needs --jwt-secret (or STOCKADE_JWT_SECRET)")]
     MissingSecret,
     #[error("could not seed the demo data: {0}")]
     Seed(#[source] AppError),
+    #[error("Postgres: {0}")]
+    Postgres(#[from] stockade_postgres::PgSetupError),
     #[error("could not listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -41,12 +45,15 @@ pub enum StartError {
     },
 }
 
-/// A built service: the application, its HTTP state, and the memory adapters it runs on.
+/// A built service: the application, its HTTP state, and the adapters it runs on.
 #[derive(Debug, Clone)]
 pub struct Service {
     pub app: Stockade,
     pub state: AppState,
+    /// The memory adapters (those of the ports configured as `memory` are the ones in use).
     pub memory: MemoryBackend,
+    /// The Postgres store's pool, when a port runs on Postgres.
+    pub postgres: Option<sqlx::PgPool>,
     pub intervals: workers::Intervals,
 }
 
@@ -84,41 +91,107 @@ fn settings(args: &ServeArgs) -> Settings {
     }
 }
 
+/// Which backends each port can run on in this build.
+fn check_available(args: &ServeArgs) -> Result<(), StartError> {
+    for (port, backend) in args.choices() {
+        let available: &'static str = match port {
+            "store" | "lock" | "idempotency" => "memory, postgres",
+            _ => "memory",
+        };
+        let ok = backend == Backend::Memory
+            || (backend == Backend::Postgres && available.contains("postgres"));
+        if !ok {
+            return Err(StartError::Unavailable {
+                port,
+                backend,
+                available,
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Service {
-    /// Builds the adapters `args` choose, the application and its HTTP state; seeds the demo
-    /// data in the demo profile.
+    /// Builds the adapters `args` choose, the application and its HTTP state; applies
+    /// migrations when a port runs on Postgres; seeds the demo data in the demo profile (into
+    /// an empty store only).
     ///
     /// # Errors
     /// [`StartError`] naming what is missing.
     pub async fn build(args: &ServeArgs) -> Result<Service, StartError> {
-        for (port, backend) in args.choices() {
-            if backend != Backend::Memory {
-                return Err(StartError::Unavailable { port, backend });
-            }
-        }
+        check_available(args)?;
         let jwt = match (&args.jwt_secret, args.profile) {
             (Some(secret), _) => JwtSecret::new(secret.0.clone()),
             (None, Profile::Demo) => {
-                tracing::warn!(
-                    "no --jwt-secret given: using the public demo secret (demo profile only)"
-                );
+                tracing::warn!("no --jwt-secret given: using the public demo secret (demo profile only)");
                 JwtSecret::new(DEMO_JWT_SECRET)
             }
             (None, Profile::Production) => return Err(StartError::MissingSecret),
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let memory = MemoryBackend::new(clock);
-        let ports = metered_ports(memory.ports(), "memory");
+        memory.platform.set_mode(match args.platform_mode {
+            PlatformModeArg::Accept => PlatformMode::Accept,
+            PlatformModeArg::Fail => PlatformMode::Fail,
+            PlatformModeArg::Hang => PlatformMode::Hang,
+        });
+        let mut ports = memory.ports();
+        let choices: std::collections::HashMap<_, _> = args.choices().into_iter().collect();
+        let uses_postgres = choices.values().any(|b| *b == Backend::Postgres);
+        let mut postgres = None;
+        let mut lock_backend = "memory";
+        if uses_postgres {
+            let config = PgConfig {
+                schema: args.database_schema.clone(),
+                max_connections: args.db_max_connections.max(1),
+                ..PgConfig::new(args.database_url.clone())
+            };
+            let pool = stockade_postgres::connect(&config).await?;
+            stockade_postgres::migrate(&pool).await?;
+            if choices["store"] == Backend::Postgres {
+                ports.store = Arc::new(PgStore::new(pool.clone()));
+            }
+            if choices["idempotency"] == Backend::Postgres {
+                ports.idempotency =
+                    Arc::new(PgIdempotencyStore::new(pool.clone(), ports.ids.clone()));
+            }
+            if choices["lock"] == Backend::Postgres {
+                let lock_pool = stockade_postgres::connect(&PgConfig {
+                    max_connections: args.lock_max_connections.max(1),
+                    ..config.clone()
+                })
+                .await?;
+                let namespace = match &args.database_schema {
+                    Some(schema) => format!("{}/{schema}", args.lock_namespace),
+                    None => args.lock_namespace.clone(),
+                };
+                ports.locks = Arc::new(PgLockManager::new(lock_pool, namespace));
+                lock_backend = "postgres";
+            }
+            if choices["gate"] == Backend::Memory && choices["store"] == Backend::Postgres {
+                tracing::warn!("FLASH coupons use the in-process gate: run one instance, or a shared gate, for exact FLASH issuance across instances");
+            }
+            postgres = Some(pool);
+        }
+        let ports = metered_ports(ports, lock_backend);
         let app = Stockade::new(ports, settings(args));
-        let reset: Option<Arc<dyn Reset>> = if args.profile == Profile::Demo {
-            seed::demo(&app).await.map_err(StartError::Seed)?;
-            Some(Arc::new(DemoReset {
-                app: app.clone(),
-                memory: memory.clone(),
-            }))
-        } else {
-            None
-        };
+        let mut reset: Option<Arc<dyn Reset>> = None;
+        if args.profile == Profile::Demo {
+            if app.products().await.map_err(StartError::Seed)?.is_empty() {
+                seed::demo(&app).await.map_err(StartError::Seed)?;
+            }
+            if choices["store"] == Backend::Memory {
+                reset = Some(Arc::new(DemoReset {
+                    app: app.clone(),
+                    memory: memory.clone(),
+                }));
+            }
+        }
+        // Gates live outside the store: make sure every FLASH coupon has one and that it knows
+        // every coupon the store already issued (after a restart, for instance).
+        if let Err(e) = app.reconcile_all().await {
+            tracing::warn!(error = %e, "start-up reconciliation failed; the worker will retry");
+        }
         let state = AppState {
             app: app.clone(),
             jwt,
@@ -133,11 +206,14 @@ impl Service {
             reconcile: Duration::from_secs(args.reconcile_interval_secs.max(1)),
             purge: Duration::from_secs(60),
             metrics: Duration::from_secs(1),
+            saga_recovery: Duration::from_secs(5),
+            saga_recovery_after: Duration::from_secs(args.saga_recovery_after_secs),
         };
         Ok(Service {
             app,
             state,
             memory,
+            postgres,
             intervals,
         })
     }
@@ -163,6 +239,22 @@ fn metered_ports(mut ports: Ports, backend: &'static str) -> Ports {
     });
     ports.gate = Arc::new(metered::MeteredGate { inner: ports.gate });
     ports
+}
+
+/// `stockade migrate`: applies the Postgres migrations.
+///
+/// # Errors
+/// [`StartError::Postgres`].
+pub async fn migrate(args: &config::MigrateArgs) -> Result<(), StartError> {
+    let pool = stockade_postgres::connect(&PgConfig {
+        schema: args.database_schema.clone(),
+        max_connections: 1,
+        ..PgConfig::new(args.database_url.clone())
+    })
+    .await?;
+    stockade_postgres::migrate(&pool).await?;
+    pool.close().await;
+    Ok(())
 }
 
 /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests and stops the workers.

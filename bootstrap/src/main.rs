@@ -52,12 +52,18 @@ async fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Migrate(_) => {
-            eprintln!(
-                "stockade: migrate applies the postgres store's migrations, and this build has \
-                 only the memory store (nothing to migrate)"
-            );
-            ExitCode::FAILURE
+        Command::Migrate(args) => {
+            telemetry::init(stockade::config::LogFormat::Text);
+            match stockade::migrate(&args).await {
+                Ok(()) => {
+                    tracing::info!("migrations applied");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("stockade: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

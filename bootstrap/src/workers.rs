@@ -15,6 +15,9 @@ pub struct Intervals {
     pub reconcile: Duration,
     pub purge: Duration,
     pub metrics: Duration,
+    pub saga_recovery: Duration,
+    /// How long a saga must have been open before recovery takes it.
+    pub saga_recovery_after: Duration,
 }
 
 /// Runs `tick` every `every` until shutdown.
@@ -81,6 +84,17 @@ pub fn spawn(
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
+            }
+        }
+    }));
+    let (a, rx, after) = (app.clone(), shutdown.clone(), intervals.saga_recovery_after);
+    set.spawn(periodic(intervals.saga_recovery, rx, move || {
+        let a = a.clone();
+        async move {
+            match a.recover_sagas(after, 100).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(settled = n, "interrupted payment sagas finished"),
+                Err(e) => tracing::warn!(error = %e, "saga recovery failed"),
             }
         }
     }));

@@ -179,7 +179,12 @@ pub struct ServeArgs {
     pub expiry_interval_secs: u64,
     /// How the built-in data-platform stand-in answers: `accept`, `fail`, or `hang` (never
     /// answers; the saga's time-out then compensates). For demos and failure drills.
-    #[arg(long, env = "STOCKADE_PLATFORM_MODE", value_enum, default_value = "accept")]
+    #[arg(
+        long,
+        env = "STOCKADE_PLATFORM_MODE",
+        value_enum,
+        default_value = "accept"
+    )]
     pub platform_mode: PlatformModeArg,
     /// How long a payment saga may stay interrupted before the recovery worker finishes it, in
     /// seconds (keep it above the platform time-out).

@@ -25,7 +25,9 @@ use tokio::task::JoinSet;
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("the {port} adapter `{backend}` is not available in this build (available: {available})")]
+    #[error(
+        "the {port} adapter `{backend}` is not available in this build (available: {available})"
+    )]
     Unavailable {
         port: &'static str,
         backend: Backend,
@@ -123,7 +125,9 @@ impl Service {
         let jwt = match (&args.jwt_secret, args.profile) {
             (Some(secret), _) => JwtSecret::new(secret.0.clone()),
             (None, Profile::Demo) => {
-                tracing::warn!("no --jwt-secret given: using the public demo secret (demo profile only)");
+                tracing::warn!(
+                    "no --jwt-secret given: using the public demo secret (demo profile only)"
+                );
                 JwtSecret::new(DEMO_JWT_SECRET)
             }
             (None, Profile::Production) => return Err(StartError::MissingSecret),
@@ -158,6 +162,8 @@ impl Service {
             if choices["lock"] == Backend::Postgres {
                 let lock_pool = stockade_postgres::connect(&PgConfig {
                     max_connections: args.lock_max_connections.max(1),
+                    // The lock's own wait bounds a checkout (see PgLockManager).
+                    acquire_timeout: Duration::from_secs(3_600),
                     ..config.clone()
                 })
                 .await?;

@@ -42,6 +42,23 @@ impl TestApp {
         }
     }
 
+    /// The application on Postgres storage, locks and idempotency (in `db`'s schema); the gate,
+    /// queue, platform and caches stay in memory.
+    pub async fn on_postgres(db: &crate::pg::TestDb, settings: Settings) -> Self {
+        let clock = ManualClock::at(EPOCH_MS);
+        let backend = MemoryBackend::new(Arc::new(clock.clone()) as Arc<dyn Clock>);
+        let mut ports = backend.ports();
+        ports.store = Arc::new(db.store());
+        ports.locks = Arc::new(db.locks().await);
+        ports.idempotency = Arc::new(db.idempotency(ports.ids.clone()));
+        let app = Stockade::new(ports, settings);
+        TestApp {
+            app,
+            backend,
+            clock,
+        }
+    }
+
     pub async fn product(&self, price: i64, stock: i64, max_per_order: i64) -> ProductId {
         let p = self
             .app

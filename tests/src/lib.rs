@@ -17,6 +17,7 @@ pub mod contracts;
 pub mod harness;
 pub mod http;
 pub mod pg;
+pub mod scenarios;
 
 #[doc(hidden)]
 pub use proptest as __proptest;

@@ -127,7 +127,15 @@ impl TestDb {
     }
 
     pub async fn locks(&self) -> PgLockManager {
-        PgLockManager::new(self.pool(20).await, self.schema.clone())
+        let pool = connect(&PgConfig {
+            schema: Some(self.schema.clone()),
+            max_connections: 20,
+            acquire_timeout: std::time::Duration::from_secs(3_600),
+            ..PgConfig::new(self.url.clone())
+        })
+        .await
+        .unwrap();
+        PgLockManager::new(pool, self.schema.clone())
     }
 
     pub fn idempotency(&self, ids: Arc<dyn IdGenerator>) -> PgIdempotencyStore {

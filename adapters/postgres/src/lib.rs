@@ -30,6 +30,7 @@ pub struct PgConfig {
     /// A schema to use instead of `public` (tests use one per test).
     pub schema: Option<String>,
     pub max_connections: u32,
+    /// How long a checkout may wait for a free connection.
     pub acquire_timeout: Duration,
 }
 

@@ -178,12 +178,16 @@ impl LockManager for PgLockManager {
         if wanted.is_empty() {
             return Ok(LockGuard::new(fences, Box::new(PgHeld::none())));
         }
-        // The pool's own acquire time-out bounds the checkout: `wait` is for the locks (a
-        // zero wait still tries each lock once).
-        let conn = self.pool.acquire().await.map_err(|e| match e {
-            sqlx::Error::PoolTimedOut => LockError::Timeout,
-            e => lock_err(e),
-        })?;
+        // Waiting for a connection is part of waiting for the lock (a hot key queues its waiters
+        // in the pool first), but even a zero wait gets a moment to check one out and try.
+        let checkout = options.wait.max(Duration::from_millis(500));
+        let conn = tokio::time::timeout(checkout, self.pool.acquire())
+            .await
+            .map_err(|_| LockError::Timeout)?
+            .map_err(|e| match e {
+                sqlx::Error::PoolTimedOut => LockError::Timeout,
+                e => lock_err(e),
+            })?;
         let mut acquiring = Acquiring { conn: Some(conn) };
         let mut last: Option<(i64, u64)> = None;
         for (lock, key) in wanted {

@@ -1,0 +1,62 @@
+//! The concurrency scenarios with Postgres as the store, the lock manager and the idempotency
+//! store (each test in a schema of its own). Hot keys serialise hundreds of units of work here,
+//! so the lock wait is generous: the scenarios check outcomes, not speed.
+
+use std::time::Duration;
+use stockade_application::Settings;
+use stockade_domain::IssuanceMode;
+use stockade_tests::harness::TestApp;
+use stockade_tests::pg::TestDb;
+use stockade_tests::scenarios;
+
+fn settings() -> Settings {
+    Settings {
+        lock_wait: Duration::from_secs(120),
+        ..Settings::default()
+    }
+}
+
+async fn with_app<F, Fut>(run: F)
+where
+    F: FnOnce(TestApp) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let db = TestDb::new().await;
+    run(TestApp::on_postgres(&db, settings()).await).await;
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flash_coupon_500_users_for_100() {
+    with_app(|t| async move { scenarios::coupon_race(&t, IssuanceMode::Flash, 500, 1, 100).await })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locked_coupon_500_users_for_100() {
+    with_app(
+        |t| async move { scenarios::coupon_race(&t, IssuanceMode::Locked, 500, 1, 100).await },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_rush_1200_buyers_for_1000_units() {
+    with_app(|t| async move { scenarios::stock_rush_1200_buyers_for_1000_units(&t).await }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_concurrent_charges() {
+    with_app(|t| async move { scenarios::hundred_concurrent_charges(&t).await }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_payment_key_sent_100_times_at_once() {
+    with_app(|t| async move { scenarios::one_payment_key_sent_100_times_at_once(&t).await }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_payments_with_different_keys_pay_once() {
+    with_app(|t| async move { scenarios::twenty_payments_with_different_keys_pay_once(&t).await })
+        .await;
+}

@@ -18,6 +18,7 @@ pub mod harness;
 pub mod http;
 pub mod pg;
 pub mod scenarios;
+pub mod workload;
 
 #[doc(hidden)]
 pub use proptest as __proptest;

@@ -14,6 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod contracts;
+pub mod e2e;
 pub mod harness;
 pub mod http;
 pub mod pg;

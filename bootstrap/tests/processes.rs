@@ -57,13 +57,16 @@ async fn start(db: &TestDb, extra: &[&str]) -> Instance {
     .env("RUST_LOG", "warn")
     .stdout(Stdio::null())
     .stderr(Stdio::inherit());
-    let child = cmd.spawn().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    // Owned by an Instance at once, so that its Drop kills and reaps it on every path.
+    let instance = Instance {
+        child: cmd.spawn().unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
     let client = reqwest::Client::new();
     for _ in 0..300 {
-        if let Ok(r) = client.get(format!("{base}/ready")).send().await {
+        if let Ok(r) = client.get(format!("{}/ready", instance.base)).send().await {
             if r.status().is_success() {
-                return Instance { child, base };
+                return instance;
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

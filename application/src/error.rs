@@ -109,6 +109,9 @@ impl From<crate::ports::store::StoreError> for AppError {
                 AppError::Internal(format!("unexpected conflict: {what}"))
             }
             StoreError::Contention => AppError::Contention,
+            StoreError::TicketLost => AppError::RequestInProgress {
+                retry_after: Duration::from_secs(1),
+            },
             StoreError::Unavailable(b) => AppError::Unavailable(b),
         }
     }

@@ -7,7 +7,21 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use stockade_domain::{ErrorCode, IdempotencyKey, UserId};
+
+/// The ticket of the idempotent request the current task is running, if any.
+#[derive(Debug, Clone)]
+pub(crate) struct InFlight {
+    pub(crate) ticket: crate::ports::idempotency::Ticket,
+    /// Set once the outcome was committed with the business write.
+    pub(crate) recorded: Arc<AtomicBool>,
+}
+
+tokio::task_local! {
+    pub(crate) static IN_FLIGHT: InFlight;
+}
 
 /// A use case's answer, and whether it is the replay of an earlier request's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +52,7 @@ impl Stockade {
     ) -> Result<Replayable<T>, AppError>
     where
         T: Serialize + DeserializeOwned,
-        F: Future<Output = Result<T, AppError>> + Send,
+        F: Future<Output = Result<T, AppError>>,
     {
         let Some(key) = key else {
             return work.await.map(|value| Replayable {
@@ -61,7 +75,18 @@ impl Stockade {
             }
             Begin::Mismatch => return Err(AppError::IdempotencyKeyReused),
         };
-        let result = work.await;
+        let in_flight = InFlight {
+            ticket: ticket.clone(),
+            recorded: Arc::new(AtomicBool::new(false)),
+        };
+        let result = IN_FLIGHT.scope(in_flight.clone(), work).await;
+        if in_flight.recorded.load(Ordering::SeqCst) {
+            // Committed together with the business write: nothing left to record.
+            return result.map(|value| Replayable {
+                value,
+                replayed: false,
+            });
+        }
         let outcome = match &result {
             Ok(value) => serde_json::to_vec(value)
                 .map(|body| StoredOutcome { ok: true, body })

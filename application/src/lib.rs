@@ -129,6 +129,36 @@ impl Stockade {
         Ok(())
     }
 
+    /// Commits a unit whose success answers the current idempotent request (if any) with
+    /// `answer`: where the idempotency store lives in the store's database, the outcome is
+    /// recorded in the same unit, so a crash can never separate the effect from its record.
+    async fn commit_answer<T: serde::Serialize>(
+        &self,
+        mut uow: Box<dyn UnitOfWork>,
+        guard: LockGuard,
+        answer: &T,
+    ) -> Result<(), AppError> {
+        let in_flight = if self.settings.idempotency_in_store {
+            idempotent::IN_FLIGHT.try_with(Clone::clone).ok()
+        } else {
+            None
+        };
+        let mut recorded = false;
+        if let Some(f) = &in_flight {
+            let body = serde_json::to_vec(answer)
+                .map_err(|e| AppError::Internal(format!("answer not serialisable: {e}")))?;
+            let outcome = ports::idempotency::StoredOutcome { ok: true, body };
+            recorded = uow
+                .record_outcome(&f.ticket, &outcome, self.settings.idempotency_ttl)
+                .await?;
+        }
+        self.commit_and_release(uow, guard).await?;
+        if let (Some(f), true) = (in_flight, recorded) {
+            f.recorded.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
     /// The coupon policy, from the cache or the store.
     async fn policy(&self, id: CouponId) -> Result<Coupon, AppError> {
         if let Some(c) = self.policies.read().get(&id) {

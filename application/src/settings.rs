@@ -22,6 +22,9 @@ pub struct Settings {
     pub issuance_max_attempts: u32,
     /// First retry delay of an issuance; doubles with each attempt.
     pub issuance_backoff: Duration,
+    /// The idempotency store keeps its records in the store's own database, so a use case's
+    /// outcome is recorded in the same unit of work as its writes (see `UnitOfWork::record_outcome`).
+    pub idempotency_in_store: bool,
 }
 
 impl Default for Settings {
@@ -36,6 +39,7 @@ impl Default for Settings {
             platform_timeout: Duration::from_secs(5),
             issuance_max_attempts: 5,
             issuance_backoff: Duration::from_millis(100),
+            idempotency_in_store: false,
         }
     }
 }

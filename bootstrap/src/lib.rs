@@ -180,7 +180,11 @@ impl Service {
             postgres = Some(pool);
         }
         let ports = metered_ports(ports, lock_backend);
-        let app = Stockade::new(ports, settings(args));
+        let mut settings = settings(args);
+        // Both on the same database: outcomes commit with the writes they describe.
+        settings.idempotency_in_store =
+            choices["store"] == Backend::Postgres && choices["idempotency"] == Backend::Postgres;
+        let app = Stockade::new(ports, settings);
         let mut reset: Option<Arc<dyn Reset>> = None;
         if args.profile == Profile::Demo {
             if app.products().await.map_err(StartError::Seed)?.is_empty() {

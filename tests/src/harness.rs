@@ -51,6 +51,10 @@ impl TestApp {
         ports.store = Arc::new(db.store());
         ports.locks = Arc::new(db.locks().await);
         ports.idempotency = Arc::new(db.idempotency(ports.ids.clone()));
+        let settings = Settings {
+            idempotency_in_store: true,
+            ..settings
+        };
         let app = Stockade::new(ports, settings);
         TestApp {
             app,

@@ -103,6 +103,7 @@ impl TestDb {
         let pool = connect(&PgConfig {
             schema: Some(schema.clone()),
             max_connections: 10,
+            application_name: schema.clone(),
             ..PgConfig::new(url.clone())
         })
         .await
@@ -116,6 +117,7 @@ impl TestDb {
         connect(&PgConfig {
             schema: Some(self.schema.clone()),
             max_connections: max,
+            application_name: self.schema.clone(),
             ..PgConfig::new(self.url.clone())
         })
         .await
@@ -131,6 +133,7 @@ impl TestDb {
             schema: Some(self.schema.clone()),
             max_connections: 20,
             acquire_timeout: std::time::Duration::from_secs(3_600),
+            application_name: format!("{}-locks", self.schema),
             ..PgConfig::new(self.url.clone())
         })
         .await

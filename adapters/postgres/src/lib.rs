@@ -32,6 +32,8 @@ pub struct PgConfig {
     pub max_connections: u32,
     /// How long a checkout may wait for a free connection.
     pub acquire_timeout: Duration,
+    /// Shown in `pg_stat_activity.application_name`.
+    pub application_name: String,
 }
 
 impl PgConfig {
@@ -41,6 +43,7 @@ impl PgConfig {
             schema: None,
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            application_name: "stockade".to_owned(),
         }
     }
 }
@@ -65,7 +68,9 @@ fn quote_ident(s: &str) -> String {
 /// # Errors
 /// [`PgSetupError`] when the URL is bad or the server does not answer.
 pub async fn connect(config: &PgConfig) -> Result<PgPool, PgSetupError> {
-    let options = PgConnectOptions::from_str(&config.url).map_err(PgSetupError::Url)?;
+    let options = PgConnectOptions::from_str(&config.url)
+        .map_err(PgSetupError::Url)?
+        .application_name(&config.application_name);
     let schema = config.schema.clone();
     PgPoolOptions::new()
         .max_connections(config.max_connections)

@@ -13,6 +13,7 @@ use crate::error::{corrupt, store_error};
 use async_trait::async_trait;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use std::fmt;
+use stockade_application::ports::idempotency::{StoredOutcome, Ticket};
 use stockade_application::ports::lock::Fence;
 use stockade_application::ports::store::{
     CartRepository, CouponRepository, LedgerChange, NewOrder, OrderRepository, PaymentRepository,
@@ -109,6 +110,34 @@ impl UnitOfWork for PgUnit {
             }
         }
         Ok(())
+    }
+
+    async fn record_outcome(
+        &mut self,
+        ticket: &Ticket,
+        outcome: &StoredOutcome,
+        ttl: std::time::Duration,
+    ) -> R<bool> {
+        let done = sqlx::query(
+            "UPDATE idempotency_keys
+             SET state = 'DONE', ok = $4, body = $5,
+                 expires_at = now() + ($6 || ' milliseconds')::interval, updated_at = now()
+             WHERE scope = $1 AND key = $2 AND owner = $3 AND state = 'IN_FLIGHT'",
+        )
+        .bind(&ticket.scope.0)
+        .bind(ticket.key.as_str())
+        .bind(&ticket.owner)
+        .bind(outcome.ok)
+        .bind(&outcome.body)
+        .bind(ttl.as_millis().max(1).to_string())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        if done.rows_affected() == 1 {
+            Ok(true)
+        } else {
+            Err(StoreError::TicketLost)
+        }
     }
 
     async fn commit(self: Box<Self>) -> R<()> {

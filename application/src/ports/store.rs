@@ -18,6 +18,7 @@
 //!   half-applied; a serialization failure or deadlock to [`StoreError::Contention`].
 
 use crate::error::BackendError;
+use crate::ports::idempotency::{StoredOutcome, Ticket};
 use crate::ports::lock::Fence;
 use async_trait::async_trait;
 use std::fmt;
@@ -42,6 +43,9 @@ pub enum StoreError {
     /// a deadlock); running the whole unit again may succeed.
     #[error("the unit of work collided with a concurrent one")]
     Contention,
+    /// The idempotency record this unit was to complete now belongs to a newer request.
+    #[error("the idempotency key was taken over by a newer request")]
+    TicketLost,
     #[error(transparent)]
     Unavailable(#[from] BackendError),
 }
@@ -65,6 +69,21 @@ pub trait UnitOfWork: Send {
 
     /// Checks every fence against the highest token seen for its key and records it.
     async fn check_fences(&mut self, fences: &[Fence]) -> Result<(), StoreError>;
+
+    /// Records an idempotent outcome as part of this unit, so that it commits with the business
+    /// write it describes. Only called when the idempotency store keeps its records in this
+    /// store's database (`Settings::idempotency_in_store`). Answers `Ok(false)` when the adapter
+    /// cannot (the caller then completes the record after commit), and
+    /// [`StoreError::TicketLost`] when the record no longer belongs to `ticket` (the unit must
+    /// then not commit).
+    async fn record_outcome(
+        &mut self,
+        _ticket: &Ticket,
+        _outcome: &StoredOutcome,
+        _ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }

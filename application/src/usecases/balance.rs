@@ -68,12 +68,13 @@ impl Stockade {
                 now,
             )
             .await?;
-        self.commit_and_release(uow, guard).await?;
-        Ok(ChargeReceipt {
+        let receipt = ChargeReceipt {
             user_id: cmd.user_id.get(),
             balance: entry.balance_after.won(),
             transaction_id: entry.id.get(),
-        })
+        };
+        self.commit_answer(uow, guard, &receipt).await?;
+        Ok(receipt)
     }
 
     /// The wallet balance (0 for a user seen for the first time).

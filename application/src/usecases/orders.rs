@@ -131,8 +131,9 @@ impl Stockade {
                 }
             };
             let order = self.place(&mut *uow, &cmd, lines).await?;
-            self.commit_and_release(uow, guard).await?;
-            return Ok(OrderView::from(&order));
+            let view = OrderView::from(&order);
+            self.commit_answer(uow, guard, &view).await?;
+            return Ok(view);
         }
         Err(AppError::LockTimeout)
     }

@@ -233,8 +233,9 @@ impl Stockade {
                     .log_saga_step(&payment, SagaStep::Confirmed, now)
                     .await?;
                 let balance = uow.wallets().balance(payment.user_id).await?;
-                self.commit_and_release(uow, guard).await?;
-                Ok(PaymentReceipt::new(&payment, balance.won()))
+                let receipt = PaymentReceipt::new(&payment, balance.won());
+                self.commit_answer(uow, guard, &receipt).await?;
+                Ok(receipt)
             }
             Some(reason) => {
                 tracing::warn!(%reason, "data platform failed; compensating the payment");

@@ -1,0 +1,232 @@
+//! What the Postgres lock manager promises beyond the shared contract.
+
+#![allow(clippy::unwrap_used)]
+
+use sqlx::Connection;
+use std::time::Duration;
+use stockade_application::ports::lock::{LockError, LockManager};
+use stockade_postgres::lock_id;
+use stockade_tests::contracts::lock::{key, opts};
+use stockade_tests::pg::TestDb;
+
+/// The backend holding a lock is killed: the waiter queued behind it gets the lock, with a
+/// larger fencing token, and the store refuses the dead holder's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_holder_hands_the_lock_to_the_next_waiter() {
+    let db = TestDb::new().await;
+    let locks = db.locks().await;
+    let k = key("pg:terminate");
+    let holder = locks
+        .acquire(std::slice::from_ref(&k), opts(1_000, 60_000))
+        .await
+        .unwrap();
+    let waiter = {
+        let locks = locks.clone();
+        let k = k.clone();
+        tokio::spawn(async move { locks.acquire(&[k], opts(20_000, 60_000)).await })
+    };
+    // Find the holder's backend through pg_locks (a bigint advisory lock shows its high and
+    // low 32 bits as classid and objid) and terminate it.
+    let id = lock_id(&db.schema, "pg:terminate");
+    let (classid, objid) = (
+        ((id as u64) >> 32) as i64,
+        ((id as u64) & 0xffff_ffff) as i64,
+    );
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut pid: Option<i32> = None;
+    for _ in 0..100 {
+        pid = sqlx::query_scalar(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+             AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1",
+        )
+        .bind(classid)
+        .bind(objid)
+        .fetch_optional(&mut admin)
+        .await
+        .unwrap();
+        if pid.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = pid.expect("the holder's backend shows in pg_locks");
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert!(killed);
+    let next = tokio::time::timeout(Duration::from_secs(15), waiter)
+        .await
+        .expect("the waiter is served once the holder's session ends")
+        .unwrap()
+        .expect("granted");
+    assert!(next.fences()[0].token > holder.fences()[0].token);
+    // The dead holder's token is refused once the new holder has written.
+    let store = db.store();
+    let mut uow = stockade_application::ports::store::Store::begin(&store)
+        .await
+        .unwrap();
+    uow.check_fences(next.fences()).await.unwrap();
+    uow.commit().await.unwrap();
+    let mut uow = stockade_application::ports::store::Store::begin(&store)
+        .await
+        .unwrap();
+    assert!(uow.check_fences(holder.fences()).await.is_err());
+    drop(uow);
+    // Releasing the dead grant fails or does nothing; it must not free the new holder's lock.
+    let _ = holder.release().await;
+    let third = locks
+        .acquire(std::slice::from_ref(&k), opts(200, 60_000))
+        .await;
+    assert!(matches!(third, Err(LockError::Timeout)), "{third:?}");
+    next.release().await.unwrap();
+    db.drop_schema().await;
+}
+
+/// A wait that times out in the server (`lock_timeout`) leaves nothing held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_side_timeout_holds_nothing() {
+    let db = TestDb::new().await;
+    let locks = db.locks().await;
+    let held = locks
+        .acquire(&[key("pg:a")], opts(1_000, 60_000))
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let r = locks
+            .acquire(&[key("pg:b"), key("pg:a")], opts(30, 60_000))
+            .await;
+        assert!(matches!(r, Err(LockError::Timeout)), "{r:?}");
+        // `pg:b` is free again at once.
+        let b = locks
+            .acquire(&[key("pg:b")], opts(0, 60_000))
+            .await
+            .unwrap();
+        b.release().await.unwrap();
+    }
+    held.release().await.unwrap();
+    db.drop_schema().await;
+}
+
+/// A connection lost in the middle of a unit of work: the next operation answers
+/// `Unavailable` and nothing of the unit is visible afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_mid_unit_applies_nothing() {
+    use stockade_application::ports::store::{Store, StoreError};
+    use stockade_domain::NewProduct;
+    let db = TestDb::new().await;
+    let store = db.store();
+    let mut uow = store.begin().await.unwrap();
+    uow.products()
+        .insert(NewProduct::new("half", 100, 5, 1).unwrap())
+        .await
+        .unwrap();
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE application_name = $1 AND state = 'idle in transaction'",
+    )
+    .bind(&db.schema)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(killed, 1, "exactly the unit's connection");
+    let next = uow
+        .products()
+        .insert(NewProduct::new("other", 100, 5, 1).unwrap())
+        .await;
+    assert!(matches!(next, Err(StoreError::Unavailable(_))), "{next:?}");
+    assert!(uow.commit().await.is_err());
+    let mut check = store.begin().await.unwrap();
+    assert!(check.products().list().await.unwrap().is_empty());
+    drop(check);
+    db.drop_schema().await;
+}
+
+/// With the store and the idempotency records in one database, an outcome commits with its
+/// write. A request whose in-flight lease lapsed while it waited, and whose key a retry took
+/// over, cannot commit its order: exactly one order exists, and the key replays it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_over_request_cannot_commit_a_second_order() {
+    use stockade_application::ports::lock::LockKey;
+    use stockade_application::usecases::orders::{CreateOrder, OrderSource};
+    use stockade_application::{AppError, Settings};
+    use stockade_domain::{IdempotencyKey, LineRequest, Quantity};
+    use stockade_tests::harness::{user, TestApp};
+    let db = TestDb::new().await;
+    let t = TestApp::on_postgres(
+        &db,
+        Settings {
+            idempotency_lease: Duration::from_millis(300),
+            lock_wait: Duration::from_secs(30),
+            ..Settings::default()
+        },
+    )
+    .await;
+    let product = t.product(1_000, 10, 5).await;
+    let cmd = CreateOrder {
+        user_id: user(1),
+        source: OrderSource::Lines(vec![LineRequest {
+            product_id: product,
+            quantity: Quantity::new(1, "quantity").unwrap(),
+            user_coupon_id: None,
+        }]),
+        user_coupon_ids: vec![],
+    };
+    let key = IdempotencyKey::parse("one-order").unwrap();
+    // Hold the user's order lock so that both requests queue behind it.
+    let held = t
+        .app
+        .ports()
+        .locks
+        .acquire(
+            &[LockKey::new("order:user:1").unwrap()],
+            opts(1_000, 60_000),
+        )
+        .await
+        .unwrap();
+    let first = {
+        let (app, cmd, key) = (t.app.clone(), cmd.clone(), key.clone());
+        tokio::spawn(async move { app.create_order(cmd, Some(&key)).await })
+    };
+    // Wait until the first request holds the key, then let its lease lapse.
+    for _ in 0..200 {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotency_keys")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        if n == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = {
+        let (app, cmd, key) = (t.app.clone(), cmd.clone(), key.clone());
+        tokio::spawn(async move { app.create_order(cmd, Some(&key)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    held.release().await.unwrap();
+    let first = first.await.unwrap();
+    let second = second.await.unwrap();
+    assert!(
+        matches!(first, Err(AppError::RequestInProgress { .. })),
+        "the taken-over request must not commit: {first:?}"
+    );
+    let order = second.expect("the retry places the order").value;
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(orders, 1);
+    let stock: i64 = sqlx::query_scalar("SELECT stock FROM products")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stock, 9);
+    let replay = t.app.create_order(cmd, Some(&key)).await.unwrap();
+    assert!(replay.replayed);
+    assert_eq!(replay.value, order);
+    db.drop_schema().await;
+}

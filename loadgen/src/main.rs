@@ -1,0 +1,325 @@
+//! `stockade-load`: drives Stockade's HTTP API with a scenario, prints a summary (throughput,
+//! latency percentiles from an HDR histogram, outcomes by status and code), writes it as JSON,
+//! checks the scenario's invariants through the API and exits non-zero if one fails.
+
+mod client;
+mod report;
+mod run;
+mod scenarios;
+mod stats;
+
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stockade-load",
+    version,
+    about = "Load generator and invariant checker for Stockade"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Base URL of an instance; repeat (or comma-separate) for several, used round-robin.
+    #[arg(
+        long = "target",
+        env = "STOCKADE_TARGET",
+        value_delimiter = ',',
+        required = true
+    )]
+    targets: Vec<String>,
+    /// The service's JWT secret, to mint user and admin tokens.
+    #[arg(long, env = "STOCKADE_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Total requests (or transactions), for the open-ended scenarios.
+    #[arg(long)]
+    requests: Option<usize>,
+    /// Stop after this many seconds, whatever is left.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The first user id to use (default: fresh ids from the clock, 100,000 per run).
+    #[arg(long)]
+    user_base: Option<i64>,
+    /// Write the summary as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Append the summary as one JSON line here (for `report` and `plot`).
+    #[arg(long)]
+    append: Option<PathBuf>,
+    /// A label for the summary (e.g. the profile).
+    #[arg(long, default_value = "")]
+    label: String,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// N users race for M coupons, R requests each.
+    CouponDrop {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 2_000)]
+        users: usize,
+        #[arg(long, default_value_t = 200)]
+        coupons: i64,
+        #[arg(long, default_value_t = 1)]
+        requests_per_user: usize,
+        /// FLASH or LOCKED.
+        #[arg(long, default_value = "FLASH")]
+        mode: String,
+    },
+    /// N buyers of one product.
+    StockRush {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 1_200)]
+        buyers: usize,
+        #[arg(long, default_value_t = 1_000)]
+        stock: i64,
+    },
+    /// K orders, each paid R times at once with one key (or R keys).
+    DoublePay {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 100)]
+        orders: usize,
+        #[arg(long, default_value_t = 10)]
+        retries: usize,
+        /// Use a different key for every retry.
+        #[arg(long)]
+        different_keys: bool,
+    },
+    /// N users charge C times each, concurrently.
+    ChargeStorm {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        #[arg(long, default_value_t = 20)]
+        charges: usize,
+        #[arg(long, default_value_t = 1_000)]
+        amount: i64,
+    },
+    /// Create an order and pay it, over and over (one transaction per pair).
+    OrderPay {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 200)]
+        users: usize,
+    },
+    /// Browse, cart, order, pay, charge and issue with set weights.
+    Mixed {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 500)]
+        users: usize,
+        /// Weights, e.g. browse=40,cart=15,order=15,pay=10,charge=10,issue=10.
+        #[arg(
+            long,
+            default_value = "browse=40,cart=15,order=15,pay=10,charge=10,issue=10"
+        )]
+        weights: String,
+    },
+    /// Print markdown tables of a results file.
+    Report { input: PathBuf },
+    /// Draw SVG plots of a results file into a folder.
+    Plot {
+        input: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn ctx(c: &Common) -> Result<scenarios::Ctx, String> {
+    let api =
+        client::Api::new(&c.targets, &c.jwt_secret, c.concurrency).map_err(|e| e.to_string())?;
+    // Fresh users for every run unless told otherwise: wallets, carts and keys start empty.
+    // Each run has room for 100,000 users above its base.
+    let user_base = c.user_base.unwrap_or_else(|| {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        1_000_000 + i64::try_from(millis % 10_000_000_000_000).unwrap_or(0) * 100_000
+    });
+    Ok(scenarios::Ctx {
+        api: Arc::new(api),
+        concurrency: c.concurrency.max(1),
+        requests: c.requests,
+        duration: c.duration.map(Duration::from_secs_f64),
+        seed: c.seed,
+        label: c.label.clone(),
+        quiet: c.quiet,
+        user_base,
+    })
+}
+
+fn finish(common: &Common, summary: Result<stats::Summary, scenarios::SetupError>) -> ExitCode {
+    let summary = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("stockade-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut stdout = std::io::stdout();
+    let _ = stdout.write_all(summary.render().as_bytes());
+    let json = serde_json::to_string_pretty(&summary).unwrap_or_default();
+    if let Some(path) = &common.json {
+        if let Err(e) = std::fs::write(path, &json) {
+            eprintln!("stockade-load: could not write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    if let Some(path) = &common.append {
+        let line = report::line(&summary) + "\n";
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            eprintln!("stockade-load: could not append to {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    if summary.ok {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("stockade-load: an invariant failed");
+        ExitCode::FAILURE
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (common, result) = match cli.command {
+        Command::Report { input } => {
+            return match report::read(&input) {
+                Ok(rows) => {
+                    let _ = std::io::stdout().write_all(report::markdown(&rows).as_bytes());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("stockade-load: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Command::Plot { input, out } => {
+            return match report::read(&input).and_then(|rows| report::plots(&rows, &out)) {
+                Ok(files) => {
+                    let _ = writeln!(std::io::stdout(), "{}", files.join("\n"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("stockade-load: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Command::CouponDrop {
+            common,
+            users,
+            coupons,
+            requests_per_user,
+            mode,
+        } => {
+            let r = match ctx(&common) {
+                Ok(c) => {
+                    scenarios::coupon_drop(
+                        &c,
+                        users,
+                        coupons,
+                        requests_per_user.max(1),
+                        &mode.to_uppercase(),
+                    )
+                    .await
+                }
+                Err(e) => return usage(&e),
+            };
+            (common, r)
+        }
+        Command::StockRush {
+            common,
+            buyers,
+            stock,
+        } => {
+            let r = match ctx(&common) {
+                Ok(c) => scenarios::stock_rush(&c, buyers, stock).await,
+                Err(e) => return usage(&e),
+            };
+            (common, r)
+        }
+        Command::DoublePay {
+            common,
+            orders,
+            retries,
+            different_keys,
+        } => {
+            let r = match ctx(&common) {
+                Ok(c) => {
+                    scenarios::double_pay(&c, orders.max(1), retries.max(1), !different_keys).await
+                }
+                Err(e) => return usage(&e),
+            };
+            (common, r)
+        }
+        Command::ChargeStorm {
+            common,
+            users,
+            charges,
+            amount,
+        } => {
+            let r = match ctx(&common) {
+                Ok(c) => scenarios::charge_storm(&c, users.max(1), charges.max(1), amount).await,
+                Err(e) => return usage(&e),
+            };
+            (common, r)
+        }
+        Command::OrderPay { common, users } => {
+            let r = match ctx(&common) {
+                Ok(c) => scenarios::order_pay(&c, users.max(1)).await,
+                Err(e) => return usage(&e),
+            };
+            (common, r)
+        }
+        Command::Mixed {
+            common,
+            users,
+            weights,
+        } => {
+            let mix = match scenarios::Mix::parse(&weights) {
+                Ok(m) => m,
+                Err(e) => return usage(&format!("--weights: {e}")),
+            };
+            let r = match ctx(&common) {
+                Ok(c) => scenarios::mixed(&c, users.max(1), mix).await,
+                Err(e) => return usage(&e),
+            };
+            (common, r)
+        }
+    };
+    finish(&common, result)
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!("stockade-load: {message}");
+    ExitCode::from(2)
+}

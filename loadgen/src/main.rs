@@ -122,6 +122,9 @@ enum Command {
         common: Common,
         #[arg(long, default_value_t = 200)]
         users: usize,
+        /// Products to spread the orders over (one hot product serialises every order).
+        #[arg(long, default_value_t = 50)]
+        products: usize,
     },
     /// Browse, cart, order, pay, charge and issue with set weights.
     Mixed {
@@ -293,9 +296,13 @@ async fn main() -> ExitCode {
             };
             (common, r)
         }
-        Command::OrderPay { common, users } => {
+        Command::OrderPay {
+            common,
+            users,
+            products,
+        } => {
             let r = match ctx(&common) {
-                Ok(c) => scenarios::order_pay(&c, users.max(1)).await,
+                Ok(c) => scenarios::order_pay(&c, users.max(1), products).await,
                 Err(e) => return usage(&e),
             };
             (common, r)

@@ -571,6 +571,11 @@ pub async fn charge_storm(
     Ok(ctx.summary("charge-storm", &recorder, elapsed, ran as u64, checks))
 }
 
+fn recorder_created(r: &Recorder) -> u64 {
+    let s = Summary::build("", "", &[], 0, r, Duration::from_secs(1), 0, vec![]);
+    s.statuses.get("201").copied().unwrap_or(0)
+}
+
 fn recorder_ok(r: &Recorder) -> i64 {
     let s = Summary::build("", "", &[], 0, r, Duration::from_secs(1), 0, vec![]);
     s.statuses
@@ -580,9 +585,14 @@ fn recorder_ok(r: &Recorder) -> i64 {
         .sum()
 }
 
-/// Funded users each create an order and pay it, over and over: one transaction per pair.
-pub async fn order_pay(ctx: &Ctx, users: usize) -> Result<Summary, SetupError> {
-    let pid = ctx.product(100_000_000, 1, 1_000).await?;
+/// Funded users each create an order (of one of `products` products) and pay it, over and
+/// over. Each order creation and each payment counts as one transaction.
+pub async fn order_pay(ctx: &Ctx, users: usize, products: usize) -> Result<Summary, SetupError> {
+    let mut pids = Vec::with_capacity(products.max(1));
+    for _ in 0..products.max(1) {
+        pids.push(ctx.product(100_000_000, 1, 1_000).await?);
+    }
+    let pids = Arc::new(pids);
     let tokens = ctx.tokens(users)?;
     let transactions = ctx.requests.unwrap_or(2_000);
     let per_user = 1_000 * (transactions / users.max(1) + 2) as i64;
@@ -607,12 +617,13 @@ pub async fn order_pay(ctx: &Ctx, users: usize) -> Result<Summary, SetupError> {
     let recorder = Arc::new(Recorder::default());
     let paid = Arc::new(AtomicU64::new(0));
     let bar = progress(Some((transactions * 2) as u64), "order-pay", ctx.quiet);
-    let (api, rec, tk, seed, p) = (
+    let (api, rec, tk, seed, p, pids) = (
         ctx.api.clone(),
         recorder.clone(),
         tokens.clone(),
-        ctx.seed,
+        ctx.user_base,
         paid.clone(),
+        pids.clone(),
     );
     let (_, elapsed) = run(
         transactions,
@@ -621,7 +632,13 @@ pub async fn order_pay(ctx: &Ctx, users: usize) -> Result<Summary, SetupError> {
         &bar,
         &recorder,
         move |i| {
-            let (api, rec, tk, p) = (api.clone(), rec.clone(), tk.clone(), p.clone());
+            let (api, rec, tk, p, pids) = (
+                api.clone(),
+                rec.clone(),
+                tk.clone(),
+                p.clone(),
+                pids.clone(),
+            );
             async move {
                 let token = &tk[i % users];
                 let o = api
@@ -630,7 +647,9 @@ pub async fn order_pay(ctx: &Ctx, users: usize) -> Result<Summary, SetupError> {
                         "/api/v1/orders",
                         Some(token),
                         Some(&format!("op-{seed}-{i}")),
-                        Some(&json!({"items": [{"productId": pid, "quantity": 1}]})),
+                        Some(
+                            &json!({"items": [{"productId": pids[i % pids.len()], "quantity": 1}]}),
+                        ),
                     )
                     .await;
                 rec.record(&o);
@@ -672,7 +691,9 @@ pub async fn order_pay(ctx: &Ctx, users: usize) -> Result<Summary, SetupError> {
             format!("{paid} paid, {spent} won spent"),
         ),
     ];
-    Ok(ctx.summary("order-pay", &recorder, elapsed, paid, checks))
+    // Every order creation and every payment that succeeded is one transaction.
+    let created = recorder_created(&recorder);
+    Ok(ctx.summary("order-pay", &recorder, elapsed, created + paid, checks))
 }
 
 /// Weights of the mixed workload's operations.

@@ -103,10 +103,10 @@ async fn every_scenario_runs_and_its_invariants_hold() {
     .await;
     let pay = load(
         &app.base,
-        &["order-pay", "--users", "10", "--requests", "40"],
+        &["order-pay", "--users", "10", "--requests", "40", "--products", "3"],
     )
     .await;
-    assert_eq!(pay["transactions"], 40);
+    assert_eq!(pay["transactions"], 80, "40 orders and 40 payments");
     load(
         &app.base,
         &["mixed", "--users", "50", "--requests", "400", "--seed", "3"],

@@ -15,8 +15,9 @@
 //! which ends the session and frees its locks.
 //!
 //! ## Waiting
-//! The fast path is one round trip: `pg_try_advisory_lock` and, if granted, `nextval` of the
-//! fencing sequence. Otherwise the connection sets `lock_timeout` to what is left of `wait` and
+//! The fast path is one round trip for all the keys of a grant: `pg_try_advisory_lock` of each,
+//! in id order, and for each one granted `nextval` of the fencing sequence. If one is busy, the
+//! grant keeps the locks before it, gives back any after it, and waits for the rest one by one. Otherwise the connection sets `lock_timeout` to what is left of `wait` and
 //! blocks in `pg_advisory_lock` — the server queues it, nothing spins. A `55P03` time-out is
 //! followed by `pg_advisory_unlock`, because the server can grant the lock just as the timeout
 //! fires, and a failed multi-key acquisition unlocks what it took before it answers: nothing is
@@ -189,25 +190,60 @@ impl LockManager for PgLockManager {
                 e => lock_err(e),
             })?;
         let mut acquiring = Acquiring { conn: Some(conn) };
-        let mut last: Option<(i64, u64)> = None;
-        for (lock, key) in wanted {
-            let token = match last {
-                Some((l, t)) if l == lock => t,
-                _ => {
-                    let conn = acquiring.conn.as_mut().ok_or(LockError::Timeout)?;
-                    let taken = Self::lock_one(conn, lock, deadline).await.and_then(|t| {
-                        u64::try_from(t).map_err(|_| LockError::Backend(backend("negative token")))
-                    });
-                    match taken {
-                        Ok(t) => t,
-                        Err(e) => {
-                            acquiring.give_back().await;
-                            return Err(e);
-                        }
+        let mut ids: Vec<i64> = wanted.iter().map(|(l, _)| *l).collect();
+        ids.dedup();
+        // Fast path: try every lock in one round trip, in id order.
+        let tried: Vec<(i64, Option<i64>)> = {
+            let conn = acquiring.conn.as_mut().ok_or(LockError::Timeout)?;
+            sqlx::query_as(
+                "SELECT k, CASE WHEN pg_try_advisory_lock(k) THEN nextval('lock_fencing_seq') END
+                 FROM unnest($1::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
+            )
+            .bind(&ids)
+            .fetch_all(&mut **conn)
+            .await
+            .map_err(lock_err)?
+        };
+        let first_busy = tried.iter().position(|(_, t)| t.is_none());
+        let mut tokens: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
+        if let Some(busy) = first_busy {
+            // Keep the prefix before the first busy lock; give back any later one taken, so that
+            // locks are only ever waited for in id order (no cycle is possible).
+            let later: Vec<i64> = tried[busy..]
+                .iter()
+                .filter(|(_, t)| t.is_some())
+                .map(|(k, _)| *k)
+                .collect();
+            let conn = acquiring.conn.as_mut().ok_or(LockError::Timeout)?;
+            if !later.is_empty() {
+                sqlx::query("SELECT pg_advisory_unlock(k) FROM unnest($1::bigint[]) AS t(k)")
+                    .bind(&later)
+                    .execute(&mut **conn)
+                    .await
+                    .map_err(lock_err)?;
+            }
+            tokens.extend(tried[..busy].iter().filter_map(|(k, t)| t.map(|t| (*k, t))));
+            for (lock, _) in &tried[busy..] {
+                let conn = acquiring.conn.as_mut().ok_or(LockError::Timeout)?;
+                match Self::lock_one(conn, *lock, deadline).await {
+                    Ok(t) => {
+                        tokens.insert(*lock, t);
+                    }
+                    Err(e) => {
+                        acquiring.give_back().await;
+                        return Err(e);
                     }
                 }
-            };
-            last = Some((lock, token));
+            }
+        } else {
+            tokens.extend(tried.iter().filter_map(|(k, t)| t.map(|t| (*k, t))));
+        }
+        for (lock, key) in wanted {
+            let token = tokens
+                .get(&lock)
+                .copied()
+                .and_then(|t| u64::try_from(t).ok())
+                .ok_or_else(|| LockError::Backend(backend("a lock came back without a token")))?;
             fences.push(Fence {
                 key,
                 token: FencingToken(token),

@@ -90,24 +90,34 @@ impl UnitOfWork for PgUnit {
     }
 
     async fn check_fences(&mut self, fences: &[Fence]) -> R<()> {
-        for fence in fences {
-            let token = i64::try_from(fence.token.0).map_err(|_| corrupt("token"))?;
-            let kept: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO lock_fences (key, token) VALUES ($1, $2)
-                 ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, updated_at = now()
-                 WHERE lock_fences.token <= EXCLUDED.token
-                 RETURNING token",
-            )
-            .bind(fence.key.as_str())
-            .bind(token)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(e)?;
-            if kept.is_none() {
-                return Err(StoreError::StaleFence {
-                    key: fence.key.to_string(),
-                });
-            }
+        if fences.is_empty() {
+            return Ok(());
+        }
+        // One statement for every key (sorted, so concurrent units lock the rows in one order).
+        let mut sorted: Vec<&Fence> = fences.iter().collect();
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+        sorted.dedup_by(|a, b| a.key == b.key);
+        let keys: Vec<&str> = sorted.iter().map(|f| f.key.as_str()).collect();
+        let tokens: Vec<i64> = sorted
+            .iter()
+            .map(|f| i64::try_from(f.token.0).map_err(|_| corrupt("token")))
+            .collect::<R<_>>()?;
+        let kept: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO lock_fences (key, token)
+             SELECT * FROM unnest($1::text[], $2::bigint[])
+             ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, updated_at = now()
+             WHERE lock_fences.token <= EXCLUDED.token
+             RETURNING key",
+        )
+        .bind(&keys)
+        .bind(&tokens)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        if let Some(stale) = keys.iter().find(|k| !kept.iter().any(|x| x == *k)) {
+            return Err(StoreError::StaleFence {
+                key: (*stale).to_owned(),
+            });
         }
         Ok(())
     }
@@ -180,57 +190,44 @@ impl WalletRepository for PgUnit {
 
     async fn append(&mut self, change: LedgerChange, now: Timestamp) -> R<LedgerEntry> {
         let user = change.user_id.get();
-        sqlx::query(
-            "INSERT INTO wallets (user_id, balance, created_at, updated_at) VALUES ($1, 0, $2, $2)
-             ON CONFLICT (user_id) DO NOTHING",
-        )
-        .bind(user)
-        .bind(at(now))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(e)?;
-        let balance: i64 =
-            sqlx::query_scalar("SELECT balance FROM wallets WHERE user_id = $1 FOR UPDATE")
-                .bind(user)
-                .fetch_one(&mut *self.tx)
-                .await
-                .map_err(e)?;
-        if let Some(reference) = &change.reference {
-            let (t, i) = split_reference(reference);
-            let taken: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM ledger WHERE ref_type = $1 AND ref_id = $2 AND kind = $3",
-            )
-            .bind(t)
-            .bind(i)
-            .bind(change.kind.as_str())
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(e)?;
-            if taken.is_some() {
-                return Err(StoreError::Conflict("ledger reference"));
-            }
-        }
-        let mut wallet = Wallet {
-            user_id: change.user_id,
-            balance: money(balance),
-        };
-        let draft = wallet.apply(change.kind, change.amount, change.reference)?;
-        sqlx::query("UPDATE wallets SET balance = $2, updated_at = $3 WHERE user_id = $1")
-            .bind(user)
-            .bind(draft.balance_after.won())
-            .bind(at(now))
-            .execute(&mut *self.tx)
-            .await
-            .map_err(e)?;
-        let (ref_type, ref_id) = match &draft.reference {
+        let (ref_type, ref_id) = match &change.reference {
             Some(r) => {
                 let (t, i) = split_reference(r);
                 (Some(t.to_owned()), Some(i.to_owned()))
             }
             None => (None, None),
         };
+        // Create the wallet on first use, lock its row, and see whether the reference is taken:
+        // one round trip. The domain's wallet rule then decides on the locked balance.
+        let row = sqlx::query(
+            "WITH created AS (
+                 INSERT INTO wallets (user_id, balance, created_at, updated_at) VALUES ($1, 0, $2, $2)
+                 ON CONFLICT (user_id) DO NOTHING RETURNING balance)
+             SELECT COALESCE((SELECT balance FROM created),
+                             (SELECT balance FROM wallets WHERE user_id = $1 FOR UPDATE)) AS balance,
+                    EXISTS (SELECT 1 FROM ledger WHERE ref_type = $3 AND ref_id = $4 AND kind = $5) AS taken",
+        )
+        .bind(user)
+        .bind(at(now))
+        .bind(&ref_type)
+        .bind(&ref_id)
+        .bind(change.kind.as_str())
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        let balance: Option<i64> = row.try_get("balance").map_err(e)?;
+        let taken: bool = row.try_get("taken").map_err(e)?;
+        if taken {
+            return Err(StoreError::Conflict("ledger reference"));
+        }
+        let mut wallet = Wallet {
+            user_id: change.user_id,
+            balance: money(balance.unwrap_or(0)),
+        };
+        let draft = wallet.apply(change.kind, change.amount, change.reference)?;
         let row = sqlx::query(&format!(
-            "INSERT INTO ledger (user_id, kind, amount, balance_after, ref_type, ref_id, created_at, updated_at)
+            "WITH moved AS (UPDATE wallets SET balance = $4, updated_at = $7 WHERE user_id = $1)
+             INSERT INTO ledger (user_id, kind, amount, balance_after, ref_type, ref_id, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {LEDGER_COLUMNS}"
         ))
         .bind(user)
@@ -694,63 +691,55 @@ const ORDER_COLUMNS: &str =
     "id, user_id, status, subtotal, discount, total, expires_at, created_at, updated_at";
 
 impl PgUnit {
-    async fn load_orders(&mut self, rows: Vec<sqlx::postgres::PgRow>) -> R<Vec<Order>> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
+    /// Orders with their lines and cart coupons, in one round trip.
+    async fn load_orders(&mut self, filter: &str, arg: Option<i64>) -> R<Vec<Order>> {
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS},
+                COALESCE((SELECT json_agg(json_build_object(
+                    'product_id', l.product_id, 'name', l.name, 'unit_price', l.unit_price,
+                    'quantity', l.quantity, 'line_total', l.line_total, 'discount', l.discount,
+                    'user_coupon_id', l.user_coupon_id) ORDER BY l.line_no)
+                    FROM order_lines l WHERE l.order_id = orders.id), '[]') AS lines,
+                COALESCE((SELECT json_agg(json_build_object(
+                    'user_coupon_id', c.user_coupon_id, 'discount', c.discount) ORDER BY c.position)
+                    FROM order_coupons c WHERE c.order_id = orders.id), '[]') AS coupons
+             FROM orders {filter} ORDER BY id"
+        );
+        let mut q = sqlx::query(&sql);
+        if let Some(a) = arg {
+            q = q.bind(a);
         }
-        let ids: Vec<i64> = rows
-            .iter()
-            .map(|r| r.try_get::<i64, _>("id"))
-            .collect::<Result<_, _>>()
-            .map_err(e)?;
-        let lines = sqlx::query(
-            "SELECT order_id, product_id, name, unit_price, quantity, line_total, discount, user_coupon_id
-             FROM order_lines WHERE order_id = ANY($1) ORDER BY order_id, line_no",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(e)?;
-        let coupons = sqlx::query(
-            "SELECT order_id, user_coupon_id, discount FROM order_coupons
-             WHERE order_id = ANY($1) ORDER BY order_id, position",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(e)?;
+        let rows = q.fetch_all(&mut *self.tx).await.map_err(e)?;
+        let num = |v: &serde_json::Value, k: &str| v[k].as_i64().ok_or_else(|| corrupt(k));
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let oid: i64 = r.try_get("id").map_err(e)?;
             let status: String = r.try_get("status").map_err(e)?;
+            let lines: serde_json::Value = r.try_get("lines").map_err(e)?;
+            let coupons: serde_json::Value = r.try_get("coupons").map_err(e)?;
             let mut order_lines = Vec::new();
-            for l in lines
-                .iter()
-                .filter(|l| l.try_get::<i64, _>("order_id").ok() == Some(oid))
-            {
-                let uc: Option<i64> = l.try_get("user_coupon_id").map_err(e)?;
+            for l in lines.as_array().into_iter().flatten() {
                 order_lines.push(OrderLine {
-                    product_id: id(l.try_get("product_id").map_err(e)?, ProductId::new)?,
-                    name: l.try_get("name").map_err(e)?,
-                    unit_price: money(l.try_get("unit_price").map_err(e)?),
-                    quantity: qty(l.try_get("quantity").map_err(e)?)?,
-                    line_total: money(l.try_get("line_total").map_err(e)?),
-                    discount: money(l.try_get("discount").map_err(e)?),
-                    user_coupon_id: uc.map(|u| id(u, UserCouponId::new)).transpose()?,
+                    product_id: id(num(l, "product_id")?, ProductId::new)?,
+                    name: l["name"].as_str().unwrap_or_default().to_owned(),
+                    unit_price: money(num(l, "unit_price")?),
+                    quantity: qty(i32::try_from(num(l, "quantity")?).map_err(|_| corrupt("quantity"))?)?,
+                    line_total: money(num(l, "line_total")?),
+                    discount: money(num(l, "discount")?),
+                    user_coupon_id: l["user_coupon_id"]
+                        .as_i64()
+                        .map(|u| id(u, UserCouponId::new))
+                        .transpose()?,
                 });
             }
             let mut cart_coupons = Vec::new();
-            for c in coupons
-                .iter()
-                .filter(|c| c.try_get::<i64, _>("order_id").ok() == Some(oid))
-            {
+            for c in coupons.as_array().into_iter().flatten() {
                 cart_coupons.push((
-                    id(c.try_get("user_coupon_id").map_err(e)?, UserCouponId::new)?,
-                    money(c.try_get("discount").map_err(e)?),
+                    id(num(c, "user_coupon_id")?, UserCouponId::new)?,
+                    money(num(c, "discount")?),
                 ));
             }
             out.push(Order {
-                id: id(oid, OrderId::new)?,
+                id: id(r.try_get("id").map_err(e)?, OrderId::new)?,
                 user_id: id(r.try_get("user_id").map_err(e)?, UserId::new)?,
                 status: OrderStatus::parse(&status).ok_or_else(|| corrupt("order status"))?,
                 lines: order_lines,
@@ -771,65 +760,76 @@ impl PgUnit {
 impl OrderRepository for PgUnit {
     async fn insert(&mut self, new: NewOrder) -> R<Order> {
         let p = &new.pricing;
-        let row = sqlx::query(&format!(
-            "INSERT INTO orders (user_id, status, subtotal, discount, total, expires_at, created_at, updated_at)
-             VALUES ($1, 'PENDING_PAYMENT', $2, $3, $4, $5, $6, $6) RETURNING {ORDER_COLUMNS}"
-        ))
+        let n = |i: usize| i32::try_from(i).unwrap_or(i32::MAX);
+        let line_no: Vec<i32> = (0..p.lines.len()).map(n).collect();
+        let product: Vec<i64> = p.lines.iter().map(|l| l.product_id.get()).collect();
+        let name: Vec<&str> = p.lines.iter().map(|l| l.name.as_str()).collect();
+        let unit: Vec<i64> = p.lines.iter().map(|l| l.unit_price.won()).collect();
+        let quantity: Vec<i32> = p.lines.iter().map(|l| n(l.quantity.get() as usize)).collect();
+        let total: Vec<i64> = p.lines.iter().map(|l| l.line_total.won()).collect();
+        let off: Vec<i64> = p.lines.iter().map(|l| l.discount.won()).collect();
+        let coupon: Vec<Option<i64>> = p.lines.iter().map(|l| l.user_coupon_id.map(|u| u.get())).collect();
+        let position: Vec<i32> = (0..p.cart_coupons.len()).map(n).collect();
+        let cart_coupon: Vec<i64> = p.cart_coupons.iter().map(|(u, _)| u.get()).collect();
+        let cart_off: Vec<i64> = p.cart_coupons.iter().map(|(_, m)| m.won()).collect();
+        // The order, its lines and its cart coupons in one statement.
+        let oid: i64 = sqlx::query_scalar(
+            "WITH o AS (
+                 INSERT INTO orders (user_id, status, subtotal, discount, total, expires_at, created_at, updated_at)
+                 VALUES ($1, 'PENDING_PAYMENT', $2, $3, $4, $5, $6, $6) RETURNING id),
+             lines AS (
+                 INSERT INTO order_lines (order_id, line_no, product_id, name, unit_price, quantity,
+                                          line_total, discount, user_coupon_id, created_at, updated_at)
+                 SELECT o.id, t.*, $6, $6 FROM o,
+                        unnest($7::int[], $8::bigint[], $9::text[], $10::bigint[], $11::int[],
+                               $12::bigint[], $13::bigint[], $14::bigint[]) AS t),
+             coupons AS (
+                 INSERT INTO order_coupons (order_id, position, user_coupon_id, discount, created_at, updated_at)
+                 SELECT o.id, t.*, $6, $6 FROM o, unnest($15::int[], $16::bigint[], $17::bigint[]) AS t)
+             SELECT id FROM o",
+        )
         .bind(new.user_id.get())
         .bind(p.subtotal.won())
         .bind(p.discount.won())
         .bind(p.total.won())
         .bind(at(new.expires_at))
         .bind(at(new.created_at))
+        .bind(&line_no)
+        .bind(&product)
+        .bind(&name)
+        .bind(&unit)
+        .bind(&quantity)
+        .bind(&total)
+        .bind(&off)
+        .bind(&coupon)
+        .bind(&position)
+        .bind(&cart_coupon)
+        .bind(&cart_off)
         .fetch_one(&mut *self.tx)
         .await
         .map_err(e)?;
-        let oid: i64 = row.try_get("id").map_err(e)?;
-        for (n, l) in p.lines.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO order_lines (order_id, line_no, product_id, name, unit_price, quantity,
-                     line_total, discount, user_coupon_id, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
-            )
-            .bind(oid)
-            .bind(i32::try_from(n).unwrap_or(i32::MAX))
-            .bind(l.product_id.get())
-            .bind(&l.name)
-            .bind(l.unit_price.won())
-            .bind(i32::try_from(l.quantity.get()).unwrap_or(i32::MAX))
-            .bind(l.line_total.won())
-            .bind(l.discount.won())
-            .bind(l.user_coupon_id.map(|u| u.get()))
-            .bind(at(new.created_at))
-            .execute(&mut *self.tx)
-            .await
-            .map_err(e)?;
-        }
-        for (n, (uc, off)) in p.cart_coupons.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO order_coupons (order_id, position, user_coupon_id, discount, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $5)",
-            )
-            .bind(oid)
-            .bind(i32::try_from(n).unwrap_or(i32::MAX))
-            .bind(uc.get())
-            .bind(off.won())
-            .bind(at(new.created_at))
-            .execute(&mut *self.tx)
-            .await
-            .map_err(e)?;
-        }
-        let mut orders = self.load_orders(vec![row]).await?;
-        orders.pop().ok_or_else(|| corrupt("order"))
+        // Timestamps round-trip through the database at microsecond precision; the domain's
+        // are milliseconds, so the values written are exactly these.
+        Ok(Order {
+            id: id(oid, OrderId::new)?,
+            user_id: new.user_id,
+            status: OrderStatus::PendingPayment,
+            lines: p.lines.clone(),
+            cart_coupons: p.cart_coupons.clone(),
+            subtotal: p.subtotal,
+            discount: p.discount,
+            total: p.total,
+            created_at: new.created_at,
+            expires_at: new.expires_at,
+            updated_at: new.created_at,
+        })
     }
 
     async fn get(&mut self, oid: OrderId) -> R<Option<Order>> {
-        let rows = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
-            .bind(oid.get())
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(e)?;
-        Ok(self.load_orders(rows).await?.pop())
+        Ok(self
+            .load_orders("WHERE id = $1", Some(oid.get()))
+            .await?
+            .pop())
     }
 
     async fn update_status(
@@ -895,11 +895,7 @@ impl OrderRepository for PgUnit {
     }
 
     async fn all(&mut self) -> R<Vec<Order>> {
-        let rows = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders ORDER BY id"))
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(e)?;
-        self.load_orders(rows).await
+        self.load_orders("", None).await
     }
 }
 

@@ -156,8 +156,19 @@ impl Service {
                 ports.store = Arc::new(PgStore::new(pool.clone()));
             }
             if choices["idempotency"] == Backend::Postgres {
-                ports.idempotency =
-                    Arc::new(PgIdempotencyStore::new(pool.clone(), ports.ids.clone()));
+                // With the store on the same database, successful outcomes commit inside the
+                // business transactions; claims then need no synchronous flush of their own.
+                let claims = if choices["store"] == Backend::Postgres {
+                    stockade_postgres::connect(&PgConfig {
+                        max_connections: (args.db_max_connections / 2).max(2),
+                        synchronous_commit: false,
+                        ..config.clone()
+                    })
+                    .await?
+                } else {
+                    pool.clone()
+                };
+                ports.idempotency = Arc::new(PgIdempotencyStore::new(claims, ports.ids.clone()));
             }
             if choices["lock"] == Backend::Postgres {
                 let lock_pool = stockade_postgres::connect(&PgConfig {

@@ -859,6 +859,41 @@ impl PaymentRepository for MemoryUnit {
         Ok(true)
     }
 
+    async fn confirm(&mut self, payment: &Payment, now: Timestamp) -> Result<bool, StoreError> {
+        self.op()?;
+        let pending = self
+            .state
+            .payments
+            .get(&payment.id)
+            .is_some_and(|p| p.status == PaymentStatus::Pending);
+        let unpaid = self
+            .state
+            .orders
+            .get(&payment.order_id)
+            .is_some_and(|o| o.status == OrderStatus::PendingPayment);
+        if !(pending && unpaid) {
+            return Ok(false);
+        }
+        PaymentRepository::update_status(
+            self,
+            payment.id,
+            PaymentStatus::Pending,
+            PaymentStatus::Approved,
+            now,
+        )
+        .await?;
+        OrderRepository::update_status(
+            self,
+            payment.order_id,
+            OrderStatus::PendingPayment,
+            OrderStatus::Paid,
+            now,
+        )
+        .await?;
+        self.log_saga_step(payment, SagaStep::Confirmed, now).await?;
+        Ok(true)
+    }
+
     async fn log_saga_step(
         &mut self,
         payment: &Payment,

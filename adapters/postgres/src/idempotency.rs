@@ -2,6 +2,12 @@
 //! takes over a record whose lease or TTL has run out, so concurrent claims race inside the
 //! database and exactly one wins. Leases and TTLs use the database's clock, which every
 //! instance shares.
+//!
+//! When the store is Postgres on the same database, successful outcomes are written by the
+//! business transaction itself (`UnitOfWork::record_outcome`), and this store only claims,
+//! abandons and records refusals. Its pool may then run with `synchronous_commit = off`: a
+//! claim lost in a server crash makes the request's own commit fail with `TicketLost` (nothing
+//! is applied) and a lost refusal is simply computed again by the retry.
 
 use crate::error::backend;
 use async_trait::async_trait;

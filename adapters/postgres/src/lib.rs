@@ -34,6 +34,9 @@ pub struct PgConfig {
     pub acquire_timeout: Duration,
     /// Shown in `pg_stat_activity.application_name`.
     pub application_name: String,
+    /// Whether commits on these connections wait for the WAL flush. Turn it off only for
+    /// writes whose loss in a server crash is harmless (see `PgIdempotencyStore`).
+    pub synchronous_commit: bool,
 }
 
 impl PgConfig {
@@ -44,6 +47,7 @@ impl PgConfig {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
             application_name: "stockade".to_owned(),
+            synchronous_commit: true,
         }
     }
 }
@@ -72,6 +76,7 @@ pub async fn connect(config: &PgConfig) -> Result<PgPool, PgSetupError> {
         .map_err(PgSetupError::Url)?
         .application_name(&config.application_name);
     let schema = config.schema.clone();
+    let synchronous = config.synchronous_commit;
     PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
@@ -80,6 +85,9 @@ pub async fn connect(config: &PgConfig) -> Result<PgPool, PgSetupError> {
             Box::pin(async move {
                 conn.execute("SET client_connection_check_interval = '250ms'")
                     .await?;
+                if !synchronous {
+                    conn.execute("SET synchronous_commit = off").await?;
+                }
                 if let Some(schema) = schema {
                     conn.execute(format!("SET search_path TO {}", quote_ident(&schema)).as_str())
                         .await?;

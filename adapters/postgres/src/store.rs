@@ -962,6 +962,30 @@ impl PaymentRepository for PgUnit {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn confirm(&mut self, p: &Payment, now: Timestamp) -> R<bool> {
+        // Both rows must be in their expected state, or nothing changes.
+        let done: bool = sqlx::query_scalar(
+            "WITH ok AS (
+                 SELECT EXISTS (SELECT 1 FROM payments WHERE id = $1 AND status = 'PENDING' FOR UPDATE)
+                    AND EXISTS (SELECT 1 FROM orders WHERE id = $2 AND status = 'PENDING_PAYMENT' FOR UPDATE) AS yes),
+             p AS (UPDATE payments SET status = 'APPROVED', updated_at = $3
+                   WHERE id = $1 AND status = 'PENDING' AND (SELECT yes FROM ok) RETURNING id),
+             o AS (UPDATE orders SET status = 'PAID', updated_at = $3
+                   WHERE id = $2 AND status = 'PENDING_PAYMENT' AND (SELECT yes FROM ok) RETURNING id),
+             s AS (INSERT INTO saga_log (payment_id, order_id, step, created_at, updated_at)
+                   SELECT $1, $2, 'CONFIRMED', $3, $3 WHERE (SELECT yes FROM ok)
+                   ON CONFLICT (payment_id) DO UPDATE SET step = 'CONFIRMED', updated_at = EXCLUDED.updated_at)
+             SELECT (SELECT yes FROM ok)",
+        )
+        .bind(p.id.get())
+        .bind(p.order_id.get())
+        .bind(at(now))
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        Ok(done)
+    }
+
     async fn log_saga_step(&mut self, p: &Payment, step: SagaStep, now: Timestamp) -> R<()> {
         sqlx::query(
             "INSERT INTO saga_log (payment_id, order_id, step, created_at, updated_at)

@@ -265,6 +265,10 @@ pub trait PaymentRepository: Send {
         to: PaymentStatus,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
+    /// Confirms a payment saga in one step: the payment PENDING -> APPROVED, its order
+    /// PENDING_PAYMENT -> PAID, and the saga log at `Confirmed`. False (and nothing changed) if
+    /// either row was not in its expected state.
+    async fn confirm(&mut self, payment: &Payment, now: Timestamp) -> Result<bool, StoreError>;
     /// Records that `payment`'s saga reached `step` (inserting or moving its log entry).
     async fn log_saga_step(
         &mut self,

@@ -344,7 +344,7 @@ impl Stockade {
             // A payment saga was interrupted after its debit: finish it (it pays or
             // compensates the order) instead of expiring an order the platform may know as paid.
             drop(uow);
-            return match self.finish_saga(guard, order, payment).await {
+            return match self.finish_saga(guard, order, payment, None).await {
                 Ok(_) | Err(AppError::PaymentFailed) => Ok(true),
                 Err(e) => Err(e),
             };

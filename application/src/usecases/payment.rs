@@ -112,7 +112,7 @@ impl Stockade {
         }
         drop(uow);
         tracing::info!(order = %order_id, payment = %payment.id, "resuming an interrupted payment saga");
-        match self.finish_saga(guard, order, payment).await {
+        match self.finish_saga(guard, order, payment, None).await {
             Ok(_) | Err(AppError::PaymentFailed) => Ok(true),
             Err(e) => Err(e),
         }
@@ -140,7 +140,7 @@ impl Stockade {
             }
             let pending = pending.clone();
             drop(uow);
-            return self.finish_saga(guard, order, pending).await;
+            return self.finish_saga(guard, order, pending, None).await;
         }
         order.check_payable(cmd.amount, now)?;
         if payments.iter().any(|p| p.status.holds_funds()) {
@@ -151,7 +151,8 @@ impl Stockade {
             .into());
         }
         let payment = uow.payments().insert(&order, cmd.amount, now).await?;
-        uow.wallets()
+        let debit = uow
+            .wallets()
             .append(
                 LedgerChange {
                     user_id: cmd.user_id,
@@ -167,7 +168,8 @@ impl Stockade {
             .await?;
         guard.check()?;
         uow.commit().await?;
-        self.finish_saga(guard, order, payment).await
+        self.finish_saga(guard, order, payment, Some(debit.balance_after))
+            .await
     }
 
     /// Steps 2 and 3 of the saga for a PENDING payment whose debit is committed: tell the
@@ -178,6 +180,7 @@ impl Stockade {
         guard: LockGuard,
         order: Order,
         mut payment: Payment,
+        balance_after_debit: Option<Money>,
     ) -> Result<PaymentReceipt, AppError> {
         // Step 2: tell the platform.
         let event = PaidOrder {
@@ -203,36 +206,21 @@ impl Stockade {
         let now = self.ports.clock.now();
         match failure {
             None => {
-                uow.payments()
-                    .update_status(
-                        payment.id,
-                        PaymentStatus::Pending,
-                        PaymentStatus::Approved,
-                        now,
-                    )
-                    .await?;
                 let mut paid = order.clone();
                 paid.transition(OrderStatus::Paid, now)?;
-                if !uow
-                    .orders()
-                    .update_status(
-                        order.id,
-                        OrderStatus::PendingPayment,
-                        OrderStatus::Paid,
-                        now,
-                    )
-                    .await?
-                {
+                if !uow.payments().confirm(&payment, now).await? {
                     return Err(AppError::Internal(format!(
-                        "order {} changed while its payment ran under lock",
-                        order.id
+                        "order {} or payment {} changed while the saga held their locks",
+                        order.id, payment.id
                     )));
                 }
                 payment.status = PaymentStatus::Approved;
-                uow.payments()
-                    .log_saga_step(&payment, SagaStep::Confirmed, now)
-                    .await?;
-                let balance = uow.wallets().balance(payment.user_id).await?;
+                // Under the wallet's lock since step 1, the balance is what step 1 left, unless
+                // this saga is being resumed (then read it).
+                let balance = match balance_after_debit {
+                    Some(b) => b,
+                    None => uow.wallets().balance(payment.user_id).await?,
+                };
                 let receipt = PaymentReceipt::new(&payment, balance.won());
                 self.commit_answer(uow, guard, &receipt).await?;
                 Ok(receipt)

@@ -72,6 +72,20 @@ impl Stockade {
         self.policies.write().clear();
     }
 
+    /// Runs a use case in a task of its own, so that a caller that goes away (a client that
+    /// disconnects, a request that times out) cannot cut it off between its commit and its
+    /// idempotency record, or in the middle of a payment saga.
+    async fn detached<T, F, Fut>(&self, run: F) -> Result<T, AppError>
+    where
+        F: FnOnce(Stockade) -> Fut,
+        Fut: std::future::Future<Output = Result<T, AppError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        tokio::spawn(run(self.clone()))
+            .await
+            .map_err(|e| AppError::Internal(format!("the use case's task failed: {e}")))?
+    }
+
     /// Runs `attempt` again (up to three times in all, with a short pause) while the store
     /// answers that the unit of work collided with a concurrent one.
     async fn retry_contention<T, F, Fut>(&self, mut attempt: F) -> Result<T, AppError>

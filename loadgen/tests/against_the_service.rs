@@ -103,7 +103,15 @@ async fn every_scenario_runs_and_its_invariants_hold() {
     .await;
     let pay = load(
         &app.base,
-        &["order-pay", "--users", "10", "--requests", "40", "--products", "3"],
+        &[
+            "order-pay",
+            "--users",
+            "10",
+            "--requests",
+            "40",
+            "--products",
+            "3",
+        ],
     )
     .await;
     assert_eq!(pay["transactions"], 80, "40 orders and 40 payments");

@@ -34,10 +34,10 @@ use stockade_application::{AppError, BackendError, Ports, Replayable, Settings, 
 use stockade_domain::{
     Cart, ChargeAmount, CouponId, Discount, ErrorCode, IdempotencyKey, IssuanceMode, LedgerEntry,
     LineRequest, Money, Order, OrderId, OrderStatus, Payment, PaymentId, Product, ProductId,
-    Quantity, TransactionId, UserCoupon, UserCouponId, UserId,
+    Quantity, Timestamp, TransactionId, UserCoupon, UserCouponId, UserId,
 };
 use stockade_memory::StoreFaults;
-use stockade_tests::harness::{user, TestApp};
+use stockade_tests::harness::{user, TestApp, EPOCH_MS};
 
 const USER: i64 = 7;
 
@@ -1176,21 +1176,54 @@ async fn flash_publish_failure_with_a_failing_rollback_still_answers_unavailable
 }
 
 #[tokio::test]
-async fn flash_lost_gate_is_initialised_again_from_the_policy() {
+async fn flash_lost_gate_is_rebuilt_from_the_store_before_it_serves() {
     let t = TestApp::new();
     let coupon = flash_coupon(&t, 3).await;
     let u = user(USER);
+    // Someone already holds the coupon in the store (the gate that knew it was lost).
+    let earlier = user(USER + 1);
+    let policy = t
+        .app
+        .ports()
+        .store
+        .begin()
+        .await
+        .unwrap()
+        .coupons()
+        .get(coupon)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut uow = t.app.ports().store.begin().await.unwrap();
+    uow.coupons()
+        .issue(&policy, earlier, Timestamp::from_millis(EPOCH_MS))
+        .await
+        .unwrap();
+    uow.commit().await.unwrap();
     let mut gate = MockCouponGate::new();
     let mut seq = mockall::Sequence::new();
     gate.expect_reserve()
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_, _, _| Ok(GateOutcome::NotInitialised));
+    gate.expect_stats()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(None));
     gate.expect_init()
         .times(1)
         .in_sequence(&mut seq)
         .withf(move |c, cfg| *c == coupon && cfg.quantity == 3)
         .returning(|_, _| Ok(()));
+    gate.expect_holders()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(vec![]));
+    gate.expect_restore()
+        .times(1)
+        .in_sequence(&mut seq)
+        .withf(move |c, who| *c == coupon && *who == earlier)
+        .returning(|_, _| Ok(true));
     gate.expect_reserve()
         .times(1)
         .in_sequence(&mut seq)

@@ -95,6 +95,11 @@ impl IdempotencyStore for MemoryIdempotencyStore {
         let mut records = self.records.lock();
         let slot = (scope.clone(), key.clone());
         if let Some(record) = records.get(&slot) {
+            let lapsed_in_flight = matches!(record.phase, Phase::InFlight { .. });
+            if record.is_dead(now) && lapsed_in_flight && &record.fingerprint != fingerprint {
+                // Only the same request may take over a lapsed in-flight key.
+                return Ok(Begin::Mismatch);
+            }
             if !record.is_dead(now) {
                 if &record.fingerprint != fingerprint {
                     return Ok(Begin::Mismatch);

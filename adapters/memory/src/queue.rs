@@ -56,6 +56,19 @@ impl Inner {
         }
     }
 
+    /// Removes a message wherever it is (in flight, or back in `ready` / `delayed` after its
+    /// visibility time-out).
+    fn take(&mut self, seq: u64) -> Option<Message> {
+        if let Some((msg, _)) = self.in_flight.remove(&seq) {
+            return Some(msg);
+        }
+        if let Some(pos) = self.ready.iter().position(|m| m.seq == seq) {
+            return self.ready.remove(pos);
+        }
+        let key = self.delayed.keys().find(|(_, s)| *s == seq).copied();
+        key.and_then(|k| self.delayed.remove(&k))
+    }
+
     fn next_wake(&self) -> Option<Instant> {
         let retry = self.delayed.keys().next().map(|(at, _)| *at);
         let visibility = self.in_flight.values().map(|(_, until)| *until).min();
@@ -182,13 +195,9 @@ impl IssuanceQueue for MemoryIssuanceQueue {
 
     async fn ack(&self, delivery: &Delivery) -> Result<(), BackendError> {
         let seq = seq_of(delivery)?;
-        let mut inner = self.inner.lock();
-        if inner.in_flight.remove(&seq).is_none() {
-            // A late ack: the visibility time-out already put the message back; it is done all
-            // the same, so it must not be delivered again.
-            inner.ready.retain(|m| m.seq != seq);
-            inner.delayed.retain(|(_, s), _| *s != seq);
-        }
+        // Also a late ack (the visibility time-out already put the message back): it is done
+        // all the same, so it must not be delivered again.
+        self.inner.lock().take(seq);
         Ok(())
     }
 
@@ -196,7 +205,8 @@ impl IssuanceQueue for MemoryIssuanceQueue {
         let seq = seq_of(delivery)?;
         {
             let mut inner = self.inner.lock();
-            if let Some((msg, _)) = inner.in_flight.remove(&seq) {
+            // Also when the visibility time-out already put it back: the consumer's word wins.
+            if let Some(msg) = inner.take(seq) {
                 inner.delayed.insert((Instant::now() + delay, seq), msg);
             }
         }
@@ -207,7 +217,7 @@ impl IssuanceQueue for MemoryIssuanceQueue {
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), BackendError> {
         let seq = seq_of(delivery)?;
         let mut inner = self.inner.lock();
-        if let Some((msg, _)) = inner.in_flight.remove(&seq) {
+        if let Some(msg) = inner.take(seq) {
             inner.dead.push((msg, reason.to_owned()));
         }
         Ok(())

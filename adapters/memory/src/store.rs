@@ -87,6 +87,7 @@ struct State {
     orders: BTreeMap<OrderId, Order>,
     payments: BTreeMap<PaymentId, Payment>,
     payments_by_order: HashMap<OrderId, Vec<PaymentId>>,
+    orders_by_reference: HashMap<String, OrderId>,
     fences: HashMap<String, u64>,
     /// Payment saga log: step and when the saga began.
     sagas: BTreeMap<PaymentId, (OrderId, UserId, SagaStep, Timestamp)>,
@@ -713,7 +714,18 @@ impl CouponRepository for MemoryUnit {
 impl OrderRepository for MemoryUnit {
     async fn insert(&mut self, new: NewOrder) -> Result<Order, StoreError> {
         self.op()?;
+        if let Some(r) = &new.reference {
+            if self.state.orders_by_reference.contains_key(r) {
+                return Err(StoreError::Conflict("order reference"));
+            }
+        }
         let id = OrderId::new(self.state.next_id("order"))?;
+        if let Some(r) = new.reference.clone() {
+            self.state.orders_by_reference.insert(r.clone(), id);
+            self.on_rollback(move |s| {
+                s.orders_by_reference.remove(&r);
+            });
+        }
         let order = Order {
             id,
             user_id: new.user_id,
@@ -734,6 +746,15 @@ impl OrderRepository for MemoryUnit {
     async fn get(&mut self, id: OrderId) -> Result<Option<Order>, StoreError> {
         self.op()?;
         Ok(self.state.orders.get(&id).cloned())
+    }
+
+    async fn find_by_reference(&mut self, reference: &str) -> Result<Option<Order>, StoreError> {
+        self.op()?;
+        Ok(self
+            .state
+            .orders_by_reference
+            .get(reference)
+            .and_then(|id| self.state.orders.get(id).cloned()))
     }
 
     async fn update_status(
@@ -890,7 +911,8 @@ impl PaymentRepository for MemoryUnit {
             now,
         )
         .await?;
-        self.log_saga_step(payment, SagaStep::Confirmed, now).await?;
+        self.log_saga_step(payment, SagaStep::Confirmed, now)
+            .await?;
         Ok(true)
     }
 

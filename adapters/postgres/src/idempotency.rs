@@ -65,7 +65,8 @@ impl IdempotencyStore for PgIdempotencyStore {
                    SET fingerprint = EXCLUDED.fingerprint, owner = EXCLUDED.owner,
                        state = 'IN_FLIGHT', lease_until = EXCLUDED.lease_until,
                        ok = NULL, body = NULL, expires_at = NULL, updated_at = now()
-                   WHERE (idempotency_keys.state = 'IN_FLIGHT' AND idempotency_keys.lease_until <= now())
+                   WHERE (idempotency_keys.state = 'IN_FLIGHT' AND idempotency_keys.lease_until <= now()
+                          AND idempotency_keys.fingerprint = EXCLUDED.fingerprint)
                       OR (idempotency_keys.state = 'DONE' AND idempotency_keys.expires_at <= now())
                  RETURNING owner",
             )

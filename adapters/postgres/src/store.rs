@@ -215,8 +215,19 @@ impl WalletRepository for PgUnit {
         .fetch_one(&mut *self.tx)
         .await
         .map_err(e)?;
-        let balance: Option<i64> = row.try_get("balance").map_err(e)?;
+        let mut balance: Option<i64> = row.try_get("balance").map_err(e)?;
         let taken: bool = row.try_get("taken").map_err(e)?;
+        if balance.is_none() {
+            // A concurrent unit created the wallet after this statement's snapshot was taken:
+            // lock and read it with a fresh one (waiting for that unit if it is still open).
+            balance = Some(
+                sqlx::query_scalar("SELECT balance FROM wallets WHERE user_id = $1 FOR UPDATE")
+                    .bind(user)
+                    .fetch_one(&mut *self.tx)
+                    .await
+                    .map_err(e)?,
+            );
+        }
         if taken {
             return Err(StoreError::Conflict("ledger reference"));
         }
@@ -722,7 +733,9 @@ impl PgUnit {
                     product_id: id(num(l, "product_id")?, ProductId::new)?,
                     name: l["name"].as_str().unwrap_or_default().to_owned(),
                     unit_price: money(num(l, "unit_price")?),
-                    quantity: qty(i32::try_from(num(l, "quantity")?).map_err(|_| corrupt("quantity"))?)?,
+                    quantity: qty(
+                        i32::try_from(num(l, "quantity")?).map_err(|_| corrupt("quantity"))?
+                    )?,
                     line_total: money(num(l, "line_total")?),
                     discount: money(num(l, "discount")?),
                     user_coupon_id: l["user_coupon_id"]
@@ -765,18 +778,28 @@ impl OrderRepository for PgUnit {
         let product: Vec<i64> = p.lines.iter().map(|l| l.product_id.get()).collect();
         let name: Vec<&str> = p.lines.iter().map(|l| l.name.as_str()).collect();
         let unit: Vec<i64> = p.lines.iter().map(|l| l.unit_price.won()).collect();
-        let quantity: Vec<i32> = p.lines.iter().map(|l| n(l.quantity.get() as usize)).collect();
+        let quantity: Vec<i32> = p
+            .lines
+            .iter()
+            .map(|l| n(l.quantity.get() as usize))
+            .collect();
         let total: Vec<i64> = p.lines.iter().map(|l| l.line_total.won()).collect();
         let off: Vec<i64> = p.lines.iter().map(|l| l.discount.won()).collect();
-        let coupon: Vec<Option<i64>> = p.lines.iter().map(|l| l.user_coupon_id.map(|u| u.get())).collect();
+        let coupon: Vec<Option<i64>> = p
+            .lines
+            .iter()
+            .map(|l| l.user_coupon_id.map(|u| u.get()))
+            .collect();
         let position: Vec<i32> = (0..p.cart_coupons.len()).map(n).collect();
         let cart_coupon: Vec<i64> = p.cart_coupons.iter().map(|(u, _)| u.get()).collect();
         let cart_off: Vec<i64> = p.cart_coupons.iter().map(|(_, m)| m.won()).collect();
         // The order, its lines and its cart coupons in one statement.
-        let oid: i64 = sqlx::query_scalar(
+        let oid: Option<i64> = sqlx::query_scalar(
             "WITH o AS (
-                 INSERT INTO orders (user_id, status, subtotal, discount, total, expires_at, created_at, updated_at)
-                 VALUES ($1, 'PENDING_PAYMENT', $2, $3, $4, $5, $6, $6) RETURNING id),
+                 INSERT INTO orders (user_id, status, subtotal, discount, total, expires_at, created_at, updated_at, idempotency_ref)
+                 VALUES ($1, 'PENDING_PAYMENT', $2, $3, $4, $5, $6, $6, $18)
+                 ON CONFLICT (idempotency_ref) WHERE idempotency_ref IS NOT NULL DO NOTHING
+                 RETURNING id),
              lines AS (
                  INSERT INTO order_lines (order_id, line_no, product_id, name, unit_price, quantity,
                                           line_total, discount, user_coupon_id, created_at, updated_at)
@@ -805,9 +828,13 @@ impl OrderRepository for PgUnit {
         .bind(&position)
         .bind(&cart_coupon)
         .bind(&cart_off)
-        .fetch_one(&mut *self.tx)
+        .bind(&new.reference)
+        .fetch_optional(&mut *self.tx)
         .await
         .map_err(e)?;
+        let Some(oid) = oid else {
+            return Err(StoreError::Conflict("order reference"));
+        };
         // Timestamps round-trip through the database at microsecond precision; the domain's
         // are milliseconds, so the values written are exactly these.
         Ok(Order {
@@ -830,6 +857,19 @@ impl OrderRepository for PgUnit {
             .load_orders("WHERE id = $1", Some(oid.get()))
             .await?
             .pop())
+    }
+
+    async fn find_by_reference(&mut self, reference: &str) -> R<Option<Order>> {
+        let oid: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM orders WHERE idempotency_ref = $1")
+                .bind(reference)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(e)?;
+        match oid {
+            Some(oid) => OrderRepository::get(self, id(oid, OrderId::new)?).await,
+            None => Ok(None),
+        }
     }
 
     async fn update_status(

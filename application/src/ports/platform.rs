@@ -1,7 +1,10 @@
 //! The `DataPlatform` port: the external system told about every paid order.
 //!
 //! It may fail or hang; the payment saga bounds the call with a time-out and compensates
-//! everything when it fails. An adapter MUST answer `Err` (never panic) on any failure.
+//! everything when it fails. An adapter MUST answer `Err` (never panic) on any failure, and MUST
+//! treat events as idempotent per `payment_id`: an interrupted saga is finished by telling the
+//! platform again about the same payment, and a platform that had accepted it MUST accept the
+//! repeat (answering `Err` to a repeat means the payment is refused now, and it is compensated).
 
 use async_trait::async_trait;
 use std::fmt;

@@ -201,12 +201,17 @@ pub struct NewOrder {
     pub pricing: Pricing,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+    /// The idempotency reference of the request that places it, if keyed. A store MUST refuse
+    /// a second order with the same reference with `StoreError::Conflict("order reference")`.
+    pub reference: Option<String>,
 }
 
 #[async_trait]
 pub trait OrderRepository: Send {
     async fn insert(&mut self, new: NewOrder) -> Result<Order, StoreError>;
     async fn get(&mut self, id: OrderId) -> Result<Option<Order>, StoreError>;
+    /// The order placed with this idempotency reference, if any.
+    async fn find_by_reference(&mut self, reference: &str) -> Result<Option<Order>, StoreError>;
     /// Moves an order from `from` to `to`; false if it was not in `from`.
     async fn update_status(
         &mut self,

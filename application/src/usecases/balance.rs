@@ -30,8 +30,13 @@ impl Stockade {
         let canonical = format!("amount={}", cmd.amount.money().won());
         let reference = key.map(|k| format!("charge:{}:{}", cmd.user_id, k));
         let user = cmd.user_id;
-        let work = self.retry_contention(|| self.charge_once(cmd.clone(), reference.clone()));
-        self.idempotent(user, key, "charge", canonical, work).await
+        let key = key.cloned();
+        self.detached(move |app| async move {
+            let work = app.retry_contention(|| app.charge_once(cmd.clone(), reference.clone()));
+            app.idempotent(user, key.as_ref(), "charge", canonical, work)
+                .await
+        })
+        .await
     }
 
     async fn charge_once(

@@ -109,9 +109,9 @@ impl Stockade {
         let now = self.ports.clock.now();
         let mut outcome = self.ports.gate.reserve(coupon.id, user, now).await?;
         if outcome == GateOutcome::NotInitialised {
-            // A gate lost with its backend (or never created on this one): create it again from
-            // the policy. Reconciliation restores who already holds one.
-            self.init_gate(coupon).await?;
+            // A gate lost with its backend (or never created on this one): rebuild it from the
+            // store (its policy and everyone who already holds the coupon) before it serves.
+            self.reconcile(coupon.id).await?;
             outcome = self.ports.gate.reserve(coupon.id, user, now).await?;
         }
         match outcome {

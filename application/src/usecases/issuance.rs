@@ -29,10 +29,19 @@ impl Stockade {
     pub async fn consume_issuances(&self, max: usize, wait: Duration) -> Result<usize, AppError> {
         let batch = self.ports.queue.receive(max, wait).await?;
         let n = batch.len();
+        let mut first_error = None;
         for delivery in batch {
-            self.handle_issuance(&delivery).await?;
+            // One delivery the queue could not be told about does not hold up the others; it
+            // is delivered again after the queue's visibility time-out.
+            if let Err(e) = self.handle_issuance(&delivery).await {
+                tracing::warn!(error = %e, id = %delivery.id, "issuance outcome not acknowledged");
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(n)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
     }
 
     /// Runs the consumer until `shutdown` turns true, finishing the batch in hand.
@@ -41,17 +50,14 @@ impl Stockade {
             if *shutdown.borrow() {
                 break;
             }
-            tokio::select! {
-                r = self.consume_issuances(64, Duration::from_millis(250)) => {
-                    if let Err(e) = r {
-                        tracing::warn!(error = %e, "issuance queue unavailable; backing off");
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            _ = shutdown.changed() => {}
-                        }
-                    }
+            // Not raced against shutdown: a batch in hand is finished (the receive itself waits
+            // at most 250 ms), so shutdown never cuts a delivery between persist and ack.
+            if let Err(e) = self.consume_issuances(64, Duration::from_millis(250)).await {
+                tracing::warn!(error = %e, "issuance queue unavailable; backing off");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => {}
                 }
-                _ = shutdown.changed() => {}
             }
         }
     }

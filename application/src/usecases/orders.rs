@@ -57,6 +57,9 @@ impl CreateOrder {
 /// How many times create-order re-reads a cart that changed between reading and locking.
 const CART_RETRIES: usize = 3;
 
+/// Marks, inside this module only, a keyed order that was already placed.
+const DUPLICATE_ORDER: &str = "order already placed under this idempotency key";
+
 impl Stockade {
     /// Creates an order: locks the user and every product at once, deducts stock with guarded
     /// updates, prices and reserves coupons, all in one unit of work.
@@ -73,12 +76,24 @@ impl Stockade {
     ) -> Result<Replayable<OrderView>, AppError> {
         let canonical = cmd.canonical();
         let user = cmd.user_id;
-        let work = self.retry_contention(|| self.create_order_once(cmd.clone()));
-        self.idempotent(user, key, "create-order", canonical, work)
-            .await
+        // The key also names the order itself, so that even a second execution of the same
+        // keyed request (its idempotency record lost or taken over) finds the first order.
+        let reference = key.map(|k| format!("order:{user}:{k}"));
+        let key = key.cloned();
+        self.detached(move |app| async move {
+            let work =
+                app.retry_contention(|| app.create_order_once(cmd.clone(), reference.clone()));
+            app.idempotent(user, key.as_ref(), "create-order", canonical, work)
+                .await
+        })
+        .await
     }
 
-    async fn create_order_once(&self, cmd: CreateOrder) -> Result<OrderView, AppError> {
+    async fn create_order_once(
+        &self,
+        cmd: CreateOrder,
+        reference: Option<String>,
+    ) -> Result<OrderView, AppError> {
         if let OrderSource::Lines(lines) = &cmd.source {
             stockade_domain::order::check_lines(lines)?;
         }
@@ -130,7 +145,23 @@ impl Stockade {
                         .collect()
                 }
             };
-            let order = self.place(&mut *uow, &cmd, lines).await?;
+            let order = match self.place(&mut *uow, &cmd, lines, reference.clone()).await {
+                Err(AppError::Internal(why)) if why == DUPLICATE_ORDER => {
+                    // Placed before under this key: answer with that order, change nothing.
+                    drop(uow);
+                    let mut uow = self.begin_guarded(&guard).await?;
+                    let placed = match &reference {
+                        Some(r) => uow.orders().find_by_reference(r).await?,
+                        None => None,
+                    };
+                    drop(uow);
+                    drop(guard);
+                    return placed
+                        .map(|o| OrderView::from(&o))
+                        .ok_or_else(|| AppError::Internal("order reference without order".into()));
+                }
+                other => other?,
+            };
             let view = OrderView::from(&order);
             self.commit_answer(uow, guard, &view).await?;
             return Ok(view);
@@ -144,6 +175,7 @@ impl Stockade {
         uow: &mut dyn UnitOfWork,
         cmd: &CreateOrder,
         mut lines: Vec<LineRequest>,
+        reference: Option<String>,
     ) -> Result<Order, AppError> {
         let now = self.ports.clock.now();
         let mut products: HashMap<ProductId, Product> = HashMap::new();
@@ -234,7 +266,11 @@ impl Stockade {
             })
             .collect();
         let pricing = price_order(cmd.user_id, &priced_lines, &cart_held, now)?;
-        for line in &pricing.lines {
+        // In product order, like every other writer of stock rows, so that two units never
+        // wait for each other's rows.
+        let mut by_product: Vec<_> = pricing.lines.iter().collect();
+        by_product.sort_by_key(|l| l.product_id);
+        for line in by_product {
             uow.products()
                 .deduct_stock(line.product_id, line.quantity)
                 .await?;
@@ -247,8 +283,15 @@ impl Stockade {
                 pricing,
                 created_at: now,
                 expires_at,
+                reference,
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                crate::ports::store::StoreError::Conflict("order reference") => {
+                    AppError::Internal(DUPLICATE_ORDER.to_owned())
+                }
+                e => e.into(),
+            })?;
         for id in order.user_coupon_ids() {
             let moved = uow
                 .coupons()
@@ -292,13 +335,36 @@ impl Stockade {
     /// `LOCK_TIMEOUT`; `BACKEND_UNAVAILABLE`.
     #[tracing::instrument(skip_all, fields(user = %user, order = %id))]
     pub async fn cancel_order(&self, user: UserId, id: OrderId) -> Result<OrderView, AppError> {
-        let guard = self.lock(&[keys::payment(id), keys::balance(user)]).await?;
-        let mut uow = self.begin_guarded(&guard).await?;
-        let order = load_owned(&mut *uow, user, id).await?;
-        let now = self.ports.clock.now();
-        let released = release_order(&mut *uow, &order, OrderStatus::Cancelled, now).await?;
-        self.commit_and_release(uow, guard).await?;
-        Ok(OrderView::from(&released))
+        self.retry_contention(|| self.cancel_once(user, id)).await
+    }
+
+    async fn cancel_once(&self, user: UserId, id: OrderId) -> Result<OrderView, AppError> {
+        // At most twice: once to finish a payment saga left open, once to cancel.
+        for _ in 0..2 {
+            let guard = self.lock(&[keys::payment(id), keys::balance(user)]).await?;
+            let mut uow = self.begin_guarded(&guard).await?;
+            let order = load_owned(&mut *uow, user, id).await?;
+            let open = uow
+                .payments()
+                .for_order(id)
+                .await?
+                .into_iter()
+                .find(|p| p.status == stockade_domain::PaymentStatus::Pending);
+            if let (Some(payment), OrderStatus::PendingPayment) = (open, order.status) {
+                // A saga interrupted after its debit: settle it first (the platform may know the
+                // order as paid), then cancel what it left.
+                drop(uow);
+                match self.finish_saga(guard, order, payment, None).await {
+                    Ok(_) | Err(AppError::PaymentFailed) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            let now = self.ports.clock.now();
+            let released = release_order(&mut *uow, &order, OrderStatus::Cancelled, now).await?;
+            self.commit_and_release(uow, guard).await?;
+            return Ok(OrderView::from(&released));
+        }
+        Err(AppError::LockTimeout)
     }
 
     /// Expires unpaid orders whose time ran out (at most `limit` per call), releasing what they
@@ -315,7 +381,7 @@ impl Stockade {
         };
         let mut expired = 0;
         for (id, user) in due {
-            match self.expire_one(id, user).await {
+            match self.retry_contention(|| self.expire_one(id, user)).await {
                 Ok(true) => expired += 1,
                 Ok(false) => {}
                 Err(e) => tracing::debug!(order = %id, error = %e, "order not expired this round"),
@@ -403,7 +469,10 @@ pub(crate) async fn release_order(
     }
     refund_payments(uow, order, now).await?;
     if order.status.holds_reservations() {
-        for line in order.lines.iter().rev() {
+        // Product order, as when the stock was taken (see `place`).
+        let mut by_product: Vec<_> = order.lines.iter().collect();
+        by_product.sort_by_key(|l| l.product_id);
+        for line in by_product {
             uow.products()
                 .restore_stock(line.product_id, line.quantity)
                 .await?;

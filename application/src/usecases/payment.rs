@@ -48,9 +48,15 @@ impl Stockade {
         key: Option<&IdempotencyKey>,
     ) -> Result<Replayable<PaymentReceipt>, AppError> {
         let canonical = format!("order={};amount={}", cmd.order_id, cmd.amount.won());
-        let work = self.retry_contention(|| self.pay_once(cmd.clone()));
-        self.idempotent(cmd.user_id, key, "pay", canonical, work)
-            .await
+        let key = key.cloned();
+        // Detached: a caller that goes away mid-saga does not cut the saga (or its locks) off.
+        self.detached(move |app| async move {
+            let user = cmd.user_id;
+            let work = app.retry_contention(|| app.pay_once(cmd.clone()));
+            app.idempotent(user, key.as_ref(), "pay", canonical, work)
+                .await
+        })
+        .await
     }
 
     /// Finishes payment sagas interrupted after their debit (a crash, or a store failure in

@@ -1,8 +1,8 @@
 //! Reconcile: make a FLASH coupon's gate and store agree.
 //!
-//! For each user the gate holds but the store does not: if a failure was recorded, the
-//! reservation is rolled back (the user may try again); otherwise it is persisted now (the
-//! consumer's persistence is idempotent, so racing it is harmless). For each user the store
+//! For each user the gate holds but the store does not, the reservation is persisted now (the
+//! consumer's persistence is idempotent, so racing it is harmless); only if the store refuses
+//! (sold out, coupon gone) is it recorded as failed and rolled back, so the user may try again. For each user the store
 //! holds but the gate lost (its backend restarted without persistence), the reservation is
 //! restored in the gate. What reconciliation cannot recover: a reservation whose gate entry
 //! was lost before the store ever saw it, and whose queue message was lost too — the user
@@ -60,30 +60,19 @@ impl Stockade {
             .await?
             .into_iter()
             .collect();
-        let (stored, failed): (HashSet<UserId>, HashSet<UserId>) = {
+        let stored: HashSet<UserId> = {
             let mut uow = self.ports.store.begin().await?;
-            let stored = uow
-                .coupons()
+            uow.coupons()
                 .holders(coupon_id)
                 .await?
                 .into_iter()
-                .collect();
-            let failed = uow
-                .coupons()
-                .failures(coupon_id)
-                .await?
-                .into_iter()
-                .collect();
-            (stored, failed)
+                .collect()
         };
         report.checked = u32::try_from(gate.union(&stored).count()).unwrap_or(u32::MAX);
         for user in gate.difference(&stored) {
-            if failed.contains(user) {
-                if self.ports.gate.rollback(coupon_id, *user).await? {
-                    report.rolled_back += 1;
-                }
-                continue;
-            }
+            // Persist it (harmless if the consumer does too); roll it back only if the store
+            // refuses. A failure recorded earlier does not decide: the user may have reserved
+            // again since.
             let now = self.ports.clock.now();
             let mut uow = self.ports.store.begin().await?;
             match uow.coupons().issue(&coupon, *user, now).await {

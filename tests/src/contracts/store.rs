@@ -112,6 +112,7 @@ fn new_order(user: UserId, product: &Product, n: i64) -> NewOrder {
         },
         created_at: NOW,
         expires_at: NOW.plus_millis(15 * 60 * 1000),
+        reference: None,
     }
 }
 
@@ -656,6 +657,55 @@ pub async fn conditional_transitions(store: Arc<dyn Store>) {
 
 /// `check_fences` refuses a token lower than one committed before, accepts equal and higher
 /// ones, and records nothing when it refuses or when its unit is dropped.
+/// An order placed under an idempotency reference is found by it, and a second order with the
+/// same reference is refused (so a repeated keyed request cannot place two).
+pub async fn order_reference_is_unique(store: Arc<dyn Store>) {
+    let product = product_with_stock(&store, 10).await;
+    let user = UserId::new(unique_id()).unwrap();
+    let reference = format!("order:{user}:key-{}", unique_id());
+    let mut uow = unit(&store).await;
+    let first = uow
+        .orders()
+        .insert(NewOrder {
+            reference: Some(reference.clone()),
+            ..new_order(user, &product, 1)
+        })
+        .await
+        .unwrap();
+    uow.commit().await.unwrap();
+    let mut uow = unit(&store).await;
+    let again = uow
+        .orders()
+        .insert(NewOrder {
+            reference: Some(reference.clone()),
+            ..new_order(user, &product, 2)
+        })
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict("order reference"))),
+        "{again:?}"
+    );
+    drop(uow);
+    let mut uow = unit(&store).await;
+    let found = uow.orders().find_by_reference(&reference).await.unwrap();
+    assert_eq!(found.map(|o| o.id), Some(first.id));
+    assert!(uow
+        .orders()
+        .find_by_reference("order:none")
+        .await
+        .unwrap()
+        .is_none());
+    // Orders without a reference never collide.
+    uow.orders()
+        .insert(new_order(user, &product, 1))
+        .await
+        .unwrap();
+    uow.orders()
+        .insert(new_order(user, &product, 1))
+        .await
+        .unwrap();
+}
+
 pub async fn fences_never_go_back(store: Arc<dyn Store>) {
     let a = format!("contract:fence:a:{}", unique_id());
     let b = format!("contract:fence:b:{}", unique_id());
@@ -707,6 +757,12 @@ pub async fn fences_never_go_back(store: Arc<dyn Store>) {
 #[macro_export]
 macro_rules! store_contract {
     ($make:expr) => {
+        #[test]
+        fn store_order_reference_is_unique() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::store::order_reference_is_unique($make.await).await;
+            });
+        }
         #[test]
         fn store_dropped_unit_leaves_nothing() {
             $crate::contracts::run(CONTRACT_TIME, async {

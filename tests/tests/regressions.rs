@@ -1,0 +1,180 @@
+//! Interleavings found in review, each pinned by a test.
+
+#![allow(clippy::unwrap_used)]
+
+use async_trait::async_trait;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use stockade_application::ports::platform::{DataPlatform, PaidOrder, PlatformError};
+use stockade_application::ports::queue::{IssuanceQueue, IssuanceRequest};
+use stockade_application::usecases::orders::{CreateOrder, OrderSource};
+use stockade_application::usecases::payment::ProcessPayment;
+use stockade_application::{AppError, Settings, Stockade};
+use stockade_domain::{
+    CouponId, Discount, IdempotencyKey, IssuanceMode, LineRequest, Money, OrderId, Quantity,
+    Timestamp,
+};
+use stockade_memory::MemoryIssuanceQueue;
+use stockade_tests::harness::{user, TestApp};
+
+fn one_unit_of(product: stockade_domain::ProductId) -> CreateOrder {
+    CreateOrder {
+        user_id: user(1),
+        source: OrderSource::Lines(vec![LineRequest {
+            product_id: product,
+            quantity: Quantity::new(1, "quantity").unwrap(),
+            user_coupon_id: None,
+        }]),
+        user_coupon_ids: vec![],
+    }
+}
+
+/// The idempotency record of a keyed order is lost (its lease lapsed and was purged, or its
+/// store restarted): running the same keyed request again finds the first order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_order_is_placed_once_even_if_its_idempotency_record_is_lost() {
+    let t = TestApp::new();
+    let product = t.product(1_000, 10, 5).await;
+    let key = IdempotencyKey::parse("order-once").unwrap();
+    let first = t
+        .app
+        .create_order(one_unit_of(product), Some(&key))
+        .await
+        .unwrap();
+    t.backend.idempotency.clear();
+    let again = t
+        .app
+        .create_order(one_unit_of(product), Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(again.value, first.value);
+    assert_eq!(t.app.product(product).await.unwrap().stock, 9);
+    assert_eq!(t.app.audit().await.unwrap().orders, 1);
+}
+
+/// A user whose earlier issuance failed reserves again; reconciliation running before the
+/// consumer persists the new reservation must keep it, not roll it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_keeps_a_new_reservation_of_a_user_who_failed_before() {
+    let t = TestApp::new();
+    let coupon = t
+        .coupon(
+            "CART",
+            Discount::new("FIXED", 100, None).unwrap(),
+            0,
+            5,
+            IssuanceMode::Flash,
+        )
+        .await;
+    let mut uow = t.app.ports().store.begin().await.unwrap();
+    uow.coupons()
+        .record_failure(
+            coupon,
+            user(3),
+            "an earlier attempt failed",
+            Timestamp::from_millis(0),
+        )
+        .await
+        .unwrap();
+    uow.commit().await.unwrap();
+    let r = t.app.issue_coupon(coupon, user(3)).await.unwrap();
+    assert_eq!(r.status, "RESERVED");
+    let report = t.app.reconcile(coupon).await.unwrap();
+    assert_eq!(report.rolled_back, 0, "{report:?}");
+    t.drain().await;
+    let stock = t.app.coupon_stock(coupon).await.unwrap();
+    assert_eq!((stock.persisted, stock.reserved, stock.failed), (1, 1, 0));
+    t.assert_invariants(&[coupon]).await;
+}
+
+/// A platform that accepts, but while it answers the store starts failing commits: step 3 of
+/// the saga fails after the platform was told.
+#[derive(Debug)]
+struct AcceptThenBreakCommits(stockade_memory::MemoryStore);
+
+#[async_trait]
+impl DataPlatform for AcceptThenBreakCommits {
+    async fn order_paid(&self, _event: &PaidOrder) -> Result<(), PlatformError> {
+        self.0.faults().fail_commit.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Cancelling an order whose payment saga was interrupted after the platform accepted it
+/// settles the saga first (the order is paid) and then cancels it with a refund — it never
+/// releases the order as if it had not been paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_an_order_with_an_open_saga_settles_it_first() {
+    let t = TestApp::new();
+    let product = t.product(1_000, 10, 5).await;
+    t.charge(1, 10_000).await;
+    let order = t
+        .app
+        .create_order(one_unit_of(product), None)
+        .await
+        .unwrap()
+        .value;
+    let mut ports = t.backend.ports();
+    ports.platform = Arc::new(AcceptThenBreakCommits(t.backend.store.clone()));
+    let breaking = Stockade::new(ports, Settings::default());
+    let paid = breaking
+        .pay(
+            ProcessPayment {
+                user_id: user(1),
+                order_id: OrderId::new(order.order_id).unwrap(),
+                amount: Money::new(order.total, "amount").unwrap(),
+            },
+            None,
+        )
+        .await;
+    assert!(matches!(paid, Err(AppError::Unavailable(_))), "{paid:?}");
+    t.backend.store.faults().clear();
+    let cancelled = t
+        .app
+        .cancel_order(user(1), OrderId::new(order.order_id).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, "CANCELLED");
+    assert_eq!(t.app.balance(user(1)).await.unwrap().balance, 10_000);
+    assert_eq!(t.app.product(product).await.unwrap().stock, 10);
+    // The saga was confirmed before the cancel refunded it: USE, then REFUND.
+    let kinds: Vec<String> = t
+        .app
+        .transactions(user(1))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, vec!["REFUND", "USE", "CHARGE"]);
+    t.assert_invariants(&[]).await;
+}
+
+/// A delivery dead-lettered after its visibility time-out put it back is not delivered again.
+#[tokio::test(start_paused = true)]
+async fn a_late_dead_letter_is_final() {
+    let q = MemoryIssuanceQueue::new(100, Duration::from_millis(300));
+    q.publish(IssuanceRequest {
+        coupon_id: CouponId::new(1).unwrap(),
+        user_id: user(1),
+        reserved_at: Timestamp::from_millis(0),
+    })
+    .await
+    .unwrap();
+    let d = q
+        .receive(1, Duration::from_millis(10))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    q.dead_letter(&d, "gave up").await.unwrap();
+    assert!(q
+        .receive(1, Duration::from_millis(500))
+        .await
+        .unwrap()
+        .is_empty());
+    let depth = q.depth().await.unwrap();
+    assert_eq!((depth.ready, depth.in_flight, depth.dead), (0, 0, 1));
+}

@@ -1,0 +1,20 @@
+//! # stockade-redis
+//!
+//! Redis adapters: the Redlock [`RedisLockManager`] (rslock for the quorum, plus bounded
+//! waiting, cancel-safety, fencing tokens and a lease watchdog) and the Lua-scripted
+//! [`RedisIdempotencyStore`].
+
+mod error;
+mod idempotency;
+mod lock;
+
+pub use idempotency::RedisIdempotencyStore;
+pub use lock::RedisLockManager;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisSetupError {
+    #[error("the Redis URL is not valid: {0}")]
+    Url(#[source] redis::RedisError),
+    #[error("could not connect to Redis: {0}")]
+    Connect(#[source] redis::RedisError),
+}

@@ -1,0 +1,142 @@
+//! Redlock over three independent Redis processes: losing one node, losing two, a holder that
+//! outlives its lease, and the watchdog.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use stockade_application::ports::lock::{LockError, LockManager};
+use stockade_application::ports::store::{Store, StoreError};
+use stockade_memory::MemoryStore;
+use stockade_redis::RedisLockManager;
+use stockade_tests::contracts::lock::{key, opts};
+use stockade_tests::redis::{namespace, Nodes};
+
+async fn manager(nodes: &Nodes, watchdog: bool) -> Arc<dyn LockManager> {
+    Arc::new(
+        RedisLockManager::connect(&nodes.urls, namespace(), watchdog)
+            .await
+            .unwrap(),
+    )
+}
+
+/// 200 tasks increment a non-atomic counter under one key while one of the three nodes is
+/// killed: locking goes on with the other two, and no increment is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_one_of_three_nodes_mid_storm_keeps_mutual_exclusion() {
+    let mut nodes = Nodes::start(3).await;
+    let locks = manager(&nodes, true).await;
+    let counter = Arc::new(AtomicU64::new(0));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let (locks, counter, inside, overlaps, done) = (
+            locks.clone(),
+            counter.clone(),
+            inside.clone(),
+            overlaps.clone(),
+            done.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let g = locks
+                .acquire(&[key("storm")], opts(60_000, 5_000))
+                .await
+                .unwrap();
+            if inside.fetch_add(1, Ordering::SeqCst) != 0 {
+                overlaps.fetch_add(1, Ordering::SeqCst);
+            }
+            let seen = counter.load(Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            counter.store(seen + 1, Ordering::SeqCst);
+            inside.fetch_sub(1, Ordering::SeqCst);
+            g.release().await.unwrap();
+            done.fetch_add(1, Ordering::SeqCst);
+        }));
+    }
+    while done.load(Ordering::SeqCst) < 50 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    nodes.kill(1);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(counter.load(Ordering::SeqCst), 200, "an increment was lost");
+    assert_eq!(overlaps.load(Ordering::SeqCst), 0, "two holders overlapped");
+}
+
+/// With two of three nodes gone there is no majority: acquisitions fail within their wait and
+/// nothing is granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_two_of_three_nodes_grants_nothing() {
+    let mut nodes = Nodes::start(3).await;
+    let locks = manager(&nodes, false).await;
+    nodes.kill(0);
+    nodes.kill(2);
+    for _ in 0..5 {
+        let started = tokio::time::Instant::now();
+        let r = locks.acquire(&[key("minority")], opts(500, 5_000)).await;
+        let waited = started.elapsed();
+        assert!(
+            matches!(r, Err(LockError::Timeout | LockError::Backend(_))),
+            "granted without a majority: {r:?}"
+        );
+        assert!(waited < Duration::from_secs(3), "waited {waited:?}");
+    }
+}
+
+/// A holder paused past its lease (watchdog off) loses the key to a waiter with a larger token,
+/// learns it lost the lease, and the store refuses its stale token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_holder_past_its_lease_has_its_stale_token_refused() {
+    let nodes = Nodes::start(3).await;
+    let locks = manager(&nodes, false).await;
+    let store = MemoryStore::new();
+    let stale = locks
+        .acquire(&[key("paused")], opts(1_000, 400))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let fresh = locks
+        .acquire(&[key("paused")], opts(2_000, 10_000))
+        .await
+        .unwrap();
+    assert!(fresh.fences()[0].token > stale.fences()[0].token);
+    assert!(stale.check().is_err());
+    let mut uow = store.begin().await.unwrap();
+    uow.check_fences(fresh.fences()).await.unwrap();
+    uow.commit().await.unwrap();
+    let mut uow = store.begin().await.unwrap();
+    assert!(matches!(
+        uow.check_fences(stale.fences()).await,
+        Err(StoreError::StaleFence { .. })
+    ));
+}
+
+/// The watchdog keeps a 2-second lease alive through a 10-second critical section: nobody else
+/// gets the key, and the holder never learns of a lost lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_keeps_a_short_lease_alive_through_a_long_section() {
+    let nodes = Nodes::start(3).await;
+    let locks = manager(&nodes, true).await;
+    let holder = locks
+        .acquire(&[key("long")], opts(1_000, 2_000))
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(holder.check().is_ok(), "the lease was lost");
+        let other = locks.acquire(&[key("long")], opts(0, 2_000)).await;
+        assert!(
+            matches!(other, Err(LockError::Timeout)),
+            "someone else got the key"
+        );
+    }
+    holder.release().await.unwrap();
+    assert!(locks
+        .acquire(&[key("long")], opts(2_000, 2_000))
+        .await
+        .is_ok());
+}

@@ -130,7 +130,8 @@ pub struct ServeArgs {
     /// Connections in the Postgres lock pool (each held lock grant uses one).
     #[arg(long, env = "STOCKADE_LOCK_MAX_CONNECTIONS", default_value_t = 32)]
     pub lock_max_connections: u32,
-    /// Namespace of Postgres advisory-lock ids (deployments sharing a server must differ).
+    /// Namespace of Postgres advisory-lock ids and Redis keys (deployments sharing a server
+    /// must differ).
     #[arg(long, env = "STOCKADE_LOCK_NAMESPACE", default_value = "stockade")]
     pub lock_namespace: String,
     /// Redis URL; give several (or a comma-separated list) for Redlock over N masters.
@@ -240,12 +241,14 @@ impl ServeArgs {
                 Backend::Memory,
                 Backend::Memory,
             ),
+            // The FLASH gate and the issuance queue stay in process until their Redis adapters
+            // exist; `serve` says so at start.
             Profile::Production => (
                 Backend::Postgres,
                 Backend::Redis,
                 Backend::Redis,
-                Backend::Redis,
-                Backend::Redis,
+                Backend::Memory,
+                Backend::Memory,
             ),
         };
         [

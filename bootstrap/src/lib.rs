@@ -19,6 +19,7 @@ use stockade_application::{AppError, Ports, Settings, Stockade};
 use stockade_http::{AppState, JwtSecret, Reset};
 use stockade_memory::{MemoryBackend, PlatformMode, SystemClock};
 use stockade_postgres::{PgConfig, PgIdempotencyStore, PgLockManager, PgStore};
+use stockade_redis::{RedisIdempotencyStore, RedisLockManager};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -39,6 +40,8 @@ pub enum StartError {
     Seed(#[source] AppError),
     #[error("Postgres: {0}")]
     Postgres(#[from] stockade_postgres::PgSetupError),
+    #[error("Redis: {0}")]
+    Redis(#[from] stockade_redis::RedisSetupError),
     #[error("could not listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -97,11 +100,11 @@ fn settings(args: &ServeArgs) -> Settings {
 fn check_available(args: &ServeArgs) -> Result<(), StartError> {
     for (port, backend) in args.choices() {
         let available: &'static str = match port {
-            "store" | "lock" | "idempotency" => "memory, postgres",
+            "store" => "memory, postgres",
+            "lock" | "idempotency" => "memory, postgres, redis",
             _ => "memory",
         };
-        let ok = backend == Backend::Memory
-            || (backend == Backend::Postgres && available.contains("postgres"));
+        let ok = available.contains(&backend.to_string());
         if !ok {
             return Err(StartError::Unavailable {
                 port,
@@ -189,6 +192,35 @@ impl Service {
                 tracing::warn!("FLASH coupons use the in-process gate: run one instance, or a shared gate, for exact FLASH issuance across instances");
             }
             postgres = Some(pool);
+        }
+        if choices["lock"] == Backend::Redis {
+            ports.locks = Arc::new(
+                RedisLockManager::connect(&args.redis_urls, args.lock_namespace.clone(), true)
+                    .await?,
+            );
+            lock_backend = "redis";
+        }
+        if choices["idempotency"] == Backend::Redis {
+            let url = args.redis_urls.first().cloned().unwrap_or_default();
+            ports.idempotency = Arc::new(
+                RedisIdempotencyStore::connect(
+                    &url,
+                    args.lock_namespace.clone(),
+                    ports.ids.clone(),
+                )
+                .await?,
+            );
+        }
+        if args.profile == Profile::Production {
+            let in_memory: Vec<&str> = ["gate", "queue"]
+                .into_iter()
+                .filter(|p| choices[p] == Backend::Memory)
+                .chain(std::iter::once("popularity cache"))
+                .collect();
+            tracing::warn!(
+                parts = %in_memory.join(", "),
+                "production profile: these parts still run in this process's memory"
+            );
         }
         let ports = metered_ports(ports, lock_backend);
         let mut settings = settings(args);

@@ -11,6 +11,10 @@ use stockade_tests::pg::TestDb;
 
 const SECRET: &str = "process-test-secret";
 
+/// The process tests run one at a time: each starts instances with their own connection pools,
+/// and together they would outgrow the server's `max_connections`.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Instance {
     child: Child,
     base: String,
@@ -31,6 +35,22 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Locks and idempotency on Postgres unless `extra` chooses otherwise, and pools small enough
+/// for two instances and the test itself to fit the server's `max_connections`.
+fn defaults(extra: &[&str]) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if !extra.contains(&"--db-max-connections") {
+        out.extend(["--db-max-connections", "8", "--lock-max-connections", "16"]);
+    }
+    if !extra.contains(&"--lock") {
+        out.extend(["--lock", "postgres"]);
+    }
+    if !extra.contains(&"--idempotency") {
+        out.extend(["--idempotency", "postgres"]);
+    }
+    out
+}
+
 async fn start(db: &TestDb, extra: &[&str]) -> Instance {
     let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stockade"));
@@ -42,10 +62,6 @@ async fn start(db: &TestDb, extra: &[&str]) -> Instance {
         SECRET,
         "--store",
         "postgres",
-        "--lock",
-        "postgres",
-        "--idempotency",
-        "postgres",
         "--database-url",
         &db.url,
         "--database-schema",
@@ -54,6 +70,7 @@ async fn start(db: &TestDb, extra: &[&str]) -> Instance {
         "60000",
     ])
     .args(extra)
+    .args(defaults(extra))
     .env("RUST_LOG", "warn")
     .stdout(Stdio::null())
     .stderr(Stdio::inherit());
@@ -93,7 +110,10 @@ async fn call(
     if let Some(b) = body {
         req = req.json(&b);
     }
-    let r = req.send().await.unwrap();
+    // No answer (the instance was killed mid-request) is status 0.
+    let Ok(r) = req.send().await else {
+        return (0, Value::Null);
+    };
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -113,11 +133,33 @@ async fn assert_wallets_match_ledgers(db: &TestDb) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_one_database_and_every_invariant_holds() {
+    two_instances(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_postgres_and_redis_keep_every_invariant() {
+    let ns = stockade_tests::redis::namespace();
+    let url = stockade_tests::redis::url();
+    two_instances(&[
+        "--lock",
+        "redis",
+        "--idempotency",
+        "redis",
+        "--redis-url",
+        &url,
+        "--lock-namespace",
+        &ns,
+    ])
+    .await;
+}
+
+async fn two_instances(extra: &[&str]) {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let db = TestDb::new().await;
     // Two instances' pools must fit the server's max_connections together.
-    let pools = ["--db-max-connections", "8", "--lock-max-connections", "16"];
-    let a = start(&db, &pools).await;
-    let b = start(&db, &pools).await;
+    let flags = extra.to_vec();
+    let a = start(&db, &flags).await;
+    let b = start(&db, &flags).await;
     let bases = [a.base.clone(), b.base.clone()];
     let client = reqwest::Client::new();
 
@@ -271,6 +313,7 @@ async fn two_instances_share_one_database_and_every_invariant_holds() {
 }
 
 async fn crash_in_the_middle_of_payments(platform_after_restart: &str, expected: &str) {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let db = TestDb::new().await;
     let client = reqwest::Client::new();
     // The first instance's data platform never answers: payments stop after their debit.
@@ -279,6 +322,10 @@ async fn crash_in_the_middle_of_payments(platform_after_restart: &str, expected:
         &[
             "--platform-mode",
             "hang",
+            "--db-max-connections",
+            "8",
+            "--lock-max-connections",
+            "32",
             "--platform-timeout-ms",
             "600000",
             "--request-timeout-secs",

@@ -113,6 +113,10 @@ pub struct ServeArgs {
     /// Issuance queue adapter.
     #[arg(long, env = "STOCKADE_QUEUE", value_enum)]
     pub queue: Option<Backend>,
+    /// Where popular-product sales are counted and rankings cached (`memory`: ranked from the
+    /// store's paid orders, cached in the process).
+    #[arg(long, env = "STOCKADE_POPULARITY", value_enum)]
+    pub popularity: Option<Backend>,
     /// Postgres connection URL.
     #[arg(
         long,
@@ -232,9 +236,10 @@ pub struct MigrateArgs {
 
 impl ServeArgs {
     /// The adapter of each port: the flag if given, else the profile's.
-    pub fn choices(&self) -> [(&'static str, Backend); 5] {
-        let (store, lock, idem, gate, queue) = match self.profile {
+    pub fn choices(&self) -> [(&'static str, Backend); 6] {
+        let (store, lock, idem, gate, queue, popularity) = match self.profile {
             Profile::Demo => (
+                Backend::Memory,
                 Backend::Memory,
                 Backend::Memory,
                 Backend::Memory,
@@ -249,6 +254,7 @@ impl ServeArgs {
                 Backend::Redis,
                 Backend::Memory,
                 Backend::Memory,
+                Backend::Redis,
             ),
         };
         [
@@ -257,6 +263,7 @@ impl ServeArgs {
             ("idempotency", self.idempotency.unwrap_or(idem)),
             ("gate", self.gate.unwrap_or(gate)),
             ("queue", self.queue.unwrap_or(queue)),
+            ("popularity", self.popularity.unwrap_or(popularity)),
         ]
     }
 }

@@ -19,7 +19,9 @@ use stockade_application::{AppError, Ports, Settings, Stockade};
 use stockade_http::{AppState, JwtSecret, Reset};
 use stockade_memory::{MemoryBackend, PlatformMode, SystemClock};
 use stockade_postgres::{PgConfig, PgIdempotencyStore, PgLockManager, PgStore};
-use stockade_redis::{RedisIdempotencyStore, RedisLockManager};
+use stockade_redis::{
+    RedisIdempotencyStore, RedisLockManager, RedisPopularityCache, RedisSalesCounter,
+};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -102,6 +104,7 @@ fn check_available(args: &ServeArgs) -> Result<(), StartError> {
         let available: &'static str = match port {
             "store" => "memory, postgres",
             "lock" | "idempotency" => "memory, postgres, redis",
+            "popularity" => "memory, redis",
             _ => "memory",
         };
         let ok = available.contains(&backend.to_string());
@@ -211,11 +214,18 @@ impl Service {
                 .await?,
             );
         }
+        if choices["popularity"] == Backend::Redis {
+            let url = args.redis_urls.first().cloned().unwrap_or_default();
+            ports.sales = Some(Arc::new(
+                RedisSalesCounter::connect(&url, args.lock_namespace.clone()).await?,
+            ));
+            ports.popularity =
+                Arc::new(RedisPopularityCache::connect(&url, args.lock_namespace.clone()).await?);
+        }
         if args.profile == Profile::Production {
-            let in_memory: Vec<&str> = ["gate", "queue"]
+            let in_memory: Vec<&str> = ["gate", "queue", "popularity"]
                 .into_iter()
                 .filter(|p| choices[p] == Backend::Memory)
-                .chain(std::iter::once("popularity cache"))
                 .collect();
             tracing::warn!(
                 parts = %in_memory.join(", "),

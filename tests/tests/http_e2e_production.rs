@@ -21,6 +21,8 @@ where
         "redis".to_owned(),
         "--redis-url".to_owned(),
         stockade_tests::redis::url(),
+        "--popularity".to_owned(),
+        "redis".to_owned(),
         "--lock-namespace".to_owned(),
         stockade_tests::redis::namespace(),
         "--database-url".to_owned(),

@@ -69,6 +69,7 @@ impl MemoryBackend {
             queue: Arc::new(self.queue.clone()),
             platform: Arc::new(self.platform.clone()),
             popularity: Arc::new(self.popularity.clone()),
+            sales: None,
             clock: self.clock.clone(),
             ids: self.ids.clone(),
         }

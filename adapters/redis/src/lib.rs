@@ -2,14 +2,17 @@
 //!
 //! Redis adapters: the Redlock [`RedisLockManager`] (rslock for the quorum, plus bounded
 //! waiting, cancel-safety, fencing tokens and a lease watchdog) and the Lua-scripted
-//! [`RedisIdempotencyStore`].
+//! [`RedisIdempotencyStore`], and popular products in day-bucketed sorted sets
+//! ([`RedisSalesCounter`]) with a shared, TTL'd ranking cache ([`RedisPopularityCache`]).
 
 mod error;
 mod idempotency;
 mod lock;
+mod popularity;
 
 pub use idempotency::RedisIdempotencyStore;
 pub use lock::RedisLockManager;
+pub use popularity::{RedisPopularityCache, RedisSalesCounter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisSetupError {

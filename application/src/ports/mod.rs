@@ -25,6 +25,8 @@ pub struct Ports {
     pub queue: Arc<dyn queue::IssuanceQueue>,
     pub platform: Arc<dyn platform::DataPlatform>,
     pub popularity: Arc<dyn popularity::PopularityCache>,
+    /// Where sales are counted for the ranking; `None`: ranked from the store's paid orders.
+    pub sales: Option<Arc<dyn popularity::SalesCounter>>,
     pub clock: Arc<dyn clock::Clock>,
     pub ids: Arc<dyn clock::IdGenerator>,
 }

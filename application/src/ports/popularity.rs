@@ -33,3 +33,33 @@ pub trait PopularityCache: Send + Sync + fmt::Debug {
     /// Forgets every cached answer (after a sale changes the ranking, when wanted).
     async fn clear(&self) -> Result<(), BackendError>;
 }
+
+/// Units sold per product per day, kept outside the store (e.g. Redis sorted sets) so that a
+/// ranking does not scan orders.
+///
+/// # Contract (every adapter MUST)
+/// - add `quantity` to the product's count for the day of `at` on `record`, and take it back on
+///   `unrecord` (a paid order cancelled);
+/// - answer `top` with the products of the `days` days ending at `now` (today included), most
+///   sold first, ties by product id, at most `limit`;
+/// - forget days older than the longest window it serves (a TTL).
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait SalesCounter: Send + Sync + fmt::Debug {
+    async fn record(
+        &self,
+        lines: &[(stockade_domain::ProductId, u32)],
+        at: stockade_domain::Timestamp,
+    ) -> Result<(), BackendError>;
+    async fn unrecord(
+        &self,
+        lines: &[(stockade_domain::ProductId, u32)],
+        at: stockade_domain::Timestamp,
+    ) -> Result<(), BackendError>;
+    async fn top(
+        &self,
+        days: u32,
+        limit: u32,
+        now: stockade_domain::Timestamp,
+    ) -> Result<Vec<(stockade_domain::ProductId, u64)>, BackendError>;
+}

@@ -362,6 +362,10 @@ impl Stockade {
             let now = self.ports.clock.now();
             let released = release_order(&mut *uow, &order, OrderStatus::Cancelled, now).await?;
             self.commit_and_release(uow, guard).await?;
+            if order.status == OrderStatus::Paid {
+                // The sale no longer counts (it was counted on the day it was paid).
+                self.count_sales(&order, now, false).await;
+            }
             return Ok(OrderView::from(&released));
         }
         Err(AppError::LockTimeout)

@@ -92,6 +92,32 @@ impl Stockade {
         Ok(settled)
     }
 
+    /// Tells the sales counter (if any) about a paid order, or a paid order taken back. Best
+    /// effort: the order is committed either way; a missed count only skews the ranking.
+    pub(crate) async fn count_sales(
+        &self,
+        order: &Order,
+        at: stockade_domain::Timestamp,
+        paid: bool,
+    ) {
+        let Some(counter) = &self.ports.sales else {
+            return;
+        };
+        let lines: Vec<_> = order
+            .lines
+            .iter()
+            .map(|l| (l.product_id, l.quantity.get()))
+            .collect();
+        let counted = if paid {
+            counter.record(&lines, at).await
+        } else {
+            counter.unrecord(&lines, order.updated_at).await
+        };
+        if let Err(e) = counted {
+            tracing::warn!(error = %e, order = %order.id, "sales not counted for the ranking");
+        }
+    }
+
     async fn resume_saga(&self, order_id: OrderId, user: UserId) -> Result<bool, AppError> {
         let guard = self
             .lock(&[keys::payment(order_id), keys::balance(user)])
@@ -229,6 +255,7 @@ impl Stockade {
                 };
                 let receipt = PaymentReceipt::new(&payment, balance.won());
                 self.commit_answer(uow, guard, &receipt).await?;
+                self.count_sales(&order, now, true).await;
                 Ok(receipt)
             }
             Some(reason) => {

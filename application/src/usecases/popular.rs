@@ -64,7 +64,10 @@ impl Stockade {
         let now = self.ports.clock.now();
         let since = now.minus_millis(i64::from(days) * DAY_MS);
         let mut uow = self.ports.store.begin().await?;
-        let mut sales = uow.orders().sales_since(since).await?;
+        let mut sales = match &self.ports.sales {
+            Some(counter) => counter.top(days, limit, now).await?,
+            None => uow.orders().sales_since(since).await?,
+        };
         // Most sold first; ties by product id so the ranking is stable.
         sales.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         sales.truncate(limit as usize);

@@ -3,6 +3,7 @@
 //! checks the scenario's invariants through the API and exits non-zero if one fails.
 
 mod client;
+mod locks;
 mod report;
 mod run;
 mod scenarios;
@@ -139,6 +140,38 @@ enum Command {
         )]
         weights: String,
     },
+    /// Measure the lock managers directly: acquire + release latency, and throughput with many
+    /// tasks over 1, 16 and 10,000 hot keys.
+    Locks {
+        /// Adapters: memory, postgres (at DATABASE_URL), redis (the --redis-url nodes).
+        #[arg(long, value_delimiter = ',', default_value = "memory")]
+        adapters: Vec<String>,
+        /// Redis nodes; several run Redlock over them (label `redis-<n>`).
+        #[arg(
+            long = "redis-url",
+            value_delimiter = ',',
+            default_value = "redis://127.0.0.1:6379"
+        )]
+        redis_urls: Vec<String>,
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        database_url: String,
+        #[arg(long, default_value_t = 2_000)]
+        latency_ops: usize,
+        #[arg(long, default_value_t = 64)]
+        tasks: usize,
+        #[arg(long, value_delimiter = ',', default_value = "1,16,10000")]
+        hot_keys: Vec<u64>,
+        /// Seconds per contention run.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Append each summary as a JSON line here.
+        #[arg(long)]
+        append: Option<PathBuf>,
+    },
     /// Print markdown tables of a results file.
     Report { input: PathBuf },
     /// Draw SVG plots of a results file into a folder.
@@ -237,6 +270,28 @@ async fn main() -> ExitCode {
                 }
             };
         }
+        Command::Locks {
+            adapters,
+            redis_urls,
+            database_url,
+            latency_ops,
+            tasks,
+            hot_keys,
+            seconds,
+            append,
+        } => {
+            return run_locks(
+                &adapters,
+                &redis_urls,
+                &database_url,
+                latency_ops,
+                tasks,
+                &hot_keys,
+                seconds,
+                append.as_deref(),
+            )
+            .await;
+        }
         Command::CouponDrop {
             common,
             users,
@@ -324,6 +379,116 @@ async fn main() -> ExitCode {
         }
     };
     finish(&common, result)
+}
+
+async fn lock_manager(
+    adapter: &str,
+    redis_urls: &[String],
+    database_url: &str,
+    ns: &str,
+) -> Result<
+    (
+        String,
+        Arc<dyn stockade_application::ports::lock::LockManager>,
+    ),
+    String,
+> {
+    use stockade_application::ports::lock::LockManager;
+    match adapter {
+        "memory" => Ok((
+            "memory".into(),
+            Arc::new(stockade_memory::MemoryLockManager::new()) as Arc<dyn LockManager>,
+        )),
+        "postgres" => {
+            let pool = stockade_postgres::connect(&stockade_postgres::PgConfig {
+                max_connections: 80,
+                acquire_timeout: Duration::from_secs(3_600),
+                ..stockade_postgres::PgConfig::new(database_url)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            stockade_postgres::migrate(&pool)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((
+                "postgres".into(),
+                Arc::new(stockade_postgres::PgLockManager::new(pool, ns.to_owned())),
+            ))
+        }
+        "redis" => {
+            let m = stockade_redis::RedisLockManager::connect(redis_urls, ns.to_owned(), false)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((format!("redis-{}", redis_urls.len()), Arc::new(m)))
+        }
+        other => Err(format!(
+            "unknown adapter `{other}` (memory, postgres, redis)"
+        )),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_locks(
+    adapters: &[String],
+    redis_urls: &[String],
+    database_url: &str,
+    latency_ops: usize,
+    tasks: usize,
+    hot_keys: &[u64],
+    seconds: f64,
+    append: Option<&std::path::Path>,
+) -> ExitCode {
+    let ns = format!(
+        "bench-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
+    let mut all_ok = true;
+    for adapter in adapters {
+        let (label, locks) = match lock_manager(adapter, redis_urls, database_url, &ns).await {
+            Ok(m) => m,
+            Err(e) => return usage(&e),
+        };
+        let mut summaries = Vec::new();
+        match locks::latency(&label, locks.clone(), latency_ops, &format!("{ns}:lat")).await {
+            Ok(s) => summaries.push(s),
+            Err(e) => return usage(&e),
+        }
+        for &k in hot_keys {
+            match locks::contention(
+                &label,
+                locks.clone(),
+                tasks,
+                k.max(1),
+                Duration::from_secs_f64(seconds),
+                &format!("{ns}:c{k}"),
+                7,
+            )
+            .await
+            {
+                Ok(s) => summaries.push(s),
+                Err(e) => return usage(&e),
+            }
+        }
+        for s in summaries {
+            all_ok &= s.ok;
+            let _ = std::io::stdout().write_all(s.render().as_bytes());
+            if let Some(path) = append {
+                let line = report::line(&s) + "\n";
+                let _ = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .and_then(|mut f| f.write_all(line.as_bytes()));
+            }
+        }
+    }
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn usage(message: &str) -> ExitCode {

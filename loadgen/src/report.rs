@@ -129,10 +129,15 @@ pub fn plots(rows: &[Row], dir: &Path) -> Result<Vec<String>, ReportError> {
                 + 1e-9;
             let root = SVGBackend::new(&path, (720, 420)).into_drawing_area();
             root.fill(&WHITE).map_err(|e| draw_err(&name, e))?;
-            let title = if metric == "throughput" {
-                format!("{scenario}: throughput (per second) by concurrency")
+            let by = if scenario.starts_with("lock-contention") {
+                "hot keys"
             } else {
-                format!("{scenario}: p99 latency (ms) by concurrency")
+                "concurrency"
+            };
+            let title = if metric == "throughput" {
+                format!("{scenario}: throughput (per second) by {by}")
+            } else {
+                format!("{scenario}: p99 latency (ms) by {by}")
             };
             let mut chart = ChartBuilder::on(&root)
                 .caption(title, ("sans-serif", 18))
@@ -141,9 +146,14 @@ pub fn plots(rows: &[Row], dir: &Path) -> Result<Vec<String>, ReportError> {
                 .y_label_area_size(64)
                 .build_cartesian_2d((1f64..max_x * 1.05).log_scale(), 0f64..max_y)
                 .map_err(|e| draw_err(&name, e))?;
+            let x_desc = if scenario.starts_with("lock-contention") {
+                "hot keys"
+            } else {
+                "concurrent connections"
+            };
             chart
                 .configure_mesh()
-                .x_desc("concurrent connections")
+                .x_desc(x_desc)
                 .y_desc(if metric == "throughput" {
                     "per second"
                 } else {

@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the concurrency ports and the domain's pricing:
-//! - lock acquire + release, uncontended and contended (16 tasks on one key), for the memory
-//!   and Postgres lock managers, next to a bare `SELECT 1` round trip on the same pool;
+//! - lock acquire + release, uncontended and contended (16 tasks on one key), for the memory,
+//!   Postgres and Redis (one node) lock managers, next to a bare `SELECT 1` round trip on the
+//!   Postgres pool;
 //! - FLASH gate reserve (memory);
 //! - idempotency begin + complete (memory, Postgres);
 //! - pricing an order with item and cart coupons.
@@ -107,6 +108,29 @@ fn locks(c: &mut Criterion) {
             b.to_async(&rt).iter(|| contended(pg.clone(), key.clone()))
         });
         rt.block_on(db.drop_schema());
+    }
+    let redis = rt.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            stockade_redis::RedisLockManager::connect(
+                &[stockade_tests::redis::url()],
+                stockade_tests::redis::namespace(),
+                false,
+            ),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+    });
+    match redis {
+        Some(r) => {
+            let r: Arc<dyn LockManager> = Arc::new(r);
+            g.bench_function("redis_1_node/uncontended", |b| b.to_async(&rt).iter(|| once(&*r, &key)));
+            g.bench_function("redis_1_node/contended_16_tasks_per_iter", |b| {
+                b.to_async(&rt).iter(|| contended(r.clone(), key.clone()))
+            });
+        }
+        None => eprintln!("note: Redis did not answer at REDIS_URL; skipping its benchmarks"),
     }
     g.finish();
 }

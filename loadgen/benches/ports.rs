@@ -125,7 +125,9 @@ fn locks(c: &mut Criterion) {
     match redis {
         Some(r) => {
             let r: Arc<dyn LockManager> = Arc::new(r);
-            g.bench_function("redis_1_node/uncontended", |b| b.to_async(&rt).iter(|| once(&*r, &key)));
+            g.bench_function("redis_1_node/uncontended", |b| {
+                b.to_async(&rt).iter(|| once(&*r, &key))
+            });
             g.bench_function("redis_1_node/contended_16_tasks_per_iter", |b| {
                 b.to_async(&rt).iter(|| contended(r.clone(), key.clone()))
             });

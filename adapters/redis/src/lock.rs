@@ -22,7 +22,6 @@
 //!   `lease_lost` and the use case aborts before writing.
 //! - **Release** on `release()`, and in the background when a guard is dropped.
 
-use crate::error::backend;
 use async_trait::async_trait;
 use futures::future::join_all;
 use redis::aio::ConnectionManager;
@@ -45,6 +44,8 @@ pub struct RedisLockManager {
 
 struct Inner {
     rs: rslock::LockManager,
+    acquire_script: Arc<redis::Script>,
+    raise_script: Arc<redis::Script>,
     nodes: Vec<ConnectionManager>,
     namespace: String,
     node_timeout: Duration,
@@ -87,9 +88,12 @@ impl RedisLockManager {
         Ok(RedisLockManager {
             inner: Arc::new(Inner {
                 rs,
+                acquire_script: Arc::new(redis::Script::new(ACQUIRE)),
+                raise_script: Arc::new(redis::Script::new(RAISE)),
                 nodes,
                 namespace: namespace.into(),
-                node_timeout: Duration::from_millis(250),
+                // Far below any lease: a node that does not answer quickly is treated as down.
+                node_timeout: Duration::from_millis(50),
                 watchdog,
                 jitter: AtomicU64::new(seed()),
             }),
@@ -124,25 +128,26 @@ impl Inner {
         Duration::from_millis(x % (ms + 1))
     }
 
-    /// One quorum attempt, abandoned at `deadline` without leaving anything held.
+    /// One quorum attempt, abandoned at `deadline` without leaving anything held: the lock and
+    /// its fencing token, or nothing.
     async fn attempt(
         self: &Arc<Self>,
-        resource: Vec<u8>,
+        key: LockKey,
         lease: Duration,
         deadline: Instant,
-    ) -> Option<rslock::Lock> {
+    ) -> Option<(rslock::Lock, u64)> {
         let inner = self.clone();
         let mut task = Attempt(
             Some(tokio::spawn(async move {
-                inner.rs.lock(&resource, lease).await
+                inner.acquire_once(&key, lease).await
             })),
             self.clone(),
         );
         let handle = task.0.as_mut()?;
         match tokio::time::timeout_at(deadline, handle).await {
-            Ok(Ok(Ok(lock))) => {
+            Ok(Ok(Some(granted))) => {
                 task.0 = None;
-                Some(lock)
+                Some(granted)
             }
             Ok(_) => {
                 task.0 = None;
@@ -153,20 +158,30 @@ impl Inner {
         }
     }
 
-    /// The fencing token: the largest `INCR` of the namespace's fence counter that a majority
-    /// answered. One counter for every key, so that tokens also order grants across keys, as
-    /// the other adapters' sequences do.
-    async fn fence(&self, _key: &LockKey) -> Result<u64, LockError> {
+    /// Sets the key with a fresh value on every node and, in the same script, increments the
+    /// namespace's fence counter there (also where the key was busy, so that the counters of
+    /// live nodes move together). Granted on a majority within the validity time: the token is
+    /// the largest counter any node answered, written back to the nodes that answered less, so
+    /// that every later majority answers more. Otherwise the nodes that granted are released.
+    async fn acquire_once(&self, key: &LockKey, lease: Duration) -> Option<(rslock::Lock, u64)> {
+        let resource = self.resource(key);
         let counter = format!("{}:fence", self.namespace);
-        let answers = join_all(self.nodes.iter().map(|node| {
+        let value = self.rs.get_unique_lock_id().ok()?;
+        let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
+        let started = Instant::now();
+        let answers: Vec<Option<i64>> = join_all(self.nodes.iter().map(|node| {
             let mut node = node.clone();
-            let counter = counter.clone();
+            let script = self.acquire_script.clone();
+            let (resource, counter, value) = (resource.clone(), counter.clone(), value.clone());
             async move {
                 tokio::time::timeout(
                     self.node_timeout,
-                    redis::cmd("INCR")
-                        .arg(&counter)
-                        .query_async::<u64>(&mut node),
+                    script
+                        .key(resource)
+                        .key(counter)
+                        .arg(value)
+                        .arg(lease_ms)
+                        .invoke_async::<i64>(&mut node),
                 )
                 .await
                 .ok()
@@ -174,23 +189,81 @@ impl Inner {
             }
         }))
         .await;
-        let got: Vec<u64> = answers.into_iter().flatten().collect();
-        if got.len() < self.nodes.len() / 2 + 1 {
-            return Err(LockError::Backend(backend(
-                "no majority answered the fencing counter",
-            )));
-        }
-        got.into_iter()
+        let quorum = self.nodes.len() / 2 + 1;
+        let granted = answers.iter().flatten().filter(|t| **t > 0).count();
+        let token = answers
+            .iter()
+            .flatten()
+            .map(|t| t.unsigned_abs())
             .max()
-            .ok_or_else(|| LockError::Backend(backend("no fencing token")))
+            .unwrap_or(0);
+        let drift = lease / 100 + Duration::from_millis(2);
+        let validity = lease.checked_sub(started.elapsed() + drift);
+        let lock = rslock::Lock {
+            resource,
+            val: value,
+            validity_time: validity.map_or(0, |v| usize::try_from(v.as_millis()).unwrap_or(0)),
+            lock_manager: self.rs.clone(),
+        };
+        if granted < quorum || validity.is_none() || token == 0 {
+            self.rs.unlock(&lock).await;
+            return None;
+        }
+        // Raise the nodes that answered less (they and the rest of the answering majority then
+        // all hold at least `token`); nodes that did not answer cannot be raised now, and need
+        // not be: the answering majority is enough for every later majority to meet one of them.
+        let behind: Vec<usize> = answers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| a.filter(|t| t.unsigned_abs() < token).map(|_| i))
+            .collect();
+        if !behind.is_empty() {
+            let raised = join_all(behind.iter().map(|&i| {
+                let mut node = self.nodes[i].clone();
+                let script = self.raise_script.clone();
+                let counter = counter.clone();
+                async move {
+                    tokio::time::timeout(
+                        self.node_timeout,
+                        script
+                            .key(counter)
+                            .arg(token)
+                            .invoke_async::<i64>(&mut node),
+                    )
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                }
+            }))
+            .await;
+            let answered = answers.iter().flatten().count();
+            let missed = raised.iter().filter(|r| r.is_none()).count();
+            if answered - missed < quorum {
+                self.rs.unlock(&lock).await;
+                return None;
+            }
+        }
+        Some((lock, token))
     }
 }
 
+/// Per node: take the key if free, and always bump the fence counter. Answers the counter, as
+/// a negative number when the key was busy.
+const ACQUIRE: &str = r"
+local ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+local t = redis.call('INCR', KEYS[2])
+if ok then return t else return -t end
+";
+
+/// Per node: raise the fence counter to at least ARGV[1].
+const RAISE: &str = r"
+local v = tonumber(redis.call('GET', KEYS[1]) or '0')
+if v < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+";
+
 /// An rslock attempt in flight; dropped unfinished, it releases whatever the attempt gets.
-struct Attempt(
-    Option<JoinHandle<Result<rslock::Lock, rslock::LockError>>>,
-    Arc<Inner>,
-);
+struct Attempt(Option<JoinHandle<Option<(rslock::Lock, u64)>>>, Arc<Inner>);
 
 impl Drop for Attempt {
     fn drop(&mut self) {
@@ -198,7 +271,7 @@ impl Drop for Attempt {
             let inner = self.1.clone();
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(async move {
-                    if let Ok(Ok(lock)) = handle.await {
+                    if let Ok(Some((lock, _))) = handle.await {
                         inner.rs.unlock(&lock).await;
                     }
                 });
@@ -221,15 +294,14 @@ impl LockManager for RedisLockManager {
         };
         let mut fences = Vec::new();
         for key in normalize_keys(keys) {
-            let resource = self.inner.resource(&key);
             let mut backoff = Duration::from_millis(5);
-            let lock = loop {
-                if let Some(lock) = self
+            let (lock, token) = loop {
+                if let Some(granted) = self
                     .inner
-                    .attempt(resource.clone(), options.lease, deadline)
+                    .attempt(key.clone(), options.lease, deadline)
                     .await
                 {
-                    break lock;
+                    break granted;
                 }
                 let now = Instant::now();
                 if now >= deadline {
@@ -241,7 +313,6 @@ impl LockManager for RedisLockManager {
                 backoff = (backoff * 2).min(Duration::from_millis(100));
             };
             held.locks.push(lock);
-            let token = self.inner.fence(&key).await?;
             fences.push(Fence {
                 key,
                 token: FencingToken(token),

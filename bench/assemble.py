@@ -141,8 +141,8 @@ if locks:
         one = lat["redis-1"]["latency_ms"]["p50"]
         print(f"\n`redis-benchmark -t set -c 1` on the same server: `{bench}`.")
         print(f"**Redis lock acquire + release (one node) vs one SET round trip: {one / set_p50:.1f}×** "
-              f"(goal ≤ 3×). A grant is a SET NX PX (rslock), an INCR of the fence counter and a")
-        print("value-checked DEL (Lua): three round trips where the baseline makes one.")
+              f"(goal ≤ 3×). A grant is one Lua round trip (SET NX PX and the fence counter's INCR)")
+        print("and a release one more (a value-checked DEL): two round trips where the baseline makes one.")
         if "redis-3" in lat:
             print(f"With three nodes (Redlock over a majority): p50 {lat['redis-3']['latency_ms']['p50']:.3f} ms, "
                   f"{lat['redis-3']['latency_ms']['p50'] / one:.1f}× one node.")

@@ -1,26 +1,23 @@
-//! A [`LockManager`] over one or N independent Redis masters (Redlock).
+//! A [`LockManager`] over one or N independent Redis masters (Redlock); see
+//! docs/decisions/0010.
 //!
-//! rslock supplies the quorum mechanics: `lock` sets the key with a random value on every node
-//! and succeeds on a majority within the validity time; `extend` and `unlock` check the value in
-//! Lua, so only the owner extends or releases. Around it this adapter adds what the port's
-//! contract asks and rslock does not do (docs/decisions/0010):
-//! - **Bounded waiting.** One rslock attempt at a time, retried with exponential backoff and
-//!   jitter until `wait` runs out; never a tight spin.
-//! - **Cancel-safety.** Each attempt runs in a task of its own. If the caller's deadline passes,
-//!   or the caller goes away, while an attempt is in flight, the attempt is left to finish and
-//!   a lock it did get is released at once: nothing is left held.
-//! - **Fencing tokens.** After a grant, `INCR` of the namespace's fence counter on every node;
-//!   the token is the largest value a majority answered. Each counter only grows, and any two majorities
-//!   share a node, so a later grant sees a larger value than an earlier one — as long as no node
-//!   forgets its counter. A node restarted without persistence restarts its counter from zero;
-//!   then only the other nodes of the majority carry the order, and if a majority were restarted
-//!   tokens could go backwards. That is Redlock's known weakness (it assumes nodes keep their
-//!   data, or stay down longer than the longest lease); the store's fencing check stays the
-//!   safety net: it refuses any token lower than one it has already seen for the key.
-//! - **Watchdog.** While a guard lives, its leases are extended every third of the lease (like
-//!   Redisson's lock watchdog); if an extension fails on the quorum, the guard reports
+//! - **Acquisition**: one Lua script per node, one round trip: `SET key value NX PX lease` and,
+//!   in the same script, `INCR` of the namespace's fence counter (also when the key is busy, so
+//!   live nodes' counters move together). Granted on a majority within the validity time.
+//! - **Fencing tokens**: the largest counter answered, written back to answering nodes that were
+//!   behind before the grant is returned; after every grant a majority holds at least its token,
+//!   so every later token is larger. A node restarted without persistence restarts its counter;
+//!   if a majority restarted at once tokens could go backwards — Redlock's known weakness (it
+//!   assumes nodes keep their data, or stay down longer than the longest lease). The store's
+//!   fencing check stays the safety net: it refuses any token lower than one it has seen.
+//! - **Waiting** is bounded by `wait`, with exponential backoff and jitter; 50 ms per node.
+//! - **Cancel-safety**: each attempt runs in a task of its own; abandoned at the deadline or by a
+//!   caller that went away, it is left to finish and a lock it got is released at once.
+//! - **Watchdog**: while a guard lives its leases are extended (rslock's value-checked
+//!   `extend`) every third of the lease; if that fails on the quorum the guard reports
 //!   `lease_lost` and the use case aborts before writing.
-//! - **Release** on `release()`, and in the background when a guard is dropped.
+//! - **Release**: a value-checked delete (Lua) on every node, over the connections already open,
+//!   on `release()`, and in the background when a guard is dropped.
 
 use async_trait::async_trait;
 use futures::future::join_all;
@@ -45,6 +42,7 @@ pub struct RedisLockManager {
 struct Inner {
     rs: rslock::LockManager,
     acquire_script: Arc<redis::Script>,
+    release_script: Arc<redis::Script>,
     raise_script: Arc<redis::Script>,
     nodes: Vec<ConnectionManager>,
     namespace: String,
@@ -89,6 +87,7 @@ impl RedisLockManager {
             inner: Arc::new(Inner {
                 rs,
                 acquire_script: Arc::new(redis::Script::new(ACQUIRE)),
+                release_script: Arc::new(redis::Script::new(RELEASE)),
                 raise_script: Arc::new(redis::Script::new(RAISE)),
                 nodes,
                 namespace: namespace.into(),
@@ -126,6 +125,26 @@ impl Inner {
         self.jitter.store(x, Ordering::Relaxed);
         let ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX).max(1);
         Duration::from_millis(x % (ms + 1))
+    }
+
+    /// Deletes the lock's key on every node where it still holds the lock's value, on the
+    /// connections already open (one round trip per node).
+    async fn unlock(&self, lock: &rslock::Lock) {
+        join_all(self.nodes.iter().map(|node| {
+            let mut node = node.clone();
+            let script = self.release_script.clone();
+            async move {
+                let _ = tokio::time::timeout(
+                    self.node_timeout,
+                    script
+                        .key(lock.resource.as_slice())
+                        .arg(lock.val.as_slice())
+                        .invoke_async::<i64>(&mut node),
+                )
+                .await;
+            }
+        }))
+        .await;
     }
 
     /// One quorum attempt, abandoned at `deadline` without leaving anything held: the lock and
@@ -206,7 +225,7 @@ impl Inner {
             lock_manager: self.rs.clone(),
         };
         if granted < quorum || validity.is_none() || token == 0 {
-            self.rs.unlock(&lock).await;
+            self.unlock(&lock).await;
             return None;
         }
         // Raise the nodes that answered less (they and the rest of the answering majority then
@@ -239,7 +258,7 @@ impl Inner {
             let answered = answers.iter().flatten().count();
             let missed = raised.iter().filter(|r| r.is_none()).count();
             if answered - missed < quorum {
-                self.rs.unlock(&lock).await;
+                self.unlock(&lock).await;
                 return None;
             }
         }
@@ -253,6 +272,12 @@ const ACQUIRE: &str = r"
 local ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
 local t = redis.call('INCR', KEYS[2])
 if ok then return t else return -t end
+";
+
+/// Per node: delete the key only if it still holds our value.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 ";
 
 /// Per node: raise the fence counter to at least ARGV[1].
@@ -272,7 +297,7 @@ impl Drop for Attempt {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(async move {
                     if let Ok(Some((lock, _))) = handle.await {
-                        inner.rs.unlock(&lock).await;
+                        inner.unlock(&lock).await;
                     }
                 });
             }
@@ -334,7 +359,7 @@ struct Held {
 impl Held {
     async fn release(&mut self) {
         let locks = std::mem::take(&mut self.locks);
-        join_all(locks.iter().map(|l| self.inner.rs.unlock(l))).await;
+        join_all(locks.iter().map(|l| self.inner.unlock(l))).await;
     }
 }
 
@@ -347,7 +372,7 @@ impl Drop for Held {
         let inner = self.inner.clone();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                join_all(locks.iter().map(|l| inner.rs.unlock(l))).await;
+                join_all(locks.iter().map(|l| inner.unlock(l))).await;
             });
         }
     }

@@ -46,7 +46,7 @@ pub async fn latency(
         recorder.record(&outcome(t.elapsed(), ok));
     }
     let elapsed = started.elapsed();
-    let failures = n as u64 - recorder_ok(&recorder);
+    let failures = n as u64 - recorder.answered("200");
     Ok(Summary::build(
         "lock-latency",
         label,
@@ -61,11 +61,6 @@ pub async fn latency(
             format!("{failures} failed"),
         )],
     ))
-}
-
-fn recorder_ok(r: &Recorder) -> u64 {
-    let s = Summary::build("", "", &[], 0, r, Duration::from_secs(1), 0, vec![]);
-    s.statuses.get("200").copied().unwrap_or(0)
 }
 
 /// `tasks` tasks acquire and release keys drawn from `hot_keys` for `duration`; every grant

@@ -564,25 +564,11 @@ pub async fn charge_storm(
         ledger,
         check(
             "sum of balances == successful charges",
-            total == amount * (recorder_ok(&recorder)),
+            total == amount * recorder.answered("2") as i64,
             format!("{total} won in {} wallets after {ran} charges", users),
         ),
     ];
     Ok(ctx.summary("charge-storm", &recorder, elapsed, ran as u64, checks))
-}
-
-fn recorder_created(r: &Recorder) -> u64 {
-    let s = Summary::build("", "", &[], 0, r, Duration::from_secs(1), 0, vec![]);
-    s.statuses.get("201").copied().unwrap_or(0)
-}
-
-fn recorder_ok(r: &Recorder) -> i64 {
-    let s = Summary::build("", "", &[], 0, r, Duration::from_secs(1), 0, vec![]);
-    s.statuses
-        .iter()
-        .filter(|(k, _)| k.starts_with('2'))
-        .map(|(_, v)| *v as i64)
-        .sum()
 }
 
 /// Funded users each create an order (of one of `products` products) and pay it, over and
@@ -692,7 +678,7 @@ pub async fn order_pay(ctx: &Ctx, users: usize, products: usize) -> Result<Summa
         ),
     ];
     // Every order creation and every payment that succeeded is one transaction.
-    let created = recorder_created(&recorder);
+    let created = recorder.answered("201");
     Ok(ctx.summary("order-pay", &recorder, elapsed, created + paid, checks))
 }
 

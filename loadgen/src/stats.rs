@@ -60,6 +60,17 @@ impl Recorder {
     pub fn requests(&self) -> u64 {
         self.inner.lock().requests
     }
+
+    /// Requests answered with a status starting with `prefix` (`"2"`, `"201"`…).
+    pub fn answered(&self, prefix: &str) -> u64 {
+        self.inner
+            .lock()
+            .statuses
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| *v)
+            .sum()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

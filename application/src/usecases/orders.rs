@@ -57,8 +57,12 @@ impl CreateOrder {
 /// How many times create-order re-reads a cart that changed between reading and locking.
 const CART_RETRIES: usize = 3;
 
-/// Marks, inside this module only, a keyed order that was already placed.
-const DUPLICATE_ORDER: &str = "order already placed under this idempotency key";
+/// What placing an order in a unit of work came to.
+enum Placed {
+    New(Order),
+    /// An order was already placed under this idempotency reference (nothing was written).
+    AlreadyPlaced,
+}
 
 impl Stockade {
     /// Creates an order: locks the user and every product at once, deducts stock with guarded
@@ -145,8 +149,12 @@ impl Stockade {
                         .collect()
                 }
             };
-            let order = match self.place(&mut *uow, &cmd, lines, reference.clone()).await {
-                Err(AppError::Internal(why)) if why == DUPLICATE_ORDER => {
+            let order = match self
+                .place(&mut *uow, &cmd, lines, reference.clone())
+                .await?
+            {
+                Placed::New(order) => order,
+                Placed::AlreadyPlaced => {
                     // Placed before under this key: answer with that order, change nothing.
                     drop(uow);
                     let mut uow = self.begin_guarded(&guard).await?;
@@ -160,7 +168,6 @@ impl Stockade {
                         .map(|o| OrderView::from(&o))
                         .ok_or_else(|| AppError::Internal("order reference without order".into()));
                 }
-                other => other?,
             };
             let view = OrderView::from(&order);
             self.commit_answer(uow, guard, &view).await?;
@@ -176,7 +183,7 @@ impl Stockade {
         cmd: &CreateOrder,
         mut lines: Vec<LineRequest>,
         reference: Option<String>,
-    ) -> Result<Order, AppError> {
+    ) -> Result<Placed, AppError> {
         let now = self.ports.clock.now();
         let mut products: HashMap<ProductId, Product> = HashMap::new();
         for line in &lines {
@@ -285,13 +292,14 @@ impl Stockade {
                 expires_at,
                 reference,
             })
-            .await
-            .map_err(|e| match e {
-                crate::ports::store::StoreError::Conflict("order reference") => {
-                    AppError::Internal(DUPLICATE_ORDER.to_owned())
-                }
-                e => e.into(),
-            })?;
+            .await;
+        let order = match order {
+            Ok(order) => order,
+            Err(crate::ports::store::StoreError::Conflict("order reference")) => {
+                return Ok(Placed::AlreadyPlaced)
+            }
+            Err(e) => return Err(e.into()),
+        };
         for id in order.user_coupon_ids() {
             let moved = uow
                 .coupons()
@@ -313,7 +321,7 @@ impl Stockade {
             cart.items.clear();
             uow.carts().save(&cart).await?;
         }
-        Ok(order)
+        Ok(Placed::New(order))
     }
 
     /// One of the user's orders.

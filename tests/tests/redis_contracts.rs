@@ -1,4 +1,4 @@
-//! The lock and idempotency contract suites against the Redis adapters (the shared server, a
+//! The lock, idempotency, gate and queue contract suites against the Redis adapters (the shared server, a
 //! namespace per test, real time: Redis keeps the clock and the TTLs). The lock manager runs
 //! with its watchdog off here, so that the lease-expiry check sees a lease end.
 
@@ -41,4 +41,37 @@ mod idempotency {
             .expect("Redis answers at REDIS_URL"),
         ) as Arc<dyn IdempotencyStore>
     });
+}
+
+mod gate {
+    use super::*;
+    use stockade_application::ports::gate::CouponGate;
+    use stockade_redis::RedisCouponGate;
+    stockade_tests::gate_contract!(async {
+        Arc::new(
+            RedisCouponGate::connect(&url(), namespace())
+                .await
+                .expect("Redis answers at REDIS_URL"),
+        ) as Arc<dyn CouponGate>
+    });
+}
+
+mod queue {
+    use super::*;
+    use std::time::Duration;
+    use stockade_application::ports::queue::IssuanceQueue;
+    use stockade_redis::RedisIssuanceQueue;
+
+    async fn queue(visibility: Duration) -> Arc<dyn IssuanceQueue> {
+        Arc::new(
+            RedisIssuanceQueue::connect(&url(), &namespace(), "contract", visibility)
+                .await
+                .expect("Redis answers at REDIS_URL"),
+        )
+    }
+
+    stockade_tests::queue_contract!(
+        queue(Duration::from_secs(30)),
+        redelivery = queue(Duration::from_millis(300))
+    );
 }

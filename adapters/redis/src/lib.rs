@@ -2,17 +2,23 @@
 //!
 //! Redis adapters: the Redlock [`RedisLockManager`] (rslock for the quorum, plus bounded
 //! waiting, cancel-safety, fencing tokens and a lease watchdog) and the Lua-scripted
-//! [`RedisIdempotencyStore`], and popular products in day-bucketed sorted sets
-//! ([`RedisSalesCounter`]) with a shared, TTL'd ranking cache ([`RedisPopularityCache`]).
+//! [`RedisIdempotencyStore`], popular products in day-bucketed sorted sets
+//! ([`RedisSalesCounter`]) with a shared, TTL'd ranking cache ([`RedisPopularityCache`]), and
+//! the FLASH coupon pipeline: the Lua [`RedisCouponGate`] and the Redis Streams
+//! [`RedisIssuanceQueue`].
 
 mod error;
+mod gate;
 mod idempotency;
 mod lock;
 mod popularity;
+mod queue;
 
+pub use gate::RedisCouponGate;
 pub use idempotency::RedisIdempotencyStore;
 pub use lock::RedisLockManager;
 pub use popularity::{RedisPopularityCache, RedisSalesCounter};
+pub use queue::{DeadLetter, RedisIssuanceQueue, GROUP as ISSUANCE_GROUP};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisSetupError {

@@ -1,0 +1,248 @@
+//! The Redis [`CouponGate`]: each FLASH coupon is a hash (`quantity`, `remaining`, the validity
+//! window and counters) and a set of holders. Reserve, rollback, restore and init are Lua
+//! scripts, so each is one atomic step on the server; they are called by SHA (`EVALSHA`, and
+//! loaded again after a `NOSCRIPT`, as after a server restart).
+//!
+//! The keys of one coupon share a hash tag (`{<namespace>:<coupon>}`), so the scripts also run
+//! on a Redis Cluster, where every key of one call must live in one slot.
+//!
+//! The counters kept in the hash (`reserves`, `rollbacks`, `restores`) are for reconciliation
+//! and operators: `quantity == remaining + SCARD(holders)` holds after every script, and
+//! `reserves + restores - rollbacks == SCARD(holders)`.
+
+use crate::error::backend;
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::Script;
+use std::fmt;
+use std::sync::Arc;
+use stockade_application::ports::gate::{CouponGate, GateConfig, GateOutcome, GateStats};
+use stockade_application::BackendError;
+use stockade_domain::{CouponId, Timestamp, UserId};
+
+const INIT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'quantity', ARGV[1], 'remaining', ARGV[1], 'from', ARGV[2],
+  'until', ARGV[3], 'reserves', 0, 'rollbacks', 0, 'restores', 0)
+return 1
+";
+
+/// Answers: 0 reserved, 1 sold out, 2 already issued, 3 not initialised, 4 outside the window.
+pub(crate) const RESERVE: &str = r"
+local g = redis.call('HMGET', KEYS[1], 'remaining', 'from', 'until')
+if not g[1] then return 3 end
+local now = tonumber(ARGV[2])
+if (g[2] ~= '' and now < tonumber(g[2])) or (g[3] ~= '' and now >= tonumber(g[3])) then
+  return 4
+end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 2 end
+if tonumber(g[1]) <= 0 then return 1 end
+redis.call('HINCRBY', KEYS[1], 'remaining', -1)
+redis.call('HINCRBY', KEYS[1], 'reserves', 1)
+redis.call('SADD', KEYS[2], ARGV[1])
+return 0
+";
+
+const ROLLBACK: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('SREM', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'remaining', 1)
+redis.call('HINCRBY', KEYS[1], 'rollbacks', 1)
+return 1
+";
+
+const RESTORE: &str = r"
+local remaining = redis.call('HGET', KEYS[1], 'remaining')
+if not remaining or tonumber(remaining) <= 0 then return 0 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'remaining', -1)
+redis.call('HINCRBY', KEYS[1], 'restores', 1)
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+";
+
+const STATS: &str = r"
+local g = redis.call('HMGET', KEYS[1], 'quantity', 'remaining')
+if not g[1] then return {} end
+return {tonumber(g[1]), tonumber(g[2]), redis.call('SCARD', KEYS[2])}
+";
+
+/// The Redis [`CouponGate`]; cheap to clone (one multiplexed connection, reconnecting).
+#[derive(Clone)]
+pub struct RedisCouponGate {
+    conn: ConnectionManager,
+    namespace: Arc<str>,
+    init: Arc<Script>,
+    reserve: Arc<Script>,
+    rollback: Arc<Script>,
+    restore: Arc<Script>,
+    stats: Arc<Script>,
+}
+
+impl fmt::Debug for RedisCouponGate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisCouponGate")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisCouponGate {
+    /// Connects and loads the scripts (`SCRIPT LOAD`), so that the first reserves already go by
+    /// SHA.
+    ///
+    /// # Errors
+    /// When the URL is invalid or the server cannot be reached.
+    pub async fn connect(
+        url: &str,
+        namespace: impl Into<Arc<str>>,
+    ) -> Result<Self, crate::RedisSetupError> {
+        let client = redis::Client::open(url).map_err(crate::RedisSetupError::Url)?;
+        let conn = ConnectionManager::new(client)
+            .await
+            .map_err(crate::RedisSetupError::Connect)?;
+        let gate = RedisCouponGate {
+            conn,
+            namespace: namespace.into(),
+            init: Arc::new(Script::new(INIT)),
+            reserve: Arc::new(Script::new(RESERVE)),
+            rollback: Arc::new(Script::new(ROLLBACK)),
+            restore: Arc::new(Script::new(RESTORE)),
+            stats: Arc::new(Script::new(STATS)),
+        };
+        let mut conn = gate.conn.clone();
+        for script in [
+            &gate.init,
+            &gate.reserve,
+            &gate.rollback,
+            &gate.restore,
+            &gate.stats,
+        ] {
+            script
+                .prepare_invoke()
+                .load_async(&mut conn)
+                .await
+                .map_err(crate::RedisSetupError::Connect)?;
+        }
+        Ok(gate)
+    }
+
+    /// The SHA1 of the reserve script (what `EVALSHA` calls), for operators and benchmarks.
+    pub fn reserve_sha(&self) -> &str {
+        self.reserve.get_hash()
+    }
+
+    /// The two keys of a coupon: its hash and its holder set, in one hash slot.
+    pub fn keys(&self, coupon: CouponId) -> [String; 2] {
+        let tag = format!("{{{}:{}}}", self.namespace, coupon);
+        [format!("gate:{tag}:meta"), format!("gate:{tag}:holders")]
+    }
+
+    async fn call<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        coupon: CouponId,
+        args: &[String],
+    ) -> Result<T, BackendError> {
+        let [meta, holders] = self.keys(coupon);
+        let mut invocation = script.key(meta);
+        invocation.key(holders);
+        for a in args {
+            invocation.arg(a);
+        }
+        let mut conn = self.conn.clone();
+        invocation.invoke_async(&mut conn).await.map_err(backend)
+    }
+}
+
+fn window(t: Option<Timestamp>) -> String {
+    t.map(|t| t.millis().to_string()).unwrap_or_default()
+}
+
+#[async_trait]
+impl CouponGate for RedisCouponGate {
+    async fn init(&self, coupon: CouponId, config: GateConfig) -> Result<(), BackendError> {
+        let _created: i64 = self
+            .call(
+                &self.init,
+                coupon,
+                &[
+                    config.quantity.to_string(),
+                    window(config.valid_from),
+                    window(config.valid_until),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn reserve(
+        &self,
+        coupon: CouponId,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<GateOutcome, BackendError> {
+        let answer: i64 = self
+            .call(
+                &self.reserve,
+                coupon,
+                &[user.to_string(), now.millis().to_string()],
+            )
+            .await?;
+        match answer {
+            0 => Ok(GateOutcome::Reserved),
+            1 => Ok(GateOutcome::SoldOut),
+            2 => Ok(GateOutcome::AlreadyIssued),
+            3 => Ok(GateOutcome::NotInitialised),
+            4 => Ok(GateOutcome::Expired),
+            other => Err(backend(format!(
+                "unexpected answer {other} from the reserve script"
+            ))),
+        }
+    }
+
+    async fn rollback(&self, coupon: CouponId, user: UserId) -> Result<bool, BackendError> {
+        let done: i64 = self
+            .call(&self.rollback, coupon, &[user.to_string()])
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn restore(&self, coupon: CouponId, user: UserId) -> Result<bool, BackendError> {
+        let done: i64 = self
+            .call(&self.restore, coupon, &[user.to_string()])
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn stats(&self, coupon: CouponId) -> Result<Option<GateStats>, BackendError> {
+        let v: Vec<i64> = self.call(&self.stats, coupon, &[]).await?;
+        let count = |i: usize| {
+            v.get(i)
+                .and_then(|n| u32::try_from(*n).ok())
+                .ok_or_else(|| backend("unexpected answer from the gate stats script"))
+        };
+        if v.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(GateStats {
+            quantity: count(0)?,
+            remaining: count(1)?,
+            reserved: count(2)?,
+        }))
+    }
+
+    async fn holders(&self, coupon: CouponId) -> Result<Vec<UserId>, BackendError> {
+        let [_, holders] = self.keys(coupon);
+        let mut conn = self.conn.clone();
+        let members: Vec<i64> = redis::cmd("SMEMBERS")
+            .arg(holders)
+            .query_async(&mut conn)
+            .await
+            .map_err(backend)?;
+        members
+            .into_iter()
+            .map(|m| UserId::new(m).map_err(|e| backend(format!("a gate holder is not a user: {e}"))))
+            .collect()
+    }
+}

@@ -176,6 +176,10 @@ pub struct ServeArgs {
     /// Issuance consumers in this process.
     #[arg(long, env = "STOCKADE_ISSUANCE_CONSUMERS", default_value_t = 2)]
     pub issuance_consumers: usize,
+    /// How long an issuance delivered to a consumer may stay unacknowledged before another
+    /// consumer takes it over (Redis queue), in seconds.
+    #[arg(long, env = "STOCKADE_ISSUANCE_VISIBILITY_SECS", default_value_t = 30)]
+    pub issuance_visibility_secs: u64,
     /// Deliveries of one issuance before it is dead-lettered.
     #[arg(long, env = "STOCKADE_ISSUANCE_MAX_ATTEMPTS", default_value_t = 5)]
     pub issuance_max_attempts: u32,
@@ -246,14 +250,12 @@ impl ServeArgs {
                 Backend::Memory,
                 Backend::Memory,
             ),
-            // The FLASH gate and the issuance queue stay in process until their Redis adapters
-            // exist; `serve` says so at start.
             Profile::Production => (
                 Backend::Postgres,
                 Backend::Redis,
                 Backend::Redis,
-                Backend::Memory,
-                Backend::Memory,
+                Backend::Redis,
+                Backend::Redis,
                 Backend::Redis,
             ),
         };

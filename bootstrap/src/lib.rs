@@ -20,7 +20,8 @@ use stockade_http::{AppState, JwtSecret, Reset};
 use stockade_memory::{MemoryBackend, PlatformMode, SystemClock};
 use stockade_postgres::{PgConfig, PgIdempotencyStore, PgLockManager, PgStore};
 use stockade_redis::{
-    RedisIdempotencyStore, RedisLockManager, RedisPopularityCache, RedisSalesCounter,
+    RedisCouponGate, RedisIdempotencyStore, RedisIssuanceQueue, RedisLockManager,
+    RedisPopularityCache, RedisSalesCounter,
 };
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -104,7 +105,7 @@ fn check_available(args: &ServeArgs) -> Result<(), StartError> {
         let available: &'static str = match port {
             "store" => "memory, postgres",
             "lock" | "idempotency" => "memory, postgres, redis",
-            "popularity" => "memory, redis",
+            "gate" | "queue" | "popularity" => "memory, redis",
             _ => "memory",
         };
         let ok = available.contains(&backend.to_string());
@@ -192,7 +193,7 @@ impl Service {
                 lock_backend = "postgres";
             }
             if choices["gate"] == Backend::Memory && choices["store"] == Backend::Postgres {
-                tracing::warn!("FLASH coupons use the in-process gate: run one instance, or a shared gate, for exact FLASH issuance across instances");
+                tracing::warn!("FLASH coupons use the in-process gate: run one instance, or --gate redis, for exact FLASH issuance across instances");
             }
             postgres = Some(pool);
         }
@@ -222,15 +223,44 @@ impl Service {
             ports.popularity =
                 Arc::new(RedisPopularityCache::connect(&url, args.lock_namespace.clone()).await?);
         }
-        if args.profile == Profile::Production {
-            let in_memory: Vec<&str> = ["gate", "queue", "popularity"]
-                .into_iter()
-                .filter(|p| choices[p] == Backend::Memory)
-                .collect();
-            tracing::warn!(
-                parts = %in_memory.join(", "),
-                "production profile: these parts still run in this process's memory"
+        let first_redis = args.redis_urls.first().cloned().unwrap_or_default();
+        if choices["gate"] == Backend::Redis {
+            ports.gate = Arc::new(
+                RedisCouponGate::connect(&first_redis, args.lock_namespace.clone()).await?,
             );
+        }
+        if choices["queue"] == Backend::Redis {
+            // Unique per process: a restarted instance is a new consumer, and what the old one
+            // left pending is taken over after the visibility time.
+            let consumer = format!("{}-{}", std::process::id(), ports.ids.unique());
+            ports.queue = Arc::new(
+                RedisIssuanceQueue::connect(
+                    &first_redis,
+                    &args.lock_namespace,
+                    consumer,
+                    Duration::from_secs(args.issuance_visibility_secs.max(1)),
+                )
+                .await?,
+            );
+        }
+        if args.profile == Profile::Production {
+            let in_memory: Vec<&str> = [
+                "store",
+                "lock",
+                "idempotency",
+                "gate",
+                "queue",
+                "popularity",
+            ]
+            .into_iter()
+            .filter(|p| choices[p] == Backend::Memory)
+            .collect();
+            if !in_memory.is_empty() {
+                tracing::warn!(
+                    parts = %in_memory.join(", "),
+                    "production profile: these parts run in this process's memory"
+                );
+            }
         }
         let ports = metered_ports(ports, lock_backend);
         let mut settings = settings(args);

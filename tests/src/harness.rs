@@ -4,6 +4,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use stockade_application::ports::clock::Clock;
+use stockade_application::ports::gate::CouponGate;
+use stockade_application::ports::queue::IssuanceQueue;
+use stockade_application::ports::store::Store;
 use stockade_application::{Settings, Stockade};
 use stockade_domain::{
     ChargeAmount, CouponId, Discount, IssuanceMode, NewCoupon, NewProduct, ProductId, UserId,
@@ -55,6 +58,31 @@ impl TestApp {
             idempotency_in_store: true,
             ..settings
         };
+        let app = Stockade::new(ports, settings);
+        TestApp {
+            app,
+            backend,
+            clock,
+        }
+    }
+
+    /// The application on Postgres (in `db`'s schema) for locks and idempotency, with the
+    /// given store, gate and queue (the Redis pipeline, a store behind a proxy…).
+    pub async fn on_pipeline(
+        db: &crate::pg::TestDb,
+        store: Arc<dyn Store>,
+        gate: Arc<dyn CouponGate>,
+        queue: Arc<dyn IssuanceQueue>,
+        settings: Settings,
+    ) -> Self {
+        let clock = ManualClock::at(EPOCH_MS);
+        let backend = MemoryBackend::new(Arc::new(clock.clone()) as Arc<dyn Clock>);
+        let mut ports = backend.ports();
+        ports.store = store;
+        ports.gate = gate;
+        ports.queue = queue;
+        ports.locks = Arc::new(db.locks().await);
+        ports.idempotency = Arc::new(db.idempotency(ports.ids.clone()));
         let app = Stockade::new(ports, settings);
         TestApp {
             app,

@@ -18,6 +18,7 @@ pub mod e2e;
 pub mod harness;
 pub mod http;
 pub mod pg;
+pub mod proxy;
 pub mod redis;
 pub mod scenarios;
 pub mod workload;

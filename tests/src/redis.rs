@@ -87,6 +87,43 @@ impl Nodes {
         nodes
     }
 
+    /// Starts node `i` again on its port (after [`Nodes::kill`]), empty as a restarted node
+    /// without persistence is.
+    pub async fn restart(&mut self, i: usize) {
+        self.kill(i);
+        let port = self.urls[i].rsplit(':').next().expect("a port").to_owned();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.children[i] = Some(child);
+        let client = redis::Client::open(self.urls[i].as_str()).expect("valid url");
+        for _ in 0..100 {
+            if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+                if redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("redis node {} did not restart", self.urls[i]);
+    }
+
     /// Stops node `i` at once (SIGKILL: no goodbye, as a crash).
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.children[i].take() {

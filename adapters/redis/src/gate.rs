@@ -242,7 +242,9 @@ impl CouponGate for RedisCouponGate {
             .map_err(backend)?;
         members
             .into_iter()
-            .map(|m| UserId::new(m).map_err(|e| backend(format!("a gate holder is not a user: {e}"))))
+            .map(|m| {
+                UserId::new(m).map_err(|e| backend(format!("a gate holder is not a user: {e}")))
+            })
             .collect()
     }
 }

@@ -1,0 +1,445 @@
+//! The FLASH pipeline on its production backends: the Redis gate and Streams queue in front of
+//! the Postgres store (each test with a schema and a Redis namespace of its own). The headline
+//! races, then the faults: a consumer that dies mid-batch, Postgres unreachable for a while, the
+//! queue's Redis gone at publish time, and Redis restarted without persistence.
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use stockade_application::ports::gate::{CouponGate, GateOutcome};
+use stockade_application::ports::queue::{Delivery, IssuanceQueue};
+use stockade_application::ports::store::Store;
+use stockade_application::Settings;
+use stockade_domain::{CouponId, Discount, ErrorCode, IssuanceMode, UserId};
+use stockade_postgres::{connect, PgConfig, PgStore};
+use stockade_redis::{RedisCouponGate, RedisIssuanceQueue};
+use stockade_tests::harness::{user, TestApp};
+use stockade_tests::pg::TestDb;
+use stockade_tests::proxy::Proxy;
+use stockade_tests::redis::{namespace, url, Nodes};
+use stockade_tests::scenarios;
+use tokio::time::Instant;
+
+fn settings() -> Settings {
+    Settings {
+        lock_wait: Duration::from_secs(60),
+        ..Settings::default()
+    }
+}
+
+async fn gate_at(url: &str, ns: &str) -> RedisCouponGate {
+    RedisCouponGate::connect(url, ns.to_owned())
+        .await
+        .expect("Redis answers")
+}
+
+async fn queue_at(url: &str, ns: &str, consumer: &str, visibility: Duration) -> RedisIssuanceQueue {
+    RedisIssuanceQueue::connect(url, ns, consumer.to_owned(), visibility)
+        .await
+        .expect("Redis answers")
+}
+
+/// Postgres store, Redis gate and queue on the shared server.
+async fn pipeline(
+    db: &TestDb,
+    visibility: Duration,
+    settings: Settings,
+) -> (TestApp, RedisIssuanceQueue) {
+    let ns = namespace();
+    let queue = queue_at(&url(), &ns, "a", visibility).await;
+    let t = TestApp::on_pipeline(
+        db,
+        Arc::new(db.store()),
+        Arc::new(gate_at(&url(), &ns).await),
+        Arc::new(queue.clone()),
+        settings,
+    )
+    .await;
+    (t, queue)
+}
+
+async fn flash_coupon(t: &TestApp, quantity: i64) -> CouponId {
+    t.coupon(
+        "CART",
+        Discount::new("FIXED", 1_000, None).unwrap(),
+        0,
+        quantity,
+        IssuanceMode::Flash,
+    )
+    .await
+}
+
+/// Every user in `users` asks once, all at once; returns the winners.
+async fn race(
+    t: &TestApp,
+    coupon: CouponId,
+    users: impl IntoIterator<Item = i64>,
+) -> BTreeSet<i64> {
+    let mut tasks = Vec::new();
+    for u in users {
+        let app = t.app.clone();
+        tasks.push(tokio::spawn(async move {
+            (u, app.issue_coupon(coupon, user(u)).await)
+        }));
+    }
+    let mut winners = BTreeSet::new();
+    for task in tasks {
+        let (u, r) = task.await.unwrap();
+        match r {
+            Ok(_) => assert!(winners.insert(u)),
+            Err(e) => assert_eq!(e.code(), ErrorCode::CouponSoldOut, "user {u}: {e}"),
+        }
+    }
+    winners
+}
+
+async fn stored_holders(t: &TestApp, coupon: CouponId) -> BTreeSet<UserId> {
+    let mut uow = t.app.ports().store.begin().await.unwrap();
+    let list = uow.coupons().holders(coupon).await.unwrap();
+    let set: BTreeSet<UserId> = list.iter().copied().collect();
+    assert_eq!(set.len(), list.len(), "a user holds coupon {coupon} twice");
+    set
+}
+
+async fn gate_holders(t: &TestApp, coupon: CouponId) -> BTreeSet<UserId> {
+    t.app
+        .ports()
+        .gate
+        .holders(coupon)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// Gate and store agree, and the gate's counters add up.
+async fn assert_exact(t: &TestApp, coupon: CouponId) -> usize {
+    let stored = stored_holders(t, coupon).await;
+    assert_eq!(
+        gate_holders(t, coupon).await,
+        stored,
+        "gate and store disagree"
+    );
+    let stock = t.app.coupon_stock(coupon).await.unwrap();
+    assert_eq!(stock.reserved as usize, stored.len());
+    assert_eq!(stock.persisted as usize, stored.len());
+    assert_eq!(
+        stock.remaining + stock.reserved,
+        stock.quantity,
+        "{stock:?}"
+    );
+    stored.len()
+}
+
+/// Waits until the gate's and the queue's connections found the restarted server again (the
+/// first command on a connection the server dropped fails, and it reconnects).
+async fn reconnected(t: &TestApp, queue: &RedisIssuanceQueue) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let probe = CouponId::new(i64::MAX).unwrap();
+    while t.app.ports().gate.stats(probe).await.is_err() || queue.depth().await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no reconnection to the restarted node"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flash_500_users_for_100() {
+    let db = TestDb::new().await;
+    let (t, _) = pipeline(&db, Duration::from_secs(30), settings()).await;
+    scenarios::coupon_race(&t, IssuanceMode::Flash, 500, 1, 100).await;
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flash_10000_users_3_requests_each_for_1000() {
+    let db = TestDb::new().await;
+    let (t, _) = pipeline(&db, Duration::from_secs(30), settings()).await;
+    scenarios::coupon_race(&t, IssuanceMode::Flash, 10_000, 3, 1_000).await;
+    db.drop_schema().await;
+}
+
+/// Consumer `a` receives a batch, persists part of it and dies. Consumer `b` (another instance)
+/// takes the rest over once it has been idle for the visibility time: each request is persisted
+/// exactly once and nothing `a` acked comes to `b`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_killed_mid_batch_is_taken_over() {
+    let db = TestDb::new().await;
+    let (a, queue_a) = pipeline(&db, Duration::from_millis(300), settings()).await;
+    let coupon = flash_coupon(&a, 100).await;
+    let winners = race(&a, coupon, 1..=300).await;
+    assert_eq!(winners.len(), 100);
+
+    let batch = queue_a.receive(60, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(batch.len(), 60);
+    let (done, dropped) = batch.split_at(25);
+    for d in done {
+        a.app.handle_issuance(d).await.unwrap();
+    }
+    // `a` dies here: 35 deliveries in hand, never acked.
+    let acked_by_a: HashSet<UserId> = done.iter().map(|d| d.request.user_id).collect();
+    let dropped: HashSet<UserId> = dropped.iter().map(|d| d.request.user_id).collect();
+    let gate = a.app.ports().gate.clone();
+    drop(a);
+
+    let queue_b = Arc::new(queue_a.with_consumer("b"));
+    let b =
+        TestApp::on_pipeline(&db, Arc::new(db.store()), gate, queue_b.clone(), settings()).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen: Vec<Delivery> = Vec::new();
+    while seen.len() < 75 {
+        assert!(Instant::now() < deadline, "only {} taken over", seen.len());
+        for d in queue_b
+            .receive(32, Duration::from_millis(200))
+            .await
+            .unwrap()
+        {
+            b.app.handle_issuance(&d).await.unwrap();
+            seen.push(d);
+        }
+    }
+    assert!(queue_b.depth().await.unwrap().is_drained());
+    let users: Vec<UserId> = seen.iter().map(|d| d.request.user_id).collect();
+    let distinct: HashSet<UserId> = users.iter().copied().collect();
+    assert_eq!(distinct.len(), 75, "a request came to b twice");
+    assert!(distinct.is_disjoint(&acked_by_a), "b got what a had acked");
+    for d in &seen {
+        let expected = if dropped.contains(&d.request.user_id) {
+            2
+        } else {
+            1
+        };
+        assert_eq!(d.attempt, expected, "{d:?}");
+    }
+    let stored = {
+        let mut uow = b.app.ports().store.begin().await.unwrap();
+        let n = uow.coupons().issued_count(coupon).await.unwrap();
+        assert!(uow.coupons().failures(coupon).await.unwrap().is_empty());
+        n
+    };
+    assert_eq!(stored, 100);
+    let held: BTreeSet<i64> = {
+        let mut uow = b.app.ports().store.begin().await.unwrap();
+        uow.coupons()
+            .holders(coupon)
+            .await
+            .unwrap()
+            .iter()
+            .map(|u| u.get())
+            .collect()
+    };
+    assert_eq!(held, winners);
+    db.drop_schema().await;
+}
+
+/// The store is unreachable while reservations pour in: deliveries are retried with backoff,
+/// and past the attempt limit dead-lettered and given back in the gate. When Postgres returns,
+/// the rest persist, the users whose reservation was given back can reserve again, and
+/// reconciliation finds gate and store equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unavailable_then_reconciled_exactly() {
+    let db = TestDb::new().await;
+    let target: SocketAddr = {
+        let host = db.url.split('@').nth(1).unwrap().split('/').next().unwrap();
+        tokio::net::lookup_host(host).await.unwrap().next().unwrap()
+    };
+    let proxy = Proxy::start(target).await;
+    let proxied_url = db.url.replacen(
+        &target.port().to_string(),
+        &proxy.addr.port().to_string(),
+        1,
+    );
+    let pool = connect(&PgConfig {
+        schema: Some(db.schema.clone()),
+        max_connections: 4,
+        acquire_timeout: Duration::from_millis(150),
+        ..PgConfig::new(proxied_url)
+    })
+    .await
+    .unwrap();
+    let ns = namespace();
+    let queue = Arc::new(queue_at(&url(), &ns, "a", Duration::from_secs(30)).await);
+    let t = TestApp::on_pipeline(
+        &db,
+        Arc::new(PgStore::new(pool)) as Arc<dyn Store>,
+        Arc::new(gate_at(&url(), &ns).await) as Arc<dyn CouponGate>,
+        queue.clone() as Arc<dyn IssuanceQueue>,
+        Settings {
+            issuance_max_attempts: 3,
+            issuance_backoff: Duration::from_millis(50),
+            ..settings()
+        },
+    )
+    .await;
+    let coupon = flash_coupon(&t, 30).await;
+
+    proxy.cut().await;
+    let winners = race(&t, coupon, 1..=60).await;
+    assert_eq!(winners.len(), 30, "the gate serves without the store");
+    // Consume until a third of the reservations were dead-lettered.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut retried = 0;
+    while queue.depth().await.unwrap().dead < 10 {
+        assert!(Instant::now() < deadline, "nothing dead-lettered");
+        for d in queue.receive(4, Duration::from_millis(100)).await.unwrap() {
+            use stockade_application::usecases::issuance::IssuanceOutcome;
+            if t.app.handle_issuance(&d).await.unwrap() == IssuanceOutcome::Retried {
+                retried += 1;
+            }
+        }
+    }
+    assert!(retried >= 20, "deliveries were not retried: {retried}");
+    let given_back = 30
+        - t.app
+            .ports()
+            .gate
+            .stats(coupon)
+            .await
+            .unwrap()
+            .unwrap()
+            .reserved;
+    assert!(
+        given_back >= 10,
+        "dead letters were not given back: {given_back}"
+    );
+
+    proxy.heal();
+    t.drain().await;
+    let dead = queue.depth().await.unwrap().dead;
+    assert_eq!(
+        u64::from(given_back),
+        dead,
+        "each dead letter gives exactly one back"
+    );
+    let report = t.app.reconcile(coupon).await.unwrap();
+    assert_eq!((report.repaired, report.rolled_back), (0, 0), "{report:?}");
+    let held = assert_exact(&t, coupon).await;
+    assert_eq!(held, 30 - given_back as usize);
+
+    // The given-back places go to new askers, and users who lost theirs may ask again.
+    let lost: Vec<i64> = {
+        let stored = stored_holders(&t, coupon).await;
+        winners
+            .iter()
+            .copied()
+            .filter(|u| !stored.contains(&user(*u)))
+            .collect()
+    };
+    assert_eq!(lost.len(), given_back as usize);
+    let again = race(&t, coupon, lost.iter().copied()).await;
+    assert_eq!(again.len(), lost.len());
+    t.drain().await;
+    assert_eq!(assert_exact(&t, coupon).await, 30);
+    db.drop_schema().await;
+}
+
+/// When the queue cannot take the reservation (its Redis is gone), the reservation is given
+/// back at once and the client gets 503 BACKEND_UNAVAILABLE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_failure_rolls_back_and_answers_unavailable() {
+    let db = TestDb::new().await;
+    let mut nodes = Nodes::start(1).await;
+    let ns = namespace();
+    let queue = queue_at(&nodes.urls[0], &ns, "a", Duration::from_secs(30)).await;
+    let t = TestApp::on_pipeline(
+        &db,
+        Arc::new(db.store()),
+        Arc::new(gate_at(&url(), &ns).await),
+        Arc::new(queue),
+        settings(),
+    )
+    .await;
+    let coupon = flash_coupon(&t, 5).await;
+    assert!(t.app.issue_coupon(coupon, user(1)).await.is_ok());
+    nodes.kill(0);
+    let err = t.app.issue_coupon(coupon, user(2)).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::BackendUnavailable);
+    let holders = gate_holders(&t, coupon).await;
+    assert_eq!(
+        holders,
+        BTreeSet::from([user(1)]),
+        "user 2's reservation was kept"
+    );
+    let stats = t.app.ports().gate.stats(coupon).await.unwrap().unwrap();
+    assert_eq!((stats.remaining, stats.reserved), (4, 1));
+    db.drop_schema().await;
+}
+
+/// Redis (gate and queue) restarts without persistence. What the store holds is recovered: the
+/// next reserve rebuilds the gate from the store and its holders. What is lost: reservations
+/// still in the queue when Redis went down; those users hold nothing and may ask again, and the
+/// places they had return to the gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_recovers_what_the_store_holds() {
+    let db = TestDb::new().await;
+    let mut nodes = Nodes::start(1).await;
+    let ns = namespace();
+    let node = nodes.urls[0].clone();
+    let queue = Arc::new(queue_at(&node, &ns, "a", Duration::from_secs(30)).await);
+    let t = TestApp::on_pipeline(
+        &db,
+        Arc::new(db.store()),
+        Arc::new(gate_at(&node, &ns).await),
+        queue.clone(),
+        settings(),
+    )
+    .await;
+    let coupon = flash_coupon(&t, 50).await;
+    let winners = race(&t, coupon, 1..=80).await;
+    assert_eq!(winners.len(), 50);
+    let batch = queue.receive(30, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(batch.len(), 30);
+    for d in &batch {
+        t.app.handle_issuance(d).await.unwrap();
+    }
+    let persisted = stored_holders(&t, coupon).await;
+    assert_eq!(persisted.len(), 30);
+
+    nodes.restart(0).await;
+    reconnected(&t, &queue).await;
+    assert_eq!(
+        t.app.ports().gate.stats(coupon).await.unwrap(),
+        None,
+        "the restarted node still had the gate"
+    );
+    assert!(
+        queue.depth().await.unwrap().is_drained(),
+        "the queue survived"
+    );
+
+    // A persisted winner asks again: the gate is rebuilt from the store first.
+    let again = t
+        .app
+        .issue_coupon(coupon, persisted.first().copied().unwrap())
+        .await;
+    assert_eq!(again.unwrap_err().code(), ErrorCode::CouponAlreadyIssued);
+    assert_eq!(assert_exact(&t, coupon).await, 30);
+    let stats = t.app.ports().gate.stats(coupon).await.unwrap().unwrap();
+    assert_eq!((stats.remaining, stats.reserved), (20, 30));
+
+    // The 20 whose reservations were lost may ask again and get them.
+    let lost: Vec<i64> = winners
+        .iter()
+        .copied()
+        .filter(|u| !persisted.contains(&user(*u)))
+        .collect();
+    assert_eq!(lost.len(), 20);
+    assert_eq!(race(&t, coupon, lost).await.len(), 20);
+    t.drain().await;
+    assert_eq!(assert_exact(&t, coupon).await, 50);
+    let report = t.app.reconcile(coupon).await.unwrap();
+    assert_eq!((report.repaired, report.rolled_back), (0, 0));
+    assert_eq!(
+        t.app
+            .ports()
+            .gate
+            .reserve(coupon, user(999), t.app.ports().clock.now())
+            .await
+            .unwrap(),
+        GateOutcome::SoldOut
+    );
+    db.drop_schema().await;
+}

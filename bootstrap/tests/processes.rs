@@ -145,12 +145,87 @@ async fn two_instances_on_postgres_and_redis_keep_every_invariant() {
         "redis",
         "--idempotency",
         "redis",
+        "--gate",
+        "redis",
+        "--queue",
+        "redis",
         "--redis-url",
         &url,
         "--lock-namespace",
         &ns,
     ])
     .await;
+}
+
+/// With the gate on Redis, a FLASH coupon of 100 raced by 500 users over both instances has
+/// exactly 100 winners, each persisted once (by whichever instance's consumer took it).
+async fn flash_race_over(bases: &[String; 2], db: &TestDb) {
+    let client = reqwest::Client::new();
+    let (status, coupon) = call(&client, reqwest::Method::POST, format!("{}/api/v1/admin/coupons", bases[1]), 1_000, None,
+        Some(json!({"name": "DROP", "kind": "CART", "discountType": "FIXED", "discountValue": 100, "quantity": 100, "mode": "FLASH"}))).await;
+    assert_eq!(status, 201, "{coupon}");
+    let cid = coupon["data"]["id"].as_i64().unwrap();
+    let mut tasks = Vec::new();
+    for u in 1..=500i64 {
+        let (client, base) = (client.clone(), bases[(u % 2) as usize].clone());
+        tasks.push(tokio::spawn(async move {
+            let url = format!("{base}/api/v1/coupons/{cid}/issue");
+            call(&client, reqwest::Method::POST, url, u, None, None)
+                .await
+                .0
+        }));
+    }
+    let mut reserved = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            202 | 200 => reserved += 1,
+            409 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(reserved, 100);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (persisted, distinct): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(DISTINCT user_id) FROM user_coupons WHERE coupon_id = $1",
+        )
+        .bind(cid)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(persisted, distinct, "a user holds the coupon twice");
+        if persisted == 100 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {persisted} persisted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for base in bases {
+        let (status, stock) = call(
+            &client,
+            reqwest::Method::GET,
+            format!("{base}/api/v1/admin/coupons/{cid}/stock"),
+            1_000,
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        let d = &stock["data"];
+        assert_eq!(
+            (
+                d["remaining"].as_i64(),
+                d["reserved"].as_i64(),
+                d["persisted"].as_i64(),
+                d["failed"].as_i64()
+            ),
+            (Some(0), Some(100), Some(100), Some(0)),
+            "{stock}"
+        );
+    }
 }
 
 async fn two_instances(extra: &[&str]) {
@@ -308,6 +383,9 @@ async fn two_instances(extra: &[&str]) {
     assert_eq!(paid + pending, 300);
     assert_eq!(uses, paid, "one debit per paid order, never two");
     assert_wallets_match_ledgers(&db).await;
+    if extra.contains(&"--gate") {
+        flash_race_over(&bases, &db).await;
+    }
     drop((a, b));
     db.drop_schema().await;
 }

@@ -2,8 +2,8 @@
 //! Redis namespace) of its own:
 //! - `postgres`: `--store postgres --lock postgres --idempotency postgres`;
 //! - `production`: the production profile's adapters, `--store postgres --lock redis
-//!   --idempotency redis --popularity redis` (with the demo data seeded, which the suite relies
-//!   on; `--profile production` itself seeds nothing).
+//!   --idempotency redis --gate redis --queue redis --popularity redis` (with the demo data
+//!   seeded, which the suite relies on; `--profile production` itself seeds nothing).
 
 use stockade_tests::e2e;
 use stockade_tests::pg::TestDb;
@@ -42,6 +42,10 @@ where
         flags.extend(
             [
                 "--popularity",
+                "redis",
+                "--gate",
+                "redis",
+                "--queue",
                 "redis",
                 "--redis-url",
                 &url,

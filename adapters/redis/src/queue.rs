@@ -231,8 +231,7 @@ impl RedisIssuanceQueue {
                         .map(|(_, v)| v.as_str())
                         .unwrap_or_default()
                 };
-                let (request, attempt) =
-                    decode(&id, get("c"), get("u"), get("t"), get("a"))?;
+                let (request, attempt) = decode(&id, get("c"), get("u"), get("t"), get("a"))?;
                 Ok(DeadLetter {
                     id,
                     request,

@@ -63,9 +63,15 @@ impl Stockade {
         let scope = Scope(format!("user:{user}"));
         let fingerprint = fingerprint(op, &canonical);
         let begin = self
+            .core
             .ports
             .idempotency
-            .begin(&scope, key, &fingerprint, self.settings.idempotency_lease)
+            .begin(
+                &scope,
+                key,
+                &fingerprint,
+                self.core.settings.idempotency_lease,
+            )
             .await?;
         let ticket = match begin {
             Begin::Started(ticket) => ticket,
@@ -101,12 +107,13 @@ impl Stockade {
         };
         let recorded = match outcome {
             Some(outcome) => {
-                self.ports
+                self.core
+                    .ports
                     .idempotency
-                    .complete(&ticket, outcome, self.settings.idempotency_ttl)
+                    .complete(&ticket, outcome, self.core.settings.idempotency_ttl)
                     .await
             }
-            None => self.ports.idempotency.abandon(&ticket).await,
+            None => self.core.ports.idempotency.abandon(&ticket).await,
         };
         if let Err(e) = recorded {
             // The effect (if any) already happened; the answer stays true. A lost ticket means

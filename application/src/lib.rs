@@ -33,28 +33,37 @@ use stockade_domain::{Coupon, CouponId, DomainError, IdempotencyKey};
 /// The application: every use case, over a set of ports. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Stockade {
+    /// One allocation shared by every clone: a request handler clones the application, so a
+    /// clone is one reference count, not one per port.
+    core: Arc<Core>,
+}
+
+#[derive(Debug)]
+struct Core {
     ports: Ports,
     settings: Settings,
     /// Coupon policies never change once created, so the FLASH hot path reads them from here
     /// instead of the store.
-    policies: Arc<RwLock<HashMap<CouponId, Coupon>>>,
+    policies: RwLock<HashMap<CouponId, Coupon>>,
 }
 
 impl Stockade {
     pub fn new(ports: Ports, settings: Settings) -> Self {
         Stockade {
-            ports,
-            settings,
-            policies: Arc::default(),
+            core: Arc::new(Core {
+                ports,
+                settings,
+                policies: RwLock::default(),
+            }),
         }
     }
 
     pub fn ports(&self) -> &Ports {
-        &self.ports
+        &self.core.ports
     }
 
     pub fn settings(&self) -> &Settings {
-        &self.settings
+        &self.core.settings
     }
 
     /// Whether the backends answer: the store opens a unit and the queue reports its depth.
@@ -62,14 +71,14 @@ impl Stockade {
     /// # Errors
     /// `BACKEND_UNAVAILABLE` naming nothing but the failure.
     pub async fn ready(&self) -> Result<(), AppError> {
-        drop(self.ports.store.begin().await?);
-        self.ports.queue.depth().await?;
+        drop(self.core.ports.store.begin().await?);
+        self.core.ports.queue.depth().await?;
         Ok(())
     }
 
     /// Forgets cached coupon policies (after the store was reset underneath).
     pub fn forget_cached_policies(&self) {
-        self.policies.write().clear();
+        self.core.policies.write().clear();
     }
 
     /// Runs a use case in a task of its own, so that a caller that goes away (a client that
@@ -108,8 +117,9 @@ impl Stockade {
 
     /// Takes `keys` with the configured wait and lease.
     async fn lock(&self, keys: &[LockKey]) -> Result<LockGuard, AppError> {
-        let options = LockOptions::new(self.settings.lock_wait, self.settings.lock_lease);
+        let options = LockOptions::new(self.core.settings.lock_wait, self.core.settings.lock_lease);
         let guard = self
+            .core
             .ports
             .locks
             .acquire(keys, options)
@@ -124,7 +134,7 @@ impl Stockade {
     /// that the store has seen no newer token for any of its keys.
     async fn begin_guarded(&self, guard: &LockGuard) -> Result<Box<dyn UnitOfWork>, AppError> {
         guard.check()?;
-        let mut uow = self.ports.store.begin().await?;
+        let mut uow = self.core.ports.store.begin().await?;
         uow.check_fences(guard.fences()).await?;
         Ok(uow)
     }
@@ -152,7 +162,7 @@ impl Stockade {
         guard: LockGuard,
         answer: &T,
     ) -> Result<(), AppError> {
-        let in_flight = if self.settings.idempotency_in_store {
+        let in_flight = if self.core.settings.idempotency_in_store {
             idempotent::IN_FLIGHT.try_with(Clone::clone).ok()
         } else {
             None
@@ -163,7 +173,7 @@ impl Stockade {
                 .map_err(|e| AppError::Internal(format!("answer not serialisable: {e}")))?;
             let outcome = ports::idempotency::StoredOutcome { ok: true, body };
             recorded = uow
-                .record_outcome(&f.ticket, &outcome, self.settings.idempotency_ttl)
+                .record_outcome(&f.ticket, &outcome, self.core.settings.idempotency_ttl)
                 .await?;
         }
         self.commit_and_release(uow, guard).await?;
@@ -175,16 +185,16 @@ impl Stockade {
 
     /// The coupon policy, from the cache or the store.
     async fn policy(&self, id: CouponId) -> Result<Coupon, AppError> {
-        if let Some(c) = self.policies.read().get(&id) {
+        if let Some(c) = self.core.policies.read().get(&id) {
             return Ok(c.clone());
         }
-        let mut uow = self.ports.store.begin().await?;
+        let mut uow = self.core.ports.store.begin().await?;
         let coupon = uow
             .coupons()
             .get(id)
             .await?
             .ok_or(DomainError::CouponNotFound(id.get()))?;
-        self.policies.write().insert(id, coupon.clone());
+        self.core.policies.write().insert(id, coupon.clone());
         Ok(coupon)
     }
 }

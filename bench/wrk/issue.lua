@@ -6,11 +6,13 @@ for line in io.lines(os.getenv("STOCKADE_TOKENS") or "tokens.txt") do
   tokens[#tokens + 1] = line
 end
 local counter = 0
-local statuses = {}
+local threads = {}
+server_errors = 0
 
 function setup(thread)
   thread:set("offset", counter)
   counter = counter + 1
+  threads[#threads + 1] = thread
 end
 
 function init(args)
@@ -24,9 +26,16 @@ request = function()
 end
 
 response = function(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
+  if status >= 500 then
+    server_errors = server_errors + 1
+  end
 end
 
 done = function(summary, latency, requests)
-  io.write(string.format("p50_ms=%.3f p99_ms=%.3f\n", latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+  local errors = 0
+  for _, t in ipairs(threads) do
+    errors = errors + (t:get("server_errors") or 0)
+  end
+  io.write(string.format("p50_ms=%.3f p99_ms=%.3f server_errors=%d\n",
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors))
 end

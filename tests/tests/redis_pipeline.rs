@@ -3,6 +3,8 @@
 //! races, then the faults: a consumer that dies mid-batch, Postgres unreachable for a while, the
 //! queue's Redis gone at publish time, and Redis restarted without persistence.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;

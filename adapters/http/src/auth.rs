@@ -8,15 +8,30 @@ use axum::http::request::Parts;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 use stockade_domain::{ErrorCode, UserId};
 
-/// The HS256 secret. `Debug` never shows it.
+/// The HS256 secret, with its keys and validation rules prepared once (every request checks a
+/// token with them; clones share them). `Debug` never shows it.
 #[derive(Clone)]
-pub struct JwtSecret(Vec<u8>);
+pub struct JwtSecret(Arc<Keys>);
+
+struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
 
 impl JwtSecret {
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
-        JwtSecret(secret.into())
+        let secret = secret.into();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        JwtSecret(Arc::new(Keys {
+            encoding: EncodingKey::from_secret(&secret),
+            decoding: DecodingKey::from_secret(&secret),
+            validation,
+        }))
     }
 }
 
@@ -60,7 +75,7 @@ pub fn issue_token(
     Ok(encode(
         &Header::new(Algorithm::HS256),
         &claims,
-        &EncodingKey::from_secret(&secret.0),
+        &secret.0.encoding,
     )?)
 }
 
@@ -76,16 +91,14 @@ pub struct AuthUser {
 pub struct AdminUser(pub AuthUser);
 
 fn verify(secret: &JwtSecret, token: &str) -> Result<AuthUser, ApiError> {
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_required_spec_claims(&["exp", "sub"]);
-    let data = decode::<Claims>(token, &DecodingKey::from_secret(&secret.0), &validation).map_err(
-        |e| match e.kind() {
+    let data = decode::<Claims>(token, &secret.0.decoding, &secret.0.validation).map_err(|e| {
+        match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                 ApiError::unauthorized("the token has expired")
             }
             _ => ApiError::unauthorized("the token is not valid"),
-        },
-    )?;
+        }
+    })?;
     let admin = match data.claims.role.as_deref() {
         None | Some("user") => false,
         Some("admin") => true,

@@ -20,52 +20,16 @@ use stockade_application::ports::gate::{CouponGate, GateConfig, GateOutcome, Gat
 use stockade_application::BackendError;
 use stockade_domain::{CouponId, Timestamp, UserId};
 
-const INIT: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'quantity', ARGV[1], 'remaining', ARGV[1], 'from', ARGV[2],
-  'until', ARGV[3], 'reserves', 0, 'rollbacks', 0, 'restores', 0)
-return 1
-";
+const INIT: &str = include_str!("../lua/gate_init.lua");
 
 /// Answers: 0 reserved, 1 sold out, 2 already issued, 3 not initialised, 4 outside the window.
-pub(crate) const RESERVE: &str = r"
-local g = redis.call('HMGET', KEYS[1], 'remaining', 'from', 'until')
-if not g[1] then return 3 end
-local now = tonumber(ARGV[2])
-if (g[2] ~= '' and now < tonumber(g[2])) or (g[3] ~= '' and now >= tonumber(g[3])) then
-  return 4
-end
-if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 2 end
-if tonumber(g[1]) <= 0 then return 1 end
-redis.call('HINCRBY', KEYS[1], 'remaining', -1)
-redis.call('HINCRBY', KEYS[1], 'reserves', 1)
-redis.call('SADD', KEYS[2], ARGV[1])
-return 0
-";
+const RESERVE: &str = include_str!("../lua/gate_reserve.lua");
 
-const ROLLBACK: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('SREM', KEYS[2], ARGV[1]) == 0 then return 0 end
-redis.call('HINCRBY', KEYS[1], 'remaining', 1)
-redis.call('HINCRBY', KEYS[1], 'rollbacks', 1)
-return 1
-";
+const ROLLBACK: &str = include_str!("../lua/gate_rollback.lua");
 
-const RESTORE: &str = r"
-local remaining = redis.call('HGET', KEYS[1], 'remaining')
-if not remaining or tonumber(remaining) <= 0 then return 0 end
-if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 0 end
-redis.call('HINCRBY', KEYS[1], 'remaining', -1)
-redis.call('HINCRBY', KEYS[1], 'restores', 1)
-redis.call('SADD', KEYS[2], ARGV[1])
-return 1
-";
+const RESTORE: &str = include_str!("../lua/gate_restore.lua");
 
-const STATS: &str = r"
-local g = redis.call('HMGET', KEYS[1], 'quantity', 'remaining')
-if not g[1] then return {} end
-return {tonumber(g[1]), tonumber(g[2]), redis.call('SCARD', KEYS[2])}
-";
+const STATS: &str = include_str!("../lua/gate_stats.lua");
 
 /// The Redis [`CouponGate`]; cheap to clone (one multiplexed connection, reconnecting).
 #[derive(Clone)]

@@ -263,7 +263,7 @@ impl RedisIssuanceQueue {
 
     async fn step(&self, max: usize) -> Result<(Option<Duration>, Vec<Delivery>), BackendError> {
         let mut conn = self.conn.clone();
-        let (wait, entries): (i64, Vec<(String, String, String, String, i64)>) = self
+        let (wait, entries): (i64, Vec<Entry>) = self
             .receive
             .key(&self.keys.stream)
             .key(&self.keys.delayed)
@@ -342,6 +342,9 @@ impl RedisIssuanceQueue {
         Ok(out)
     }
 }
+
+/// One entry as the receive script answers it: id, coupon, user, reserved at, attempt.
+type Entry = (String, String, String, String, i64);
 
 /// Parses one entry's fields.
 fn decode(

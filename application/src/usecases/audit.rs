@@ -30,7 +30,7 @@ impl Stockade {
     /// # Errors
     /// `BACKEND_UNAVAILABLE`.
     pub async fn audit(&self) -> Result<AuditReport, AppError> {
-        let mut uow = self.ports.store.begin().await?;
+        let mut uow = self.core.ports.store.begin().await?;
         let mut report = AuditReport::default();
         for w in uow.wallets().audit().await? {
             report.wallets += 1;

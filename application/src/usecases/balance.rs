@@ -60,7 +60,7 @@ impl Stockade {
                 });
             }
         }
-        let now = self.ports.clock.now();
+        let now = self.core.ports.clock.now();
         let entry = uow
             .wallets()
             .append(
@@ -87,7 +87,7 @@ impl Stockade {
     /// # Errors
     /// `BACKEND_UNAVAILABLE`.
     pub async fn balance(&self, user: UserId) -> Result<BalanceView, AppError> {
-        let mut uow = self.ports.store.begin().await?;
+        let mut uow = self.core.ports.store.begin().await?;
         let balance = uow.wallets().balance(user).await?;
         Ok(BalanceView {
             user_id: user.get(),
@@ -100,7 +100,7 @@ impl Stockade {
     /// # Errors
     /// `BACKEND_UNAVAILABLE`.
     pub async fn transactions(&self, user: UserId) -> Result<Vec<TransactionView>, AppError> {
-        let mut uow = self.ports.store.begin().await?;
+        let mut uow = self.core.ports.store.begin().await?;
         let entries = uow.wallets().entries(user).await?;
         Ok(entries.iter().rev().map(TransactionView::from).collect())
     }

@@ -32,7 +32,7 @@ impl Stockade {
     /// # Errors
     /// `BACKEND_UNAVAILABLE`.
     pub async fn cart(&self, user: UserId) -> Result<CartView, AppError> {
-        let mut uow = self.ports.store.begin().await?;
+        let mut uow = self.core.ports.store.begin().await?;
         Ok(view(&uow.carts().get(user).await?))
     }
 

@@ -16,13 +16,13 @@ impl Stockade {
     /// # Errors
     /// `BACKEND_UNAVAILABLE`.
     pub async fn create_coupon(&self, new: NewCoupon) -> Result<CouponView, AppError> {
-        let mut uow = self.ports.store.begin().await?;
+        let mut uow = self.core.ports.store.begin().await?;
         let coupon = uow.coupons().insert(new).await?;
         uow.commit().await?;
         if coupon.mode == IssuanceMode::Flash {
             self.init_gate(&coupon).await?;
         }
-        self.policies.write().insert(coupon.id, coupon.clone());
+        self.core.policies.write().insert(coupon.id, coupon.clone());
         Ok(CouponView::from(&coupon))
     }
 
@@ -31,7 +31,8 @@ impl Stockade {
     /// # Errors
     /// `BACKEND_UNAVAILABLE`.
     pub async fn init_gate(&self, coupon: &Coupon) -> Result<(), AppError> {
-        self.ports
+        self.core
+            .ports
             .gate
             .init(
                 coupon.id,
@@ -91,7 +92,7 @@ impl Stockade {
     }
 
     async fn issue_locked(&self, coupon: &Coupon, user: UserId) -> Result<IssueView, AppError> {
-        let now = self.ports.clock.now();
+        let now = self.core.ports.clock.now();
         coupon.check_issuable(now)?;
         let guard = self.lock(&[keys::coupon(coupon.id)]).await?;
         let mut uow = self.begin_guarded(&guard).await?;
@@ -106,13 +107,13 @@ impl Stockade {
     }
 
     async fn issue_flash(&self, coupon: &Coupon, user: UserId) -> Result<IssueView, AppError> {
-        let now = self.ports.clock.now();
-        let mut outcome = self.ports.gate.reserve(coupon.id, user, now).await?;
+        let now = self.core.ports.clock.now();
+        let mut outcome = self.core.ports.gate.reserve(coupon.id, user, now).await?;
         if outcome == GateOutcome::NotInitialised {
             // A gate lost with its backend (or never created on this one): rebuild it from the
             // store (its policy and everyone who already holds the coupon) before it serves.
             self.reconcile(coupon.id).await?;
-            outcome = self.ports.gate.reserve(coupon.id, user, now).await?;
+            outcome = self.core.ports.gate.reserve(coupon.id, user, now).await?;
         }
         match outcome {
             GateOutcome::Reserved => {}
@@ -137,9 +138,9 @@ impl Stockade {
             user_id: user,
             reserved_at: now,
         };
-        if let Err(e) = self.ports.queue.publish(request).await {
+        if let Err(e) = self.core.ports.queue.publish(request).await {
             tracing::warn!(error = %e, "issuance hand-off failed; rolling the reservation back");
-            if let Err(rb) = self.ports.gate.rollback(coupon.id, user).await {
+            if let Err(rb) = self.core.ports.gate.rollback(coupon.id, user).await {
                 tracing::error!(error = %rb, "rollback failed; reconciliation will repair it");
             }
             return Err(AppError::Unavailable(e));
@@ -157,8 +158,8 @@ impl Stockade {
     /// # Errors
     /// `BACKEND_UNAVAILABLE`.
     pub async fn my_coupons(&self, user: UserId) -> Result<Vec<UserCouponView>, AppError> {
-        let now = self.ports.clock.now();
-        let mut uow = self.ports.store.begin().await?;
+        let now = self.core.ports.clock.now();
+        let mut uow = self.core.ports.store.begin().await?;
         let held = uow.coupons().user_coupons(user).await?;
         let mut policies: HashMap<CouponId, Coupon> = HashMap::new();
         let mut out = Vec::with_capacity(held.len());
@@ -183,14 +184,14 @@ impl Stockade {
     /// `COUPON_NOT_FOUND`; `BACKEND_UNAVAILABLE`.
     pub async fn coupon_stock(&self, coupon_id: CouponId) -> Result<CouponStockView, AppError> {
         let coupon = self.policy(coupon_id).await?;
-        let mut uow = self.ports.store.begin().await?;
+        let mut uow = self.core.ports.store.begin().await?;
         let persisted = uow.coupons().issued_count(coupon_id).await?;
         let failed =
             u32::try_from(uow.coupons().failures(coupon_id).await?.len()).unwrap_or(u32::MAX);
         drop(uow);
         let (remaining, reserved) = match coupon.mode {
             IssuanceMode::Locked => (coupon.quantity.saturating_sub(persisted), persisted),
-            IssuanceMode::Flash => match self.ports.gate.stats(coupon_id).await? {
+            IssuanceMode::Flash => match self.core.ports.gate.stats(coupon_id).await? {
                 Some(stats) => (stats.remaining, stats.reserved),
                 None => (coupon.quantity.saturating_sub(persisted), persisted),
             },

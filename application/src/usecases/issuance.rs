@@ -27,7 +27,7 @@ impl Stockade {
     /// # Errors
     /// `BACKEND_UNAVAILABLE` when the queue itself fails.
     pub async fn consume_issuances(&self, max: usize, wait: Duration) -> Result<usize, AppError> {
-        let batch = self.ports.queue.receive(max, wait).await?;
+        let batch = self.core.ports.queue.receive(max, wait).await?;
         let n = batch.len();
         let mut first_error = None;
         for delivery in batch {
@@ -71,24 +71,28 @@ impl Stockade {
         let persisted = self.persist_issuance(delivery).await;
         match persisted {
             Ok(()) => {
-                self.ports.queue.ack(delivery).await?;
+                self.core.ports.queue.ack(delivery).await?;
                 Ok(IssuanceOutcome::Persisted)
             }
             Err(Permanence::Passing(reason))
-                if delivery.attempt < self.settings.issuance_max_attempts =>
+                if delivery.attempt < self.core.settings.issuance_max_attempts =>
             {
                 let shift = delivery.attempt.saturating_sub(1).min(16);
-                let delay = self.settings.issuance_backoff.saturating_mul(1 << shift);
+                let delay = self
+                    .core
+                    .settings
+                    .issuance_backoff
+                    .saturating_mul(1 << shift);
                 tracing::debug!(%reason, attempt = delivery.attempt, ?delay, "issuance retried");
-                self.ports.queue.retry(delivery, delay).await?;
+                self.core.ports.queue.retry(delivery, delay).await?;
                 Ok(IssuanceOutcome::Retried)
             }
             Err(Permanence::Passing(reason) | Permanence::Permanent(reason)) => {
                 tracing::warn!(%reason, coupon = %req.coupon_id, user = %req.user_id, "issuance dead-lettered");
-                self.ports.queue.dead_letter(delivery, &reason).await?;
+                self.core.ports.queue.dead_letter(delivery, &reason).await?;
                 let recorded = async {
-                    let mut uow = self.ports.store.begin().await?;
-                    let now = self.ports.clock.now();
+                    let mut uow = self.core.ports.store.begin().await?;
+                    let now = self.core.ports.clock.now();
                     uow.coupons()
                         .record_failure(req.coupon_id, req.user_id, &reason, now)
                         .await?;
@@ -98,7 +102,13 @@ impl Stockade {
                 if let Err(e) = recorded {
                     tracing::error!(error = %e, "failure not recorded; the dead letter keeps it");
                 }
-                if let Err(e) = self.ports.gate.rollback(req.coupon_id, req.user_id).await {
+                if let Err(e) = self
+                    .core
+                    .ports
+                    .gate
+                    .rollback(req.coupon_id, req.user_id)
+                    .await
+                {
                     tracing::error!(error = %e, "gate rollback failed; reconciliation will repair it");
                 }
                 Ok(IssuanceOutcome::DeadLettered)
@@ -114,7 +124,7 @@ impl Stockade {
             Err(e) => return Err(Permanence::Passing(e.to_string())),
         };
         let passing = |e: StoreError| Permanence::Passing(e.to_string());
-        let mut uow = self.ports.store.begin().await.map_err(passing)?;
+        let mut uow = self.core.ports.store.begin().await.map_err(passing)?;
         match uow
             .coupons()
             .issue(&coupon, req.user_id, req.reserved_at)

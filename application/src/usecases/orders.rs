@@ -106,7 +106,7 @@ impl Stockade {
             let products: BTreeSet<ProductId> = match &cmd.source {
                 OrderSource::Lines(lines) => lines.iter().map(|l| l.product_id).collect(),
                 OrderSource::FromCart => {
-                    let mut uow = self.ports.store.begin().await?;
+                    let mut uow = self.core.ports.store.begin().await?;
                     uow.carts()
                         .get(cmd.user_id)
                         .await?
@@ -184,7 +184,7 @@ impl Stockade {
         mut lines: Vec<LineRequest>,
         reference: Option<String>,
     ) -> Result<Placed, AppError> {
-        let now = self.ports.clock.now();
+        let now = self.core.ports.clock.now();
         let mut products: HashMap<ProductId, Product> = HashMap::new();
         for line in &lines {
             let p = uow
@@ -282,7 +282,7 @@ impl Stockade {
                 .deduct_stock(line.product_id, line.quantity)
                 .await?;
         }
-        let expires_at = now.plus_millis(duration_ms(self.settings.order_ttl));
+        let expires_at = now.plus_millis(duration_ms(self.core.settings.order_ttl));
         let order = uow
             .orders()
             .insert(NewOrder {
@@ -330,7 +330,7 @@ impl Stockade {
     /// `ORDER_NOT_FOUND` also when the order belongs to someone else (its existence is not
     /// revealed); `BACKEND_UNAVAILABLE`.
     pub async fn order(&self, user: UserId, id: OrderId) -> Result<OrderView, AppError> {
-        let mut uow = self.ports.store.begin().await?;
+        let mut uow = self.core.ports.store.begin().await?;
         let order = load_owned(&mut *uow, user, id).await?;
         Ok(OrderView::from(&order))
     }
@@ -367,7 +367,7 @@ impl Stockade {
                     Err(e) => return Err(e),
                 }
             }
-            let now = self.ports.clock.now();
+            let now = self.core.ports.clock.now();
             let released = release_order(&mut *uow, &order, OrderStatus::Cancelled, now).await?;
             self.commit_and_release(uow, guard).await?;
             if order.status == OrderStatus::Paid {
@@ -386,9 +386,9 @@ impl Stockade {
     /// # Errors
     /// `BACKEND_UNAVAILABLE` when the due orders cannot be listed.
     pub async fn expire_orders(&self, limit: usize) -> Result<usize, AppError> {
-        let now = self.ports.clock.now();
+        let now = self.core.ports.clock.now();
         let due = {
-            let mut uow = self.ports.store.begin().await?;
+            let mut uow = self.core.ports.store.begin().await?;
             uow.orders().due_for_expiry(now, limit).await?
         };
         let mut expired = 0;
@@ -405,7 +405,7 @@ impl Stockade {
     async fn expire_one(&self, id: OrderId, user: UserId) -> Result<bool, AppError> {
         let guard = self.lock(&[keys::payment(id), keys::balance(user)]).await?;
         let mut uow = self.begin_guarded(&guard).await?;
-        let now = self.ports.clock.now();
+        let now = self.core.ports.clock.now();
         let Some(order) = uow.orders().get(id).await? else {
             return Ok(false);
         };

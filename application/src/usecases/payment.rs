@@ -71,12 +71,13 @@ impl Stockade {
         limit: usize,
     ) -> Result<usize, AppError> {
         let before = self
+            .core
             .ports
             .clock
             .now()
             .minus_millis(crate::usecases::orders::duration_ms(min_age));
         let open = {
-            let mut uow = self.ports.store.begin().await?;
+            let mut uow = self.core.ports.store.begin().await?;
             uow.payments().open_sagas(before, limit).await?
         };
         let mut settled = 0;
@@ -100,7 +101,7 @@ impl Stockade {
         at: stockade_domain::Timestamp,
         paid: bool,
     ) {
-        let Some(counter) = &self.ports.sales else {
+        let Some(counter) = &self.core.ports.sales else {
             return;
         };
         let lines: Vec<_> = order
@@ -157,7 +158,7 @@ impl Stockade {
 
         // Step 1: debit.
         let mut uow = self.begin_guarded(&guard).await?;
-        let now = self.ports.clock.now();
+        let now = self.core.ports.clock.now();
         let order = load_owned(&mut *uow, cmd.user_id, cmd.order_id).await?;
         let payments = uow.payments().for_order(order.id).await?;
         if let Some(pending) = payments.iter().find(|p| p.status == PaymentStatus::Pending) {
@@ -223,8 +224,8 @@ impl Stockade {
             paid_at: payment.created_at,
         };
         let told = tokio::time::timeout(
-            self.settings.platform_timeout,
-            self.ports.platform.order_paid(&event),
+            self.core.settings.platform_timeout,
+            self.core.ports.platform.order_paid(&event),
         )
         .await;
         let failure = match told {
@@ -235,7 +236,7 @@ impl Stockade {
 
         // Step 3: confirm or compensate.
         let mut uow = self.begin_guarded(&guard).await?;
-        let now = self.ports.clock.now();
+        let now = self.core.ports.clock.now();
         match failure {
             None => {
                 let mut paid = order.clone();

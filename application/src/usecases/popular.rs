@@ -26,16 +26,22 @@ impl Stockade {
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(DomainError::invalid("limit", format!("must be 1 to {MAX_LIMIT}")).into());
         }
-        match self.ports.popularity.get(days, limit).await {
+        match self.core.ports.popularity.get(days, limit).await {
             Ok(Some(hit)) => return Ok(hit),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "popularity cache unavailable; computing"),
         }
         let items = self.compute_popular(days, limit).await?;
         if let Err(e) = self
+            .core
             .ports
             .popularity
-            .put(days, limit, items.clone(), self.settings.popularity_ttl)
+            .put(
+                days,
+                limit,
+                items.clone(),
+                self.core.settings.popularity_ttl,
+            )
             .await
         {
             tracing::warn!(error = %e, "popularity cache not updated");
@@ -49,9 +55,10 @@ impl Stockade {
     /// As [`Stockade::popular_products`].
     pub async fn refresh_popular(&self, days: u32, limit: u32) -> Result<(), AppError> {
         let items = self.compute_popular(days, limit).await?;
-        self.ports
+        self.core
+            .ports
             .popularity
-            .put(days, limit, items, self.settings.popularity_ttl)
+            .put(days, limit, items, self.core.settings.popularity_ttl)
             .await?;
         Ok(())
     }
@@ -61,10 +68,10 @@ impl Stockade {
         days: u32,
         limit: u32,
     ) -> Result<Vec<PopularProduct>, AppError> {
-        let now = self.ports.clock.now();
+        let now = self.core.ports.clock.now();
         let since = now.minus_millis(i64::from(days) * DAY_MS);
-        let mut uow = self.ports.store.begin().await?;
-        let mut sales = match &self.ports.sales {
+        let mut uow = self.core.ports.store.begin().await?;
+        let mut sales = match &self.core.ports.sales {
             Some(counter) => counter.top(days, limit, now).await?,
             None => uow.orders().sales_since(since).await?,
         };

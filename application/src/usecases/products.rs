@@ -11,7 +11,7 @@ impl Stockade {
     /// # Errors
     /// `BACKEND_UNAVAILABLE`.
     pub async fn products(&self) -> Result<Vec<ProductView>, AppError> {
-        let mut uow = self.ports.store.begin().await?;
+        let mut uow = self.core.ports.store.begin().await?;
         let mut products = uow.products().list().await?;
         products.sort_by_key(|p| p.id);
         Ok(products.iter().map(ProductView::from).collect())
@@ -20,7 +20,7 @@ impl Stockade {
     /// # Errors
     /// `PRODUCT_NOT_FOUND`; `BACKEND_UNAVAILABLE`.
     pub async fn product(&self, id: ProductId) -> Result<ProductView, AppError> {
-        let mut uow = self.ports.store.begin().await?;
+        let mut uow = self.core.ports.store.begin().await?;
         let product = uow
             .products()
             .get(id)
@@ -34,7 +34,7 @@ impl Stockade {
     /// # Errors
     /// `BACKEND_UNAVAILABLE`.
     pub async fn create_product(&self, new: NewProduct) -> Result<ProductView, AppError> {
-        let mut uow = self.ports.store.begin().await?;
+        let mut uow = self.core.ports.store.begin().await?;
         let product = uow.products().insert(new).await?;
         uow.commit().await?;
         Ok(ProductView::from(&product))

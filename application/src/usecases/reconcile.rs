@@ -20,7 +20,7 @@ impl Stockade {
     /// `BACKEND_UNAVAILABLE`.
     pub async fn reconcile_all(&self) -> Result<ReconcileReport, AppError> {
         let coupons = {
-            let mut uow = self.ports.store.begin().await?;
+            let mut uow = self.core.ports.store.begin().await?;
             uow.coupons().list().await?
         };
         let mut total = ReconcileReport {
@@ -50,10 +50,11 @@ impl Stockade {
         if coupon.mode != IssuanceMode::Flash {
             return Ok(report);
         }
-        if self.ports.gate.stats(coupon_id).await?.is_none() {
+        if self.core.ports.gate.stats(coupon_id).await?.is_none() {
             self.init_gate(&coupon).await?;
         }
         let gate: HashSet<UserId> = self
+            .core
             .ports
             .gate
             .holders(coupon_id)
@@ -61,7 +62,7 @@ impl Stockade {
             .into_iter()
             .collect();
         let stored: HashSet<UserId> = {
-            let mut uow = self.ports.store.begin().await?;
+            let mut uow = self.core.ports.store.begin().await?;
             uow.coupons()
                 .holders(coupon_id)
                 .await?
@@ -73,8 +74,8 @@ impl Stockade {
             // Persist it (harmless if the consumer does too); roll it back only if the store
             // refuses. A failure recorded earlier does not decide: the user may have reserved
             // again since.
-            let now = self.ports.clock.now();
-            let mut uow = self.ports.store.begin().await?;
+            let now = self.core.ports.clock.now();
+            let mut uow = self.core.ports.store.begin().await?;
             match uow.coupons().issue(&coupon, *user, now).await {
                 Ok(_) => {
                     uow.commit().await?;
@@ -85,12 +86,12 @@ impl Stockade {
                 )) => {}
                 Err(crate::ports::store::StoreError::Rejected(e)) => {
                     drop(uow);
-                    let mut uow = self.ports.store.begin().await?;
+                    let mut uow = self.core.ports.store.begin().await?;
                     uow.coupons()
                         .record_failure(coupon_id, *user, &e.to_string(), now)
                         .await?;
                     uow.commit().await?;
-                    if self.ports.gate.rollback(coupon_id, *user).await? {
+                    if self.core.ports.gate.rollback(coupon_id, *user).await? {
                         report.rolled_back += 1;
                     }
                 }
@@ -98,7 +99,7 @@ impl Stockade {
             }
         }
         for user in stored.difference(&gate) {
-            if self.ports.gate.restore(coupon_id, *user).await? {
+            if self.core.ports.gate.restore(coupon_id, *user).await? {
                 report.repaired += 1;
             }
         }

@@ -273,7 +273,12 @@ impl Service {
             if app.products().await.map_err(StartError::Seed)?.is_empty() {
                 seed::demo(&app).await.map_err(StartError::Seed)?;
             }
-            if choices["store"] == Backend::Memory {
+            // Reset empties the memory adapters; with the store, gate or queue elsewhere it
+            // would leave them disagreeing, so it is only offered when all three are in memory.
+            let all_in_memory = ["store", "gate", "queue"]
+                .iter()
+                .all(|p| choices[p] == Backend::Memory);
+            if all_in_memory {
                 reset = Some(Arc::new(DemoReset {
                     app: app.clone(),
                     memory: memory.clone(),

@@ -169,7 +169,7 @@ async fn a_late_dead_letter_is_final() {
         .pop()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    q.dead_letter(&d, "gave up").await.unwrap();
+    assert!(q.dead_letter(&d, "gave up").await.unwrap());
     assert!(q
         .receive(1, Duration::from_millis(500))
         .await

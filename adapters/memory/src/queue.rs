@@ -69,6 +69,27 @@ impl Inner {
         key.and_then(|k| self.delayed.remove(&k))
     }
 
+    /// [`Inner::take`], but only for the latest delivery of the message: `attempt` must be the
+    /// deliveries it has had (a later receive means another receiver holds it now).
+    fn take_latest(&mut self, seq: u64, attempt: u32) -> Option<Message> {
+        let latest = self
+            .in_flight
+            .get(&seq)
+            .map(|(m, _)| m.attempts)
+            .or_else(|| self.ready.iter().find(|m| m.seq == seq).map(|m| m.attempts))
+            .or_else(|| {
+                self.delayed
+                    .iter()
+                    .find(|((_, s), _)| *s == seq)
+                    .map(|(_, m)| m.attempts)
+            })?;
+        if latest == attempt {
+            self.take(seq)
+        } else {
+            None
+        }
+    }
+
     fn next_wake(&self) -> Option<Instant> {
         let retry = self.delayed.keys().next().map(|(at, _)| *at);
         let visibility = self.in_flight.values().map(|(_, until)| *until).min();
@@ -205,8 +226,9 @@ impl IssuanceQueue for MemoryIssuanceQueue {
         let seq = seq_of(delivery)?;
         {
             let mut inner = self.inner.lock();
-            // Also when the visibility time-out already put it back: the consumer's word wins.
-            if let Some(msg) = inner.take(seq) {
+            // Also when the visibility time-out already put it back, as long as nobody received
+            // it since: the consumer's word wins.
+            if let Some(msg) = inner.take_latest(seq, delivery.attempt) {
                 inner.delayed.insert((Instant::now() + delay, seq), msg);
             }
         }
@@ -214,13 +236,16 @@ impl IssuanceQueue for MemoryIssuanceQueue {
         Ok(())
     }
 
-    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), BackendError> {
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<bool, BackendError> {
         let seq = seq_of(delivery)?;
         let mut inner = self.inner.lock();
-        if let Some(msg) = inner.take(seq) {
-            inner.dead.push((msg, reason.to_owned()));
+        match inner.take_latest(seq, delivery.attempt) {
+            Some(msg) => {
+                inner.dead.push((msg, reason.to_owned()));
+                Ok(true)
+            }
+            None => Ok(false),
         }
-        Ok(())
     }
 
     async fn depth(&self) -> Result<QueueDepth, BackendError> {

@@ -62,7 +62,7 @@ impl RedisCouponGate {
         namespace: impl Into<Arc<str>>,
     ) -> Result<Self, crate::RedisSetupError> {
         let client = redis::Client::open(url).map_err(crate::RedisSetupError::Url)?;
-        let conn = ConnectionManager::new(client)
+        let conn = ConnectionManager::new_with_config(client, crate::connection_config())
             .await
             .map_err(crate::RedisSetupError::Connect)?;
         let gate = RedisCouponGate {

@@ -27,3 +27,11 @@ pub enum RedisSetupError {
     #[error("could not connect to Redis: {0}")]
     Connect(#[source] redis::RedisError),
 }
+
+/// The connection settings of the FLASH gate and the issuance queue: a reply may take up to
+/// two seconds (the redis crate's default of 500 ms is short for a server busy with a drop, and
+/// a command that timed out may still have been applied, which the caller cannot tell).
+pub(crate) fn connection_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_secs(2)))
+}

@@ -81,26 +81,40 @@ redis.call('XDEL', KEYS[1], ARGV[2])
 return n
 ";
 
-/// Acks an entry and parks it until `now + ARGV[3]` ms; nothing if it was acked already.
+/// Whether the delivery `ARGV[2]` with attempt `ARGV[4]` is still consumer `ARGV[3]`'s to
+/// settle: the entry is pending with that consumer and has been delivered no more often since
+/// (attempts carried in the entry + delivery count == the delivery's attempt).
+const LATEST: &str = r"
+local function latest()
+  if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+  local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+  if type(p) ~= 'table' or not p[1] then return false end
+  local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+  if not e[1] then return false end
+  local a, f = 0, e[1][2]
+  for i = 1, #f, 2 do if f[i] == 'a' then a = tonumber(f[i + 1]) or 0 end end
+  return p[1][2] == ARGV[3] and a + tonumber(p[1][4]) == tonumber(ARGV[4])
+end
+";
+
+/// Acks an entry and parks it until `now + ARGV[5]` ms, if it is still this delivery's.
 const RETRY: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local n = redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[2])
-if type(n) ~= 'number' or n == 0 then return 0 end
+if not latest() then return 0 end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[4])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), ARGV[6])
 return 1
 ";
 
-/// Acks an entry and appends it to the dead letters; nothing if it was acked already.
+/// Acks an entry and appends it to the dead letters, if it is still this delivery's.
 const DEAD_LETTER: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local n = redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[2])
-if type(n) ~= 'number' or n == 0 then return 0 end
+if not latest() then return 0 end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('XADD', KEYS[3], '*', 'c', ARGV[3], 'u', ARGV[4], 't', ARGV[5], 'a', ARGV[6],
-  'reason', ARGV[7])
+redis.call('XADD', KEYS[3], '*', 'c', ARGV[5], 'u', ARGV[6], 't', ARGV[7], 'a', ARGV[4],
+  'reason', ARGV[8])
 return 1
 ";
 
@@ -168,7 +182,7 @@ impl RedisIssuanceQueue {
         visibility: Duration,
     ) -> Result<Self, crate::RedisSetupError> {
         let client = redis::Client::open(url).map_err(crate::RedisSetupError::Url)?;
-        let conn = ConnectionManager::new(client.clone())
+        let conn = ConnectionManager::new_with_config(client.clone(), crate::connection_config())
             .await
             .map_err(crate::RedisSetupError::Connect)?;
         let tag = format!("{{{namespace}:issuance}}");
@@ -185,8 +199,8 @@ impl RedisIssuanceQueue {
             visibility: visibility.max(Duration::from_millis(1)),
             receive: Arc::new(Script::new(RECEIVE)),
             ack: Arc::new(Script::new(ACK)),
-            retry: Arc::new(Script::new(RETRY)),
-            dead_letter: Arc::new(Script::new(DEAD_LETTER)),
+            retry: Arc::new(Script::new(&format!("{LATEST}{RETRY}"))),
+            dead_letter: Arc::new(Script::new(&format!("{LATEST}{DEAD_LETTER}"))),
             depth: Arc::new(Script::new(DEPTH)),
         })
     }
@@ -296,8 +310,8 @@ impl RedisIssuanceQueue {
         block: Duration,
     ) -> Result<Vec<Delivery>, BackendError> {
         let mut conn = self.blocking_connection().await?;
-        let reply: Result<Value, _> = redis::cmd("XREADGROUP")
-            .arg("GROUP")
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
             .arg(GROUP)
             .arg(&*self.consumer)
             .arg("COUNT")
@@ -306,9 +320,14 @@ impl RedisIssuanceQueue {
             .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1))
             .arg("STREAMS")
             .arg(&self.keys.stream)
-            .arg(">")
-            .query_async(&mut conn)
-            .await;
+            .arg(">");
+        // The connection has no response time-out of its own; a connection that died without a
+        // reset must not hang the consumer, so the read is bounded here (and the connection
+        // dropped: anything delivered on it is taken over after the visibility time).
+        let read = cmd.query_async::<Value>(&mut conn);
+        let Ok(reply) = tokio::time::timeout(block + Duration::from_secs(2), read).await else {
+            return Ok(Vec::new());
+        };
         let reply = match reply {
             Ok(v) => v,
             // The group vanished with a server restart; the next step creates it again.
@@ -447,6 +466,8 @@ impl IssuanceQueue for RedisIssuanceQueue {
             .key(&self.keys.delayed)
             .arg(GROUP)
             .arg(&delivery.id)
+            .arg(&*self.consumer)
+            .arg(delivery.attempt)
             .arg(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX))
             .arg(member)
             .invoke_async(&mut conn)
@@ -455,25 +476,26 @@ impl IssuanceQueue for RedisIssuanceQueue {
         Ok(())
     }
 
-    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), BackendError> {
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<bool, BackendError> {
         let r = delivery.request;
         let mut conn = self.conn.clone();
-        let _moved: i64 = self
+        let moved: i64 = self
             .dead_letter
             .key(&self.keys.stream)
             .key(&self.keys.delayed)
             .key(&self.keys.dead)
             .arg(GROUP)
             .arg(&delivery.id)
+            .arg(&*self.consumer)
+            .arg(delivery.attempt)
             .arg(r.coupon_id.get())
             .arg(r.user_id.get())
             .arg(r.reserved_at.millis())
-            .arg(delivery.attempt)
             .arg(reason)
             .invoke_async(&mut conn)
             .await
             .map_err(backend)?;
-        Ok(())
+        Ok(moved == 1)
     }
 
     async fn depth(&self) -> Result<QueueDepth, BackendError> {

@@ -7,6 +7,9 @@
 //! - Count deliveries: [`Delivery::attempt`] is 1 on the first delivery and grows by one with
 //!   each redelivery.
 //! - Keep dead letters where an operator (and reconciliation) can see them.
+//! - Let an `ack` settle a request whoever holds it now (it was persisted), but let `retry` and
+//!   `dead_letter` act only for the latest delivery of a request (a receiver that was too slow
+//!   must not give up on a request another receiver is handling).
 
 use crate::error::BackendError;
 use async_trait::async_trait;
@@ -56,9 +59,12 @@ pub trait IssuanceQueue: Send + Sync + fmt::Debug {
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BackendError>;
     /// Done: never deliver it again.
     async fn ack(&self, delivery: &Delivery) -> Result<(), BackendError>;
-    /// Deliver again after `delay`.
+    /// Deliver again after `delay`. Does nothing when the delivery is no longer its
+    /// receiver's to settle (see `dead_letter`).
     async fn retry(&self, delivery: &Delivery, delay: Duration) -> Result<(), BackendError>;
-    /// Give up: move to the dead letters.
-    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), BackendError>;
+    /// Give up: move to the dead letters. Answers false, and does nothing, when the delivery is
+    /// no longer its receiver's to settle: it was settled already, or another receive took the
+    /// request over (a later attempt is in flight), so the outcome is the other's to decide.
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<bool, BackendError>;
     async fn depth(&self) -> Result<QueueDepth, BackendError>;
 }

@@ -19,6 +19,8 @@ pub enum IssuanceOutcome {
     Persisted,
     Retried,
     DeadLettered,
+    /// Given up by this consumer too late: another one had taken the request over.
+    TakenOver,
 }
 
 impl Stockade {
@@ -88,8 +90,13 @@ impl Stockade {
                 Ok(IssuanceOutcome::Retried)
             }
             Err(Permanence::Passing(reason) | Permanence::Permanent(reason)) => {
+                if !self.core.ports.queue.dead_letter(delivery, &reason).await? {
+                    // Another consumer took it over (this one was too slow); its outcome decides,
+                    // so nothing is recorded or given back here.
+                    tracing::info!(coupon = %req.coupon_id, user = %req.user_id, "issuance taken over by another consumer");
+                    return Ok(IssuanceOutcome::TakenOver);
+                }
                 tracing::warn!(%reason, coupon = %req.coupon_id, user = %req.user_id, "issuance dead-lettered");
-                self.core.ports.queue.dead_letter(delivery, &reason).await?;
                 let recorded = async {
                     let mut uow = self.core.ports.store.begin().await?;
                     let now = self.core.ports.clock.now();

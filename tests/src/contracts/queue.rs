@@ -173,7 +173,7 @@ pub async fn dead_letter_is_kept_and_final(queue: Arc<dyn IssuanceQueue>) {
     queue.publish(request(coupon, 6)).await.unwrap();
     for d in receive_n(&queue, 2).await {
         if d.request.user_id == UserId::new(5).unwrap() {
-            queue.dead_letter(&d, "contract: poison").await.unwrap();
+            assert!(queue.dead_letter(&d, "contract: poison").await.unwrap());
         } else {
             queue.ack(&d).await.unwrap();
         }
@@ -204,7 +204,7 @@ pub async fn depth_counts(queue: Arc<dyn IssuanceQueue>) {
     let last = receive_n(&queue, 1).await.remove(0);
     assert_ne!(last.request, got[1].request, "a retry came back early");
     assert_eq!(queue.depth().await.unwrap(), depth(1, 1, 0));
-    queue.dead_letter(&last, "contract: depth").await.unwrap();
+    assert!(queue.dead_letter(&last, "contract: depth").await.unwrap());
     assert_eq!(queue.depth().await.unwrap(), depth(1, 0, 1));
 }
 
@@ -315,6 +315,32 @@ pub async fn late_ack_is_final(queue: Arc<dyn IssuanceQueue>) {
     assert_eq!(queue.depth().await.unwrap(), depth(0, 0, 0));
 }
 
+/// A receiver too slow to settle its delivery before another took the request over cannot give
+/// up on it (`dead_letter` answers false and moves nothing) nor retry it; the other receiver's
+/// outcome decides.
+pub async fn stale_delivery_cannot_give_up(queue: Arc<dyn IssuanceQueue>) {
+    let r = request(fresh_coupon(), 10);
+    queue.publish(r).await.unwrap();
+    let slow = receive_n(&queue, 1).await.remove(0);
+    let other = receive_n(&queue, 1).await.remove(0);
+    assert_eq!((other.request, other.attempt), (r, 2));
+    assert!(
+        !queue
+            .dead_letter(&slow, "contract: too late")
+            .await
+            .unwrap(),
+        "a stale delivery was dead-lettered"
+    );
+    queue.retry(&slow, Duration::ZERO).await.unwrap();
+    assert_eq!(queue.depth().await.unwrap(), depth(0, 1, 0));
+    assert!(queue
+        .dead_letter(&other, "contract: given up")
+        .await
+        .unwrap());
+    assert_eq!(queue.depth().await.unwrap(), depth(0, 0, 1));
+    assert_nothing_delivered(&queue, Duration::from_millis(800)).await;
+}
+
 /// Instantiates the queue contract for one adapter. `$make` is an expression (evaluated per
 /// test) yielding a future of a fresh, empty `Arc<dyn IssuanceQueue>`. Add
 /// `redelivery = $short` with `$short` yielding a queue that redelivers an unacked message after
@@ -327,6 +353,12 @@ macro_rules! queue_contract {
         fn queue_unacked_delivery_comes_back() {
             $crate::contracts::run(CONTRACT_TIME, async {
                 $crate::contracts::queue::unacked_delivery_comes_back($short.await).await;
+            });
+        }
+        #[test]
+        fn queue_stale_delivery_cannot_give_up() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::queue::stale_delivery_cannot_give_up($short.await).await;
             });
         }
         #[test]

@@ -40,49 +40,57 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// A `redis-server` on `port` that keeps nothing on disk.
+fn spawn_node(port: u16) -> Child {
+    Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server starts (it is installed with Redis)")
+}
+
+/// Waits until the node at `url` answers PING (2 s at most).
+async fn wait_ready(url: &str) {
+    let client = redis::Client::open(url).expect("valid url");
+    for _ in 0..100 {
+        if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+            if redis::cmd("PING")
+                .query_async::<String>(&mut c)
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("redis node {url} did not start");
+}
+
 impl Nodes {
     /// Starts `n` nodes that keep nothing on disk.
     pub async fn start(n: usize) -> Nodes {
-        let mut children = Vec::new();
-        let mut urls = Vec::new();
+        let mut nodes = Nodes {
+            children: Vec::new(),
+            urls: Vec::new(),
+        };
         for _ in 0..n {
             let port = free_port();
-            let child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server starts (it is installed with Redis)");
-            children.push(Some(child));
-            urls.push(format!("redis://127.0.0.1:{port}"));
+            nodes.children.push(Some(spawn_node(port)));
+            nodes.urls.push(format!("redis://127.0.0.1:{port}"));
         }
-        let nodes = Nodes { children, urls };
         for url in &nodes.urls {
-            let client = redis::Client::open(url.as_str()).expect("valid url");
-            let mut ready = false;
-            for _ in 0..100 {
-                if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                    if redis::cmd("PING")
-                        .query_async::<String>(&mut c)
-                        .await
-                        .is_ok()
-                    {
-                        ready = true;
-                        break;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            assert!(ready, "redis node {url} did not start");
+            wait_ready(url).await;
         }
         nodes
     }
@@ -91,37 +99,13 @@ impl Nodes {
     /// without persistence is.
     pub async fn restart(&mut self, i: usize) {
         self.kill(i);
-        let port = self.urls[i].rsplit(':').next().expect("a port").to_owned();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        self.children[i] = Some(child);
-        let client = redis::Client::open(self.urls[i].as_str()).expect("valid url");
-        for _ in 0..100 {
-            if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                if redis::cmd("PING")
-                    .query_async::<String>(&mut c)
-                    .await
-                    .is_ok()
-                {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("redis node {} did not restart", self.urls[i]);
+        let port: u16 = self.urls[i]
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port");
+        self.children[i] = Some(spawn_node(port));
+        wait_ready(&self.urls[i]).await;
     }
 
     /// Stops node `i` at once (SIGKILL: no goodbye, as a crash).

@@ -238,13 +238,7 @@ impl RedisIssuanceQueue {
         entries
             .into_iter()
             .map(|(id, fields)| {
-                let get = |k: &str| {
-                    fields
-                        .iter()
-                        .find(|(f, _)| f == k)
-                        .map(|(_, v)| v.as_str())
-                        .unwrap_or_default()
-                };
+                let get = |k: &str| field(&fields, k);
                 let (request, attempt) = decode(&id, get("c"), get("u"), get("t"), get("a"))?;
                 Ok(DeadLetter {
                     id,
@@ -343,13 +337,7 @@ impl RedisIssuanceQueue {
         let mut out = Vec::new();
         for (_, entries) in read.unwrap_or_default() {
             for (id, fields) in entries {
-                let get = |k: &str| {
-                    fields
-                        .iter()
-                        .find(|(f, _)| f == k)
-                        .map(|(_, v)| v.as_str())
-                        .unwrap_or_default()
-                };
+                let get = |k: &str| field(&fields, k);
                 let (request, before) = decode(&id, get("c"), get("u"), get("t"), get("a"))?;
                 out.push(Delivery {
                     id,
@@ -364,6 +352,15 @@ impl RedisIssuanceQueue {
 
 /// One entry as the receive script answers it: id, coupon, user, reserved at, attempt.
 type Entry = (String, String, String, String, i64);
+
+/// The value of field `k` of a stream entry ("" when missing).
+fn field<'a>(fields: &'a [(String, String)], k: &str) -> &'a str {
+    fields
+        .iter()
+        .find(|(f, _)| f == k)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default()
+}
 
 /// Parses one entry's fields.
 fn decode(

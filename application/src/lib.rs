@@ -45,6 +45,8 @@ struct Core {
     /// Coupon policies never change once created, so the FLASH hot path reads them from here
     /// instead of the store.
     policies: RwLock<HashMap<CouponId, Coupon>>,
+    /// One gate rebuild at a time per coupon (see [`Stockade::init_gate`]).
+    rebuilds: parking_lot::Mutex<HashMap<CouponId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Stockade {
@@ -54,6 +56,7 @@ impl Stockade {
                 ports,
                 settings,
                 policies: RwLock::default(),
+                rebuilds: parking_lot::Mutex::default(),
             }),
         }
     }

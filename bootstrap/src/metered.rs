@@ -97,6 +97,19 @@ impl CouponGate for MeteredGate {
         self.inner.init(coupon, config).await
     }
 
+    async fn rebuild(
+        &self,
+        coupon: CouponId,
+        config: GateConfig,
+        holders: &[UserId],
+    ) -> Result<bool, BackendError> {
+        let r = self.inner.rebuild(coupon, config, holders).await;
+        if matches!(r, Ok(true)) {
+            metrics::counter!("coupon_gate_rebuilds_total").increment(1);
+        }
+        r
+    }
+
     async fn reserve(
         &self,
         coupon: CouponId,

@@ -445,3 +445,65 @@ async fn redis_restart_recovers_what_the_store_holds() {
     );
     db.drop_schema().await;
 }
+
+/// Redis restarts without persistence while a crowd is asking: every request finds the gate
+/// gone at once and the gate is rebuilt, with the holders the store knows, while the others
+/// reserve. Whoever is told `RESERVED` gets the coupon: exactly the places the store has left are
+/// won, no reservation is refused later, and the gate is rebuilt once per process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_rebuild_racing_a_crowd_answers_truthfully() {
+    let db = TestDb::new().await;
+    let mut nodes = Nodes::start(1).await;
+    let ns = namespace();
+    let node = nodes.urls[0].clone();
+    let queue = Arc::new(queue_at(&node, &ns, "a", Duration::from_secs(30)).await);
+    let t = TestApp::on_pipeline(
+        &db,
+        Arc::new(db.store()),
+        Arc::new(gate_at(&node, &ns).await),
+        queue.clone(),
+        settings(),
+    )
+    .await;
+    let coupon = flash_coupon(&t, 50).await;
+    assert_eq!(race(&t, coupon, 1..=30).await.len(), 30);
+    t.drain().await;
+    assert_eq!(assert_exact(&t, coupon).await, 30);
+
+    nodes.restart(0).await;
+    reconnected(&t, &queue).await;
+    assert_eq!(t.app.ports().gate.stats(coupon).await.unwrap(), None);
+
+    // Requests keep arriving while the first of them rebuilds the gate.
+    let mut tasks = Vec::new();
+    for u in 101..=400_i64 {
+        let app = t.app.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_micros(100 * (u as u64 % 100))).await;
+            (u, app.issue_coupon(coupon, user(u)).await)
+        }));
+    }
+    let mut winners = BTreeSet::new();
+    for task in tasks {
+        let (u, r) = task.await.unwrap();
+        match r {
+            Ok(_) => assert!(winners.insert(u)),
+            Err(e) => assert_eq!(e.code(), ErrorCode::CouponSoldOut, "user {u}: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 20, "only the 20 places left can be won");
+    t.drain().await;
+    let stored = stored_holders(&t, coupon).await;
+    for w in &winners {
+        assert!(
+            stored.contains(&user(*w)),
+            "user {w} was told RESERVED but holds nothing"
+        );
+    }
+    assert_eq!(assert_exact(&t, coupon).await, 50);
+    let stock = t.app.coupon_stock(coupon).await.unwrap();
+    assert_eq!(stock.failed, 0, "a reservation was refused after the fact");
+    let report = t.app.reconcile(coupon).await.unwrap();
+    assert_eq!((report.repaired, report.rolled_back), (0, 0));
+    db.drop_schema().await;
+}

@@ -178,3 +178,128 @@ async fn a_late_dead_letter_is_final() {
     let depth = q.depth().await.unwrap();
     assert_eq!((depth.ready, depth.in_flight, depth.dead), (0, 0, 1));
 }
+
+/// A gate wrapper counting rebuilds.
+#[derive(Debug)]
+struct CountingGate {
+    inner: stockade_memory::MemoryCouponGate,
+    rebuilds: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl stockade_application::ports::gate::CouponGate for CountingGate {
+    async fn init(
+        &self,
+        coupon: CouponId,
+        config: stockade_application::ports::gate::GateConfig,
+    ) -> Result<(), stockade_application::BackendError> {
+        self.inner.init(coupon, config).await
+    }
+    async fn rebuild(
+        &self,
+        coupon: CouponId,
+        config: stockade_application::ports::gate::GateConfig,
+        holders: &[stockade_domain::UserId],
+    ) -> Result<bool, stockade_application::BackendError> {
+        self.rebuilds.fetch_add(1, Ordering::SeqCst);
+        tokio::task::yield_now().await;
+        self.inner.rebuild(coupon, config, holders).await
+    }
+    async fn reserve(
+        &self,
+        coupon: CouponId,
+        user: stockade_domain::UserId,
+        now: Timestamp,
+    ) -> Result<stockade_application::ports::gate::GateOutcome, stockade_application::BackendError>
+    {
+        self.inner.reserve(coupon, user, now).await
+    }
+    async fn rollback(
+        &self,
+        coupon: CouponId,
+        user: stockade_domain::UserId,
+    ) -> Result<bool, stockade_application::BackendError> {
+        self.inner.rollback(coupon, user).await
+    }
+    async fn restore(
+        &self,
+        coupon: CouponId,
+        user: stockade_domain::UserId,
+    ) -> Result<bool, stockade_application::BackendError> {
+        self.inner.restore(coupon, user).await
+    }
+    async fn stats(
+        &self,
+        coupon: CouponId,
+    ) -> Result<
+        Option<stockade_application::ports::gate::GateStats>,
+        stockade_application::BackendError,
+    > {
+        self.inner.stats(coupon).await
+    }
+    async fn holders(
+        &self,
+        coupon: CouponId,
+    ) -> Result<Vec<stockade_domain::UserId>, stockade_application::BackendError> {
+        self.inner.holders(coupon).await
+    }
+}
+
+/// The gate is lost (its backend restarted empty) and 300 requests find it gone at once: it is
+/// rebuilt once, from the store, with the 30 holders in it, and only the 20 places left are won
+/// (each then persisted, none refused afterwards).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_gate_is_rebuilt_once_with_its_holders() {
+    let t = TestApp::new();
+    let coupon = t
+        .coupon(
+            "CART",
+            Discount::new("FIXED", 1_000, None).unwrap(),
+            0,
+            50,
+            IssuanceMode::Flash,
+        )
+        .await;
+    for n in 1..=30 {
+        t.app.issue_coupon(coupon, user(n)).await.unwrap();
+    }
+    t.drain().await;
+    t.backend.gate.wipe();
+    let gate = Arc::new(CountingGate {
+        inner: t.backend.gate.clone(),
+        rebuilds: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let mut ports = t.backend.ports();
+    ports.gate = gate.clone();
+    let app = Stockade::new(ports, Settings::default());
+    let tasks: Vec<_> = (101..=400)
+        .map(|n| {
+            let app = app.clone();
+            tokio::spawn(async move { app.issue_coupon(coupon, user(n)).await.is_ok() })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        if task.await.unwrap() {
+            won += 1;
+        }
+    }
+    assert_eq!(
+        gate.rebuilds.load(Ordering::SeqCst),
+        1,
+        "rebuilt more than once"
+    );
+    assert_eq!(won, 20);
+    t.drain().await;
+    let stock = app.coupon_stock(coupon).await.unwrap();
+    assert_eq!(
+        (
+            stock.remaining,
+            stock.reserved,
+            stock.persisted,
+            stock.failed
+        ),
+        (0, 50, 50, 0)
+    );
+    t.assert_invariants(&[coupon]).await;
+}

@@ -1210,20 +1210,11 @@ async fn flash_lost_gate_is_rebuilt_from_the_store_before_it_serves() {
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_| Ok(None));
-    gate.expect_init()
+    gate.expect_rebuild()
         .times(1)
         .in_sequence(&mut seq)
-        .withf(move |c, cfg| *c == coupon && cfg.quantity == 3)
-        .returning(|_, _| Ok(()));
-    gate.expect_holders()
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|_| Ok(vec![]));
-    gate.expect_restore()
-        .times(1)
-        .in_sequence(&mut seq)
-        .withf(move |c, who| *c == coupon && *who == earlier)
-        .returning(|_, _| Ok(true));
+        .withf(move |c, cfg, holders| *c == coupon && cfg.quantity == 3 && holders == [earlier])
+        .returning(|_, _, _| Ok(true));
     gate.expect_reserve()
         .times(1)
         .in_sequence(&mut seq)

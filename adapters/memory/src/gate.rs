@@ -44,6 +44,27 @@ impl CouponGate for MemoryCouponGate {
         Ok(())
     }
 
+    async fn rebuild(
+        &self,
+        coupon: CouponId,
+        config: GateConfig,
+        holders: &[UserId],
+    ) -> Result<bool, BackendError> {
+        match self.gates.entry(coupon) {
+            dashmap::Entry::Occupied(_) => Ok(false),
+            dashmap::Entry::Vacant(slot) => {
+                let holders: HashSet<UserId> = holders.iter().copied().collect();
+                let held = u32::try_from(holders.len()).unwrap_or(u32::MAX);
+                slot.insert(GateState {
+                    config,
+                    remaining: config.quantity.saturating_sub(held),
+                    holders,
+                });
+                Ok(true)
+            }
+        }
+    }
+
     async fn reserve(
         &self,
         coupon: CouponId,

@@ -1,5 +1,5 @@
 //! The Redis [`CouponGate`]: each FLASH coupon is a hash (`quantity`, `remaining`, the validity
-//! window and counters) and a set of holders. Reserve, rollback, restore and init are Lua
+//! window and counters) and a set of holders. Reserve, rollback, restore, init and rebuild are Lua
 //! scripts, so each is one atomic step on the server; they are called by SHA (`EVALSHA`, and
 //! loaded again after a `NOSCRIPT`, as after a server restart).
 //!
@@ -22,6 +22,9 @@ use stockade_domain::{CouponId, Timestamp, UserId};
 
 const INIT: &str = include_str!("../lua/gate_init.lua");
 
+/// Creates a lost gate with its holders (reconciliation after a restart without persistence).
+const REBUILD: &str = include_str!("../lua/gate_rebuild.lua");
+
 /// Answers: 0 reserved, 1 sold out, 2 already issued, 3 not initialised, 4 outside the window.
 const RESERVE: &str = include_str!("../lua/gate_reserve.lua");
 
@@ -37,6 +40,7 @@ pub struct RedisCouponGate {
     conn: ConnectionManager,
     namespace: Arc<str>,
     init: Arc<Script>,
+    rebuild: Arc<Script>,
     reserve: Arc<Script>,
     rollback: Arc<Script>,
     restore: Arc<Script>,
@@ -69,6 +73,7 @@ impl RedisCouponGate {
             conn,
             namespace: namespace.into(),
             init: Arc::new(Script::new(INIT)),
+            rebuild: Arc::new(Script::new(REBUILD)),
             reserve: Arc::new(Script::new(RESERVE)),
             rollback: Arc::new(Script::new(ROLLBACK)),
             restore: Arc::new(Script::new(RESTORE)),
@@ -77,6 +82,7 @@ impl RedisCouponGate {
         let mut conn = gate.conn.clone();
         for script in [
             &gate.init,
+            &gate.rebuild,
             &gate.reserve,
             &gate.rollback,
             &gate.restore,
@@ -138,6 +144,21 @@ impl CouponGate for RedisCouponGate {
             )
             .await?;
         Ok(())
+    }
+
+    async fn rebuild(
+        &self,
+        coupon: CouponId,
+        config: GateConfig,
+        holders: &[UserId],
+    ) -> Result<bool, BackendError> {
+        let mut args = Vec::with_capacity(3 + holders.len());
+        args.push(config.quantity.to_string());
+        args.push(window(config.valid_from));
+        args.push(window(config.valid_until));
+        args.extend(holders.iter().map(ToString::to_string));
+        let created: i64 = self.call(&self.rebuild, coupon, &args).await?;
+        Ok(created == 1)
     }
 
     async fn reserve(

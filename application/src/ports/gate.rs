@@ -7,6 +7,9 @@
 //! - Keep `remaining + holders == quantity` at all times.
 //! - Make [`CouponGate::init`] idempotent: it creates the gate once and never resets one that
 //!   exists (a second instance starting must not hand the coupons out again).
+//! - Make [`CouponGate::rebuild`] one atomic step: a gate the backend lost is created with its
+//!   holders already in it (`remaining = quantity - holders`, never below zero), so no reserve
+//!   can ever see a rebuilt gate without them; a gate that exists is left as it is.
 //! - Make `rollback` and `restore` idempotent, answering whether they changed anything.
 
 use crate::error::BackendError;
@@ -47,6 +50,15 @@ pub struct GateStats {
 pub trait CouponGate: Send + Sync + fmt::Debug {
     /// Creates the gate of `coupon` unless it exists.
     async fn init(&self, coupon: CouponId, config: GateConfig) -> Result<(), BackendError>;
+    /// Creates the gate of `coupon` unless it exists, with `holders` already holding a place,
+    /// in one atomic step (a gate rebuilt from the store after its backend lost it). Answers
+    /// whether it created the gate.
+    async fn rebuild(
+        &self,
+        coupon: CouponId,
+        config: GateConfig,
+        holders: &[UserId],
+    ) -> Result<bool, BackendError>;
     /// The atomic reserve; see the contract.
     async fn reserve(
         &self,

@@ -10,6 +10,14 @@ use stockade_domain::{
     Coupon, CouponId, DomainError, IdempotencyKey, IssuanceMode, NewCoupon, UserId,
 };
 
+fn gate_config(coupon: &Coupon) -> GateConfig {
+    GateConfig {
+        quantity: coupon.quantity,
+        valid_from: coupon.valid_from,
+        valid_until: coupon.valid_until,
+    }
+}
+
 impl Stockade {
     /// Admin: creates a coupon policy (and, for FLASH, its gate).
     ///
@@ -20,29 +28,51 @@ impl Stockade {
         let coupon = uow.coupons().insert(new).await?;
         uow.commit().await?;
         if coupon.mode == IssuanceMode::Flash {
-            self.init_gate(&coupon).await?;
+            // New: nobody holds it yet.
+            self.core
+                .ports
+                .gate
+                .init(coupon.id, gate_config(&coupon))
+                .await?;
         }
         self.core.policies.write().insert(coupon.id, coupon.clone());
         Ok(CouponView::from(&coupon))
     }
 
-    /// Makes sure the gate of a FLASH coupon exists (idempotent; bootstrap calls it at start).
+    /// Makes sure the gate of a FLASH coupon exists. A gate its backend lost (a restart without
+    /// persistence) is created again with every holder the store knows already in it, in one
+    /// atomic step, so no reserve can take a place a holder still has. One rebuild at a time per
+    /// process and coupon: requests that find the gate gone while it is being rebuilt wait for
+    /// that rebuild instead of each reading the store; across processes the gate's own
+    /// create-unless-exists decides.
     ///
     /// # Errors
     /// `BACKEND_UNAVAILABLE`.
     pub async fn init_gate(&self, coupon: &Coupon) -> Result<(), AppError> {
-        self.core
+        let flight = self
+            .core
+            .rebuilds
+            .lock()
+            .entry(coupon.id)
+            .or_default()
+            .clone();
+        let _one_at_a_time = flight.lock().await;
+        if self.core.ports.gate.stats(coupon.id).await?.is_some() {
+            return Ok(());
+        }
+        let holders = {
+            let mut uow = self.core.ports.store.begin().await?;
+            uow.coupons().holders(coupon.id).await?
+        };
+        let created = self
+            .core
             .ports
             .gate
-            .init(
-                coupon.id,
-                GateConfig {
-                    quantity: coupon.quantity,
-                    valid_from: coupon.valid_from,
-                    valid_until: coupon.valid_until,
-                },
-            )
+            .rebuild(coupon.id, gate_config(coupon), &holders)
             .await?;
+        if created && !holders.is_empty() {
+            tracing::info!(coupon = %coupon.id, holders = holders.len(), "coupon gate rebuilt from the store");
+        }
         Ok(())
     }
 
@@ -112,7 +142,7 @@ impl Stockade {
         if outcome == GateOutcome::NotInitialised {
             // A gate lost with its backend (or never created on this one): rebuild it from the
             // store (its policy and everyone who already holds the coupon) before it serves.
-            self.reconcile(coupon.id).await?;
+            self.init_gate(coupon).await?;
             outcome = self.core.ports.gate.reserve(coupon.id, user, now).await?;
         }
         match outcome {

@@ -1,5 +1,5 @@
 //! The `CouponGate` contract: one atomic reserve, `remaining + holders == quantity` always,
-//! idempotent `init`, `rollback` and `restore`.
+//! idempotent `init`, `rollback` and `restore`, an atomic `rebuild` with holders.
 //!
 //! Every check uses a fresh coupon id, so suites may share one backend. Time is passed in
 //! explicitly, so nothing here sleeps.
@@ -341,6 +341,74 @@ pub async fn restore_adds_a_holder(gate: Arc<dyn CouponGate>) {
     assert_eq!((s.remaining, s.reserved), (1, 1));
 }
 
+/// `rebuild` creates a lost gate with its holders already in it, all at once: 300 users racing
+/// the rebuild can only ever take the places no holder has; a holder is refused as one; a
+/// second rebuild, or one over a live gate, changes nothing; more holders than places leave
+/// none.
+pub async fn rebuild_creates_the_gate_with_its_holders(gate: Arc<dyn CouponGate>) {
+    let coupon = fresh_coupon();
+    let kept: Vec<UserId> = (1..=30).map(user).collect();
+    let racers: Vec<_> = (1000..1300)
+        .map(|n| {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                loop {
+                    match gate.reserve(coupon, user(n), NOW).await.unwrap() {
+                        GateOutcome::NotInitialised => tokio::task::yield_now().await,
+                        other => return (n, other),
+                    }
+                }
+            })
+        })
+        .collect();
+    assert!(gate.rebuild(coupon, open(50), &kept).await.unwrap());
+    let mut winners = BTreeSet::new();
+    for r in racers {
+        let (n, outcome) = r.await.unwrap();
+        match outcome {
+            GateOutcome::Reserved => assert!(winners.insert(user(n))),
+            GateOutcome::SoldOut => {}
+            other => panic!("user {n}: {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 20, "places a holder still had were taken");
+    let s = balanced(&gate, coupon).await;
+    assert_eq!((s.quantity, s.remaining, s.reserved), (50, 0, 50));
+    let all = holders(&gate, coupon).await;
+    assert!(kept.iter().all(|k| all.contains(k)), "a holder was lost");
+    assert_eq!(
+        gate.reserve(coupon, user(1), NOW).await.unwrap(),
+        GateOutcome::AlreadyIssued
+    );
+    assert!(!gate.rebuild(coupon, open(50), &[]).await.unwrap());
+    assert_eq!(stats(&gate, coupon).await, s, "a rebuild reset a live gate");
+
+    let live = fresh_coupon();
+    gate.init(live, open(3)).await.unwrap();
+    assert!(!gate
+        .rebuild(live, open(3), &[user(7), user(8)])
+        .await
+        .unwrap());
+    let s = balanced(&gate, live).await;
+    assert_eq!((s.remaining, s.reserved), (3, 0));
+
+    let over = fresh_coupon();
+    assert!(gate
+        .rebuild(over, open(2), &[user(1), user(2), user(3)])
+        .await
+        .unwrap());
+    assert_eq!(stats(&gate, over).await.remaining, 0);
+    assert_eq!(
+        gate.reserve(over, user(4), NOW).await.unwrap(),
+        GateOutcome::SoldOut
+    );
+
+    let empty = fresh_coupon();
+    assert!(gate.rebuild(empty, open(2), &[]).await.unwrap());
+    let s = balanced(&gate, empty).await;
+    assert_eq!((s.remaining, s.reserved), (2, 0));
+}
+
 /// Instantiates the gate contract for one adapter. `$make` is an expression (evaluated per
 /// test) yielding a future of `Arc<dyn CouponGate>`.
 #[macro_export]
@@ -389,6 +457,13 @@ macro_rules! gate_contract {
         fn gate_restore_adds_a_holder() {
             $crate::contracts::run(CONTRACT_TIME, async {
                 $crate::contracts::gate::restore_adds_a_holder($make.await).await;
+            });
+        }
+        #[test]
+        fn gate_rebuild_creates_the_gate_with_its_holders() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::gate::rebuild_creates_the_gate_with_its_holders($make.await)
+                    .await;
             });
         }
     };

@@ -1,4 +1,4 @@
-//! What the Postgres lock manager promises beyond the shared contract.
+//! What the Postgres adapters promise beyond the shared contracts: the lock manager, and the pool.
 
 #![allow(clippy::unwrap_used)]
 
@@ -228,5 +228,32 @@ async fn a_taken_over_request_cannot_commit_a_second_order() {
     let replay = t.app.create_order(cmd, Some(&key)).await.unwrap();
     assert!(replay.replayed);
     assert_eq!(replay.value, order);
+    db.drop_schema().await;
+}
+
+/// Checkouts do not ping a connection that was just given back (sqlx pings it on release), but
+/// one idle for a while is checked first: its backend was terminated while it sat in the pool,
+/// and the next checkout gets a live connection instead of the dead one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_whose_backend_died_is_not_handed_out() {
+    let db = TestDb::new().await;
+    let pool = db.pool(1).await;
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert!(killed);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let now: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .expect("a live connection");
+    assert_ne!(now, pid);
     db.drop_schema().await;
 }

@@ -16,7 +16,7 @@ pub use lock::{lock_id, PgLockManager};
 pub use store::PgStore;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Executor, PgPool};
+use sqlx::{Connection, Executor, PgPool};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -62,6 +62,9 @@ pub enum PgSetupError {
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
 
+/// A pooled connection idle for this long is pinged before it is handed out.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
 fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
@@ -80,6 +83,18 @@ pub async fn connect(config: &PgConfig) -> Result<PgPool, PgSetupError> {
     PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
+        // sqlx already pings every connection given back to the pool (which also flushes a
+        // dropped transaction's rollback); pinging again at every checkout would add a round
+        // trip to each unit of work, so only a connection idle for a while is checked.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_CHECK {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .after_connect(move |conn, _meta| {
             let schema = schema.clone();
             Box::pin(async move {

@@ -137,9 +137,7 @@ impl Stockade {
     /// that the store has seen no newer token for any of its keys.
     async fn begin_guarded(&self, guard: &LockGuard) -> Result<Box<dyn UnitOfWork>, AppError> {
         guard.check()?;
-        let mut uow = self.core.ports.store.begin().await?;
-        uow.check_fences(guard.fences()).await?;
-        Ok(uow)
+        Ok(self.core.ports.store.begin_guarded(guard).await?)
     }
 
     /// Commits, then releases. A failed release is logged: the lease bounds the grant anyway.

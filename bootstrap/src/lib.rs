@@ -159,8 +159,32 @@ impl Service {
             };
             let pool = stockade_postgres::connect(&config).await?;
             stockade_postgres::migrate(&pool).await?;
+            let mut pg_locks = None;
+            if choices["lock"] == Backend::Postgres {
+                let lock_pool = stockade_postgres::connect(&PgConfig {
+                    max_connections: args.lock_max_connections.max(1),
+                    // The lock's own wait bounds a checkout (see PgLockManager).
+                    acquire_timeout: Duration::from_secs(3_600),
+                    ..config.clone()
+                })
+                .await?;
+                let namespace = match &args.database_schema {
+                    Some(schema) => format!("{}/{schema}", args.lock_namespace),
+                    None => args.lock_namespace.clone(),
+                };
+                pg_locks = Some(PgLockManager::new(lock_pool, namespace));
+            }
             if choices["store"] == Backend::Postgres {
-                ports.store = Arc::new(PgStore::new(pool.clone()));
+                let store = PgStore::new(pool.clone());
+                // Guarded units run on the sessions holding their locks (PgStore docs).
+                ports.store = Arc::new(match &pg_locks {
+                    Some(locks) => store.hosting_units_of(locks),
+                    None => store,
+                });
+            }
+            if let Some(locks) = pg_locks {
+                ports.locks = Arc::new(locks);
+                lock_backend = "postgres";
             }
             if choices["idempotency"] == Backend::Postgres {
                 // With the store on the same database, successful outcomes commit inside the
@@ -176,21 +200,6 @@ impl Service {
                     pool.clone()
                 };
                 ports.idempotency = Arc::new(PgIdempotencyStore::new(claims, ports.ids.clone()));
-            }
-            if choices["lock"] == Backend::Postgres {
-                let lock_pool = stockade_postgres::connect(&PgConfig {
-                    max_connections: args.lock_max_connections.max(1),
-                    // The lock's own wait bounds a checkout (see PgLockManager).
-                    acquire_timeout: Duration::from_secs(3_600),
-                    ..config.clone()
-                })
-                .await?;
-                let namespace = match &args.database_schema {
-                    Some(schema) => format!("{}/{schema}", args.lock_namespace),
-                    None => args.lock_namespace.clone(),
-                };
-                ports.locks = Arc::new(PgLockManager::new(lock_pool, namespace));
-                lock_backend = "postgres";
             }
             if choices["gate"] == Backend::Memory && choices["store"] == Backend::Postgres {
                 tracing::warn!("FLASH coupons use the in-process gate: run one instance, or --gate redis, for exact FLASH issuance across instances");

@@ -45,14 +45,16 @@ impl TestApp {
         }
     }
 
-    /// The application on Postgres storage, locks and idempotency (in `db`'s schema); the gate,
-    /// queue, platform and caches stay in memory.
+    /// The application on Postgres storage, locks and idempotency (in `db`'s schema), guarded
+    /// units running on the lock sessions as the service wires them; the gate, queue, platform
+    /// and caches stay in memory.
     pub async fn on_postgres(db: &crate::pg::TestDb, settings: Settings) -> Self {
         let clock = ManualClock::at(EPOCH_MS);
         let backend = MemoryBackend::new(Arc::new(clock.clone()) as Arc<dyn Clock>);
         let mut ports = backend.ports();
-        ports.store = Arc::new(db.store());
-        ports.locks = Arc::new(db.locks().await);
+        let locks = db.locks().await;
+        ports.store = Arc::new(db.store().hosting_units_of(&locks));
+        ports.locks = Arc::new(locks);
         ports.idempotency = Arc::new(db.idempotency(ports.ids.clone()));
         let settings = Settings {
             idempotency_in_store: true,

@@ -257,3 +257,199 @@ async fn an_idle_connection_whose_backend_died_is_not_handed_out() {
     assert_ne!(now, pid);
     db.drop_schema().await;
 }
+
+/// Connections of `application_name` that are inside a transaction and waiting.
+async fn idle_in_transaction(admin: &mut sqlx::PgConnection, application_name: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE application_name = $1 AND state = 'idle in transaction'",
+    )
+    .bind(application_name)
+    .fetch_one(admin)
+    .await
+    .unwrap()
+}
+
+async fn fence_rows(admin: &mut sqlx::PgConnection, schema: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM \"{schema}\".lock_fences"))
+        .fetch_one(admin)
+        .await
+        .unwrap()
+}
+
+/// A store hosting a Postgres lock manager's units runs a guarded unit on the session holding
+/// the locks (no connection of its own pool, no fence written); a second unit under the same
+/// guard at once, or a store not hosting, falls back to a fenced unit of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guarded_unit_runs_on_the_session_holding_its_locks() {
+    use stockade_application::ports::store::Store;
+    use stockade_domain::NewProduct;
+    let db = TestDb::new().await;
+    let locks = db.locks().await;
+    let hosting = db.store().hosting_units_of(&locks);
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let lock_app = format!("{}-locks", db.schema);
+    let guard = locks
+        .acquire(&[key("pg:host")], opts(1_000, 60_000))
+        .await
+        .unwrap();
+
+    let mut uow = hosting.begin_guarded(&guard).await.unwrap();
+    uow.products()
+        .insert(NewProduct::new("hosted", 100, 5, 1).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(idle_in_transaction(&mut admin, &lock_app).await, 1);
+    assert_eq!(idle_in_transaction(&mut admin, &db.schema).await, 0);
+    // The session is busy: a second unit under the same guard gets a fenced one of its own.
+    let mut second = hosting.begin_guarded(&guard).await.unwrap();
+    second
+        .products()
+        .insert(NewProduct::new("fenced", 100, 5, 1).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(idle_in_transaction(&mut admin, &db.schema).await, 1);
+    second.commit().await.unwrap();
+    uow.commit().await.unwrap();
+    assert_eq!(fence_rows(&mut admin, &db.schema).await, 1);
+
+    // The session is free again: the next unit is hosted again, and writes no fence.
+    let mut again = hosting.begin_guarded(&guard).await.unwrap();
+    again
+        .products()
+        .insert(NewProduct::new("hosted again", 100, 5, 1).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(idle_in_transaction(&mut admin, &lock_app).await, 1);
+    drop(again);
+    let mut read = hosting.begin().await.unwrap();
+    let names: Vec<String> = read
+        .products()
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    drop(read);
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"hosted".to_owned()) && names.contains(&"fenced".to_owned()));
+
+    // A store that hosts nothing fences.
+    let plain = db.store();
+    plain
+        .begin_guarded(&guard)
+        .await
+        .unwrap()
+        .commit()
+        .await
+        .unwrap();
+    guard.release().await.unwrap();
+    assert_eq!(
+        fence_rows(&mut admin, &db.schema).await,
+        1,
+        "same key, same row"
+    );
+    let next = locks
+        .acquire(&[key("pg:host")], opts(0, 60_000))
+        .await
+        .expect("released, rolled back unit and all");
+    next.release().await.unwrap();
+    db.drop_schema().await;
+}
+
+/// The session holding the locks dies while a unit runs on it: the unit applies nothing, and
+/// the next waiter gets the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosted_unit_dies_with_its_lock_session() {
+    use stockade_application::ports::store::{Store, StoreError};
+    use stockade_domain::NewProduct;
+    let db = TestDb::new().await;
+    let locks = db.locks().await;
+    let hosting = db.store().hosting_units_of(&locks);
+    let guard = locks
+        .acquire(&[key("pg:die")], opts(1_000, 60_000))
+        .await
+        .unwrap();
+    let mut uow = hosting.begin_guarded(&guard).await.unwrap();
+    uow.products()
+        .insert(NewProduct::new("lost", 100, 5, 1).unwrap())
+        .await
+        .unwrap();
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE application_name = $1 AND state = 'idle in transaction'",
+    )
+    .bind(format!("{}-locks", db.schema))
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(killed, 1);
+    let next = uow
+        .products()
+        .insert(NewProduct::new("lost too", 100, 5, 1).unwrap())
+        .await;
+    assert!(matches!(next, Err(StoreError::Unavailable(_))), "{next:?}");
+    assert!(uow.commit().await.is_err());
+    let other = locks
+        .acquire(&[key("pg:die")], opts(5_000, 60_000))
+        .await
+        .expect("the dead session's lock is free");
+    let _ = guard.release().await;
+    let third = locks.acquire(&[key("pg:die")], opts(200, 60_000)).await;
+    assert!(matches!(third, Err(LockError::Timeout)), "{third:?}");
+    other.release().await.unwrap();
+    let mut read = hosting.begin().await.unwrap();
+    assert!(read.products().list().await.unwrap().is_empty());
+    drop(read);
+    db.drop_schema().await;
+}
+
+/// A guard dropped, or whose lease runs out, while a unit runs on its session: the locks stay
+/// held until the unit ends (the transaction still needs them), then are released (the
+/// session is not returned to the pool holding them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_during_a_hosted_unit_happens_when_the_unit_ends() {
+    use stockade_application::ports::store::Store;
+    let db = TestDb::new().await;
+    let locks = db.locks().await;
+    let hosting = db.store().hosting_units_of(&locks);
+
+    let dropped = locks
+        .acquire(&[key("pg:drop")], opts(1_000, 60_000))
+        .await
+        .unwrap();
+    let uow = hosting.begin_guarded(&dropped).await.unwrap();
+    drop(dropped);
+    let early = locks.acquire(&[key("pg:drop")], opts(300, 60_000)).await;
+    assert!(matches!(early, Err(LockError::Timeout)), "{early:?}");
+    drop(uow);
+    locks
+        .acquire(&[key("pg:drop")], opts(5_000, 60_000))
+        .await
+        .expect("released once the unit ended")
+        .release()
+        .await
+        .unwrap();
+
+    let lapsing = locks
+        .acquire(&[key("pg:lease")], opts(1_000, 300))
+        .await
+        .unwrap();
+    let uow = hosting.begin_guarded(&lapsing).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(lapsing.check().is_err(), "the lease ran out");
+    let early = locks.acquire(&[key("pg:lease")], opts(300, 60_000)).await;
+    assert!(matches!(early, Err(LockError::Timeout)), "{early:?}");
+    drop(uow);
+    locks
+        .acquire(&[key("pg:lease")], opts(5_000, 60_000))
+        .await
+        .expect("released once the unit ended")
+        .release()
+        .await
+        .unwrap();
+    drop(lapsing);
+    db.drop_schema().await;
+}

@@ -43,7 +43,6 @@ use std::time::Duration;
 use stockade_application::ports::lock::{
     Fence, FencingToken, HeldLock, LockError, LockGuard, LockKey, LockManager, LockOptions,
 };
-use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 /// The advisory lock id of `key` in `namespace`.
@@ -63,6 +62,8 @@ pub fn lock_id(namespace: &str, key: &str) -> i64 {
 pub struct PgLockManager {
     pool: PgPool,
     namespace: Arc<str>,
+    /// Identifies this manager's grants (shared by its clones).
+    scope: Arc<()>,
 }
 
 impl fmt::Debug for PgLockManager {
@@ -115,7 +116,14 @@ impl PgLockManager {
         PgLockManager {
             pool,
             namespace: namespace.into(),
+            scope: Arc::new(()),
         }
+    }
+
+    /// What a [`crate::PgStore`] needs to run guarded units on this manager's sessions
+    /// ([`crate::PgStore::hosting_units_of`]).
+    pub(crate) fn scope(&self) -> &Arc<()> {
+        &self.scope
     }
 
     async fn lock_one(conn: &mut Conn, lock: i64, deadline: Instant) -> Result<i64, LockError> {
@@ -138,11 +146,16 @@ impl PgLockManager {
             .execute(&mut **conn)
             .await
             .map_err(lock_err)?;
-        match sqlx::query("SELECT pg_advisory_lock($1)")
+        let waited = sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(lock)
             .execute(&mut **conn)
+            .await;
+        // The session may host units of work next (PgStore::hosting_units_of), whose row locks
+        // must not inherit this wait's time-out.
+        sqlx::Executor::execute(&mut **conn, "RESET lock_timeout")
             .await
-        {
+            .map_err(lock_err)?;
+        match waited {
             Ok(_) => {}
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03") => {
                 // Granted just as it timed out? Give it back: a time-out holds nothing.
@@ -177,7 +190,10 @@ impl LockManager for PgLockManager {
         wanted.sort();
         let mut fences: Vec<Fence> = Vec::with_capacity(wanted.len());
         if wanted.is_empty() {
-            return Ok(LockGuard::new(fences, Box::new(PgHeld::none())));
+            return Ok(LockGuard::new(
+                fences,
+                Box::new(PgHeld::none(self.scope.clone())),
+            ));
         }
         // Waiting for a connection is part of waiting for the lock (a hot key queues its waiters
         // in the pool first), but even a zero wait gets a moment to check one out and try.
@@ -254,38 +270,195 @@ impl LockManager for PgLockManager {
         let conn = acquiring.conn.take();
         Ok(LockGuard::new(
             fences,
-            Box::new(PgHeld::new(conn, options.lease)),
+            Box::new(PgHeld::new(conn, options.lease, self.scope.clone())),
         ))
     }
 }
 
+/// The session of one grant. While a unit of work runs on it (see [`HostedSession`]) the
+/// connection is out of the slot; a release asked for meanwhile is done when it comes back.
+#[derive(Default)]
+struct Slot {
+    conn: Option<Conn>,
+    hosted: bool,
+    /// A hosted unit was dropped without commit: its transaction must be rolled back before
+    /// the session does anything else.
+    needs_rollback: bool,
+    release_pending: bool,
+}
+
 struct Shared {
-    conn: Mutex<Option<Conn>>,
+    slot: parking_lot::Mutex<Slot>,
     lost: AtomicBool,
 }
 
 impl Shared {
+    fn holding(conn: Option<Conn>) -> Arc<Self> {
+        Arc::new(Shared {
+            slot: parking_lot::Mutex::new(Slot {
+                conn,
+                ..Slot::default()
+            }),
+            lost: AtomicBool::new(false),
+        })
+    }
+
     /// Unlocks everything the session holds and returns the connection to the pool; closes it
-    /// instead if the unlock fails.
+    /// instead if the unlock fails. While a unit runs on the session, the release is left to
+    /// the unit's end.
     async fn release(&self) -> Result<(), LockError> {
-        let Some(mut conn) = self.conn.lock().await.take() else {
-            return Ok(());
-        };
-        match sqlx::query("SELECT pg_advisory_unlock_all()")
-            .execute(&mut *conn)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                drop(conn.detach());
-                Err(lock_err(e))
+        let (conn, rollback) = {
+            let mut slot = self.slot.lock();
+            if slot.hosted {
+                slot.release_pending = true;
+                return Ok(());
             }
+            let rollback = std::mem::take(&mut slot.needs_rollback);
+            (slot.conn.take(), rollback)
+        };
+        match conn {
+            Some(conn) => unlock_and_return(conn, rollback).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Lends the session to a unit of work, unless another has it or it is gone.
+    fn lend(&self) -> Option<(Conn, bool)> {
+        let mut slot = self.slot.lock();
+        if slot.hosted || slot.release_pending {
+            return None;
+        }
+        let conn = slot.conn.take()?;
+        slot.hosted = true;
+        Some((conn, std::mem::take(&mut slot.needs_rollback)))
+    }
+
+    /// A unit gives the session back (`open`: its transaction was neither committed nor rolled
+    /// back). A release asked for meanwhile happens now, in the background.
+    fn give_back(&self, conn: Conn, open: bool) {
+        let mut slot = self.slot.lock();
+        slot.hosted = false;
+        if slot.release_pending {
+            slot.release_pending = false;
+            drop(slot);
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    handle.spawn(async move {
+                        let _ = unlock_and_return(conn, open).await;
+                    });
+                }
+                // No runtime to run the unlock on: close the session instead.
+                Err(_) => drop(conn.detach()),
+            }
+        } else {
+            slot.needs_rollback = open;
+            slot.conn = Some(conn);
         }
     }
 }
 
-struct PgHeld {
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Never let a connection that may still hold locks go back to the pool.
+        if let Some(conn) = self.slot.get_mut().conn.take() {
+            drop(conn.detach());
+        }
+    }
+}
+
+/// Rolls back a transaction left open (if any), unlocks everything, and returns the connection
+/// to the pool; closes it instead if either fails.
+async fn unlock_and_return(mut conn: Conn, rollback: bool) -> Result<(), LockError> {
+    if rollback {
+        if let Err(e) = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await {
+            drop(conn.detach());
+            return Err(lock_err(e));
+        }
+    }
+    match sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut *conn)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            drop(conn.detach());
+            Err(lock_err(e))
+        }
+    }
+}
+
+/// A unit of work's transaction on the session that holds its locks (borrowed from the grant,
+/// given back when the unit ends). The locks cannot be lost while it runs: if the session dies,
+/// so does the transaction.
+pub(crate) struct HostedSession {
     shared: Arc<Shared>,
+    conn: Option<Conn>,
+    open: bool,
+}
+
+impl HostedSession {
+    /// Begins a transaction on `held`'s session; `None` if the session is busy (another unit
+    /// runs on it) or gone (released, or its lease ran out).
+    pub(crate) async fn begin(held: &PgHeld) -> Result<Option<HostedSession>, sqlx::Error> {
+        let Some((conn, rollback)) = held.shared.lend() else {
+            return Ok(None);
+        };
+        let mut hosted = HostedSession {
+            shared: held.shared.clone(),
+            conn: Some(conn),
+            open: rollback,
+        };
+        if rollback {
+            sqlx::Executor::execute(hosted.conn_mut(), "ROLLBACK").await?;
+        }
+        hosted.open = true;
+        sqlx::Executor::execute(hosted.conn_mut(), "BEGIN").await?;
+        Ok(Some(hosted))
+    }
+
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        sqlx::Executor::execute(self.conn_mut(), "COMMIT").await?;
+        self.open = false;
+        Ok(())
+    }
+
+    fn conn_mut(&mut self) -> &mut sqlx::PgConnection {
+        // Present from `begin` until drop.
+        match self.conn.as_mut() {
+            Some(c) => c,
+            None => unreachable!("a hosted session keeps its connection until dropped"),
+        }
+    }
+}
+
+impl std::ops::Deref for HostedSession {
+    type Target = sqlx::PgConnection;
+    fn deref(&self) -> &sqlx::PgConnection {
+        match self.conn.as_ref() {
+            Some(c) => c,
+            None => unreachable!("a hosted session keeps its connection until dropped"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for HostedSession {
+    fn deref_mut(&mut self) -> &mut sqlx::PgConnection {
+        self.conn_mut()
+    }
+}
+
+impl Drop for HostedSession {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.shared.give_back(conn, self.open);
+        }
+    }
+}
+
+pub(crate) struct PgHeld {
+    shared: Arc<Shared>,
+    /// The lock manager that granted it (a store hosts units only on its own manager's grants).
+    scope: Arc<()>,
     watchdog: Option<tokio::task::JoinHandle<()>>,
     released: bool,
 }
@@ -299,22 +472,17 @@ impl fmt::Debug for PgHeld {
 }
 
 impl PgHeld {
-    fn none() -> Self {
+    fn none(scope: Arc<()>) -> Self {
         PgHeld {
-            shared: Arc::new(Shared {
-                conn: Mutex::new(None),
-                lost: AtomicBool::new(false),
-            }),
+            shared: Shared::holding(None),
+            scope,
             watchdog: None,
             released: true,
         }
     }
 
-    fn new(conn: Option<Conn>, lease: Duration) -> Self {
-        let shared = Arc::new(Shared {
-            conn: Mutex::new(conn),
-            lost: AtomicBool::new(false),
-        });
+    fn new(conn: Option<Conn>, lease: Duration, scope: Arc<()>) -> Self {
+        let shared = Shared::holding(conn);
         let s = shared.clone();
         let watchdog = tokio::spawn(async move {
             tokio::time::sleep(lease).await;
@@ -327,9 +495,15 @@ impl PgHeld {
         });
         PgHeld {
             shared,
+            scope,
             watchdog: Some(watchdog),
             released: false,
         }
+    }
+
+    /// Whether `scope` is the lock manager that granted this.
+    pub(crate) fn granted_by(&self, scope: &Arc<()>) -> bool {
+        Arc::ptr_eq(&self.scope, scope)
     }
 }
 
@@ -349,12 +523,13 @@ impl Drop for PgHeld {
                 });
             }
             Err(_) => {
-                // No runtime to run the unlock on: close the session instead.
-                if let Ok(mut slot) = shared.conn.try_lock() {
-                    if let Some(conn) = slot.take() {
-                        drop(conn.detach());
-                    }
+                // No runtime to run the unlock on: close the session instead (a unit still
+                // running on it closes it when it ends, as the slot is dropped with it).
+                let mut slot = shared.slot.lock();
+                if let Some(conn) = slot.conn.take() {
+                    drop(conn.detach());
                 }
+                slot.release_pending = true;
             }
         }
     }
@@ -372,5 +547,9 @@ impl HeldLock for PgHeld {
         }
         self.released = true;
         self.shared.release().await
+    }
+
+    fn as_any(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        Some(self)
     }
 }

@@ -107,6 +107,12 @@ pub enum LockError {
 /// not called.
 #[async_trait]
 pub trait HeldLock: Send + Sync + fmt::Debug {
+    /// The adapter's own grant, for a store that can run units on it (see
+    /// `Store::begin_guarded`); `None` by default.
+    fn as_any(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        None
+    }
+
     /// Whether the lease of any key ran out (another holder may have the key now).
     fn lease_lost(&self) -> bool;
     /// Releases every key of the grant.
@@ -138,6 +144,11 @@ impl LockGuard {
 
     /// # Errors
     /// [`LockError::LeaseLost`] once the lease ran out: the holder must not write.
+    /// The grant behind this guard.
+    pub fn held(&self) -> &dyn HeldLock {
+        self.held.as_ref()
+    }
+
     pub fn check(&self) -> Result<(), LockError> {
         if self.held.lease_lost() {
             Err(LockError::LeaseLost)

@@ -14,12 +14,15 @@
 //! - Refuse, in [`UnitOfWork::check_fences`], a fencing token lower than the highest one the
 //!   store has seen for that key, with [`StoreError::StaleFence`]; remember the highest token
 //!   as part of the unit's writes.
+//! - Open a guarded unit ([`Store::begin_guarded`]) either with its fences checked, or on the
+//!   lock's own session when the guard comes from a lock manager the store can host units for
+//!   (the lock then cannot be lost while the unit runs, so there is nothing to fence).
 //! - Map a lost connection or any backend failure to [`StoreError::Unavailable`], with nothing
 //!   half-applied; a serialization failure or deadlock to [`StoreError::Contention`].
 
 use crate::error::BackendError;
 use crate::ports::idempotency::{StoredOutcome, Ticket};
-use crate::ports::lock::Fence;
+use crate::ports::lock::{Fence, LockGuard};
 use async_trait::async_trait;
 use std::fmt;
 use stockade_domain::{
@@ -55,6 +58,15 @@ pub enum StoreError {
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
     async fn begin(&self) -> Result<Box<dyn UnitOfWork>, StoreError>;
+
+    /// A unit of work under `guard`'s locks: by default a new unit that checks the guard's
+    /// fences first. An adapter that can run the unit on the session holding the locks (a
+    /// Postgres store with Postgres advisory locks on the same database) may do so instead.
+    async fn begin_guarded(&self, guard: &LockGuard) -> Result<Box<dyn UnitOfWork>, StoreError> {
+        let mut uow = self.begin().await?;
+        uow.check_fences(guard.fences()).await?;
+        Ok(uow)
+    }
 }
 
 /// One atomic set of reads and writes. Dropping it without `commit` rolls it back.

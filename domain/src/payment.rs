@@ -48,6 +48,8 @@ pub struct Payment {
     pub user_id: UserId,
     pub amount: Money,
     pub status: PaymentStatus,
+    /// The idempotency reference of the pay request that made it, if keyed.
+    pub reference: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

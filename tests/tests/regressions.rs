@@ -303,3 +303,60 @@ async fn a_lost_gate_is_rebuilt_once_with_its_holders() {
     );
     t.assert_invariants(&[coupon]).await;
 }
+
+/// A keyed payment's saga is interrupted after the platform accepted it, and finished by the
+/// recovery worker; the idempotency record of the request is gone. The same keyed request
+/// again answers with that payment's receipt (not `INVALID_ORDER_STATE`), and charges nothing
+/// more; another key for the same order is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_pay_retried_after_recovery_answers_with_its_receipt() {
+    let t = TestApp::new();
+    let product = t.product(1_000, 10, 5).await;
+    t.charge(1, 10_000).await;
+    let order = t
+        .app
+        .create_order(one_unit_of(product), None)
+        .await
+        .unwrap()
+        .value;
+    let cmd = ProcessPayment {
+        user_id: user(1),
+        order_id: OrderId::new(order.order_id).unwrap(),
+        amount: Money::new(order.total, "amount").unwrap(),
+    };
+    let key = IdempotencyKey::parse("pay-once").unwrap();
+    let mut ports = t.backend.ports();
+    ports.platform = Arc::new(AcceptThenBreakCommits(t.backend.store.clone()));
+    let breaking = Stockade::new(ports, Settings::default());
+    let paid = breaking.pay(cmd.clone(), Some(&key)).await;
+    assert!(matches!(paid, Err(AppError::Unavailable(_))), "{paid:?}");
+    t.backend.store.faults().clear();
+    t.clock.advance(Duration::from_secs(60));
+    assert_eq!(t.app.recover_sagas(Duration::from_secs(30), 10).await.unwrap(), 1);
+    t.backend.idempotency.clear();
+
+    let again = t.app.pay(cmd.clone(), Some(&key)).await.unwrap().value;
+    assert_eq!(again.status, "APPROVED");
+    assert_eq!(again.amount, order.total);
+    assert_eq!(again.balance, 10_000 - order.total);
+    assert_eq!(
+        t.app.balance(user(1)).await.unwrap().balance,
+        10_000 - order.total
+    );
+    let other = IdempotencyKey::parse("pay-twice").unwrap();
+    let refused = t.app.pay(cmd, Some(&other)).await;
+    assert!(
+        matches!(&refused, Err(e) if e.code() == stockade_domain::ErrorCode::InvalidOrderState),
+        "{refused:?}"
+    );
+    let uses = t
+        .app
+        .transactions(user(1))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "USE")
+        .count();
+    assert_eq!(uses, 1);
+    t.assert_invariants(&[]).await;
+}

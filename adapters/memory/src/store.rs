@@ -818,6 +818,7 @@ impl PaymentRepository for MemoryUnit {
         &mut self,
         order: &Order,
         amount: Money,
+        reference: Option<&str>,
         now: Timestamp,
     ) -> Result<Payment, StoreError> {
         self.op()?;
@@ -828,6 +829,7 @@ impl PaymentRepository for MemoryUnit {
             user_id: order.user_id,
             amount,
             status: PaymentStatus::Pending,
+            reference: reference.map(str::to_owned),
             created_at: now,
             updated_at: now,
         };

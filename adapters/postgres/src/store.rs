@@ -1005,7 +1005,8 @@ impl OrderRepository for PgUnit {
     }
 }
 
-const PAYMENT_COLUMNS: &str = "id, order_id, user_id, amount, status, created_at, updated_at";
+const PAYMENT_COLUMNS: &str =
+    "id, order_id, user_id, amount, status, idempotency_ref, created_at, updated_at";
 
 fn payment(row: &sqlx::postgres::PgRow) -> R<Payment> {
     let status: String = row.try_get("status").map_err(e)?;
@@ -1015,6 +1016,7 @@ fn payment(row: &sqlx::postgres::PgRow) -> R<Payment> {
         user_id: id(row.try_get("user_id").map_err(e)?, UserId::new)?,
         amount: money(row.try_get("amount").map_err(e)?),
         status: PaymentStatus::parse(&status).ok_or_else(|| corrupt("payment status"))?,
+        reference: row.try_get("idempotency_ref").map_err(e)?,
         created_at: ts(row.try_get("created_at").map_err(e)?),
         updated_at: ts(row.try_get("updated_at").map_err(e)?),
     })
@@ -1022,15 +1024,23 @@ fn payment(row: &sqlx::postgres::PgRow) -> R<Payment> {
 
 #[async_trait]
 impl PaymentRepository for PgUnit {
-    async fn insert(&mut self, order: &Order, amount: Money, now: Timestamp) -> R<Payment> {
+    async fn insert(
+        &mut self,
+        order: &Order,
+        amount: Money,
+        reference: Option<&str>,
+        now: Timestamp,
+    ) -> R<Payment> {
         let row = sqlx::query(&format!(
-            "INSERT INTO payments (order_id, user_id, amount, status, created_at, updated_at)
-             VALUES ($1, $2, $3, 'PENDING', $4, $4) RETURNING {PAYMENT_COLUMNS}"
+            "INSERT INTO payments
+                 (order_id, user_id, amount, status, idempotency_ref, created_at, updated_at)
+             VALUES ($1, $2, $3, 'PENDING', $5, $4, $4) RETURNING {PAYMENT_COLUMNS}"
         ))
         .bind(order.id.get())
         .bind(order.user_id.get())
         .bind(amount.won())
         .bind(at(now))
+        .bind(reference)
         .fetch_one(&mut *self.tx)
         .await
         .map_err(e)?;

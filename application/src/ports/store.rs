@@ -267,10 +267,12 @@ impl SagaStep {
 
 #[async_trait]
 pub trait PaymentRepository: Send {
+    /// A PENDING payment of `order`; `reference` names the keyed pay request that makes it.
     async fn insert(
         &mut self,
         order: &Order,
         amount: Money,
+        reference: Option<&str>,
         now: Timestamp,
     ) -> Result<Payment, StoreError>;
     async fn for_order(&mut self, order: OrderId) -> Result<Vec<Payment>, StoreError>;

@@ -48,11 +48,15 @@ impl Stockade {
         key: Option<&IdempotencyKey>,
     ) -> Result<Replayable<PaymentReceipt>, AppError> {
         let canonical = format!("order={};amount={}", cmd.order_id, cmd.amount.won());
+        // The key also names the payment, so that a second execution of the same keyed request
+        // (its idempotency record lost while the saga was finished without it) finds the
+        // payment and answers with it.
+        let reference = key.map(|k| format!("pay:{}:{k}", cmd.user_id));
         let key = key.cloned();
         // Detached: a caller that goes away mid-saga does not cut the saga (or its locks) off.
         self.detached(move |app| async move {
             let user = cmd.user_id;
-            let work = app.retry_contention(|| app.pay_once(cmd.clone()));
+            let work = app.retry_contention(|| app.pay_once(cmd.clone(), reference.as_deref()));
             app.idempotent(user, key.as_ref(), "pay", canonical, work)
                 .await
         })
@@ -151,7 +155,11 @@ impl Stockade {
         }
     }
 
-    async fn pay_once(&self, cmd: ProcessPayment) -> Result<PaymentReceipt, AppError> {
+    async fn pay_once(
+        &self,
+        cmd: ProcessPayment,
+        reference: Option<&str>,
+    ) -> Result<PaymentReceipt, AppError> {
         let guard = self
             .lock(&[keys::payment(cmd.order_id), keys::balance(cmd.user_id)])
             .await?;
@@ -161,6 +169,26 @@ impl Stockade {
         let now = self.core.ports.clock.now();
         let order = load_owned(&mut *uow, cmd.user_id, cmd.order_id).await?;
         let payments = uow.payments().for_order(order.id).await?;
+        let made_by_this_request = payments.iter().find(|p| {
+            p.status != PaymentStatus::Pending
+                && reference.is_some()
+                && p.reference.as_deref() == reference
+        });
+        if let Some(made) = made_by_this_request {
+            // This keyed request ran before and its saga was settled without it (recovery, or
+            // an expiry): answer as that run would have.
+            if made.status == PaymentStatus::Failed {
+                return Err(AppError::PaymentFailed);
+            }
+            let debit = uow
+                .wallets()
+                .find_entry(&made.ledger_reference(), LedgerKind::Use)
+                .await?
+                .ok_or_else(|| {
+                    AppError::Internal(format!("payment {} has no debit entry", made.id))
+                })?;
+            return Ok(PaymentReceipt::new(made, debit.balance_after.won()));
+        }
         if let Some(pending) = payments.iter().find(|p| p.status == PaymentStatus::Pending) {
             // A saga interrupted after its debit (the store failed in step 3, or the process
             // stopped): finish it rather than refuse, so that a retry settles the payment.
@@ -183,7 +211,10 @@ impl Stockade {
             }
             .into());
         }
-        let payment = uow.payments().insert(&order, cmd.amount, now).await?;
+        let payment = uow
+            .payments()
+            .insert(&order, cmd.amount, reference, now)
+            .await?;
         let debit = uow
             .wallets()
             .append(

@@ -518,10 +518,11 @@ pub async fn conditional_transitions(store: Arc<dyn Store>) {
         .unwrap();
     let payment = uow
         .payments()
-        .insert(&order, order.total, NOW)
+        .insert(&order, order.total, Some("pay:1:key"), NOW)
         .await
         .unwrap();
     assert_eq!(payment.status, PaymentStatus::Pending);
+    assert_eq!(payment.reference.as_deref(), Some("pay:1:key"));
     uow.commit().await.unwrap();
 
     // User coupons.
@@ -653,6 +654,7 @@ pub async fn conditional_transitions(store: Arc<dyn Store>) {
     let payments = uow.payments().for_order(order.id).await.unwrap();
     assert_eq!(payments.len(), 1);
     assert_eq!(payments[0].status, PaymentStatus::Approved);
+    assert_eq!(payments[0].reference.as_deref(), Some("pay:1:key"));
 }
 
 /// `check_fences` refuses a token lower than one committed before, accepts equal and higher

@@ -109,7 +109,11 @@ if pay and pgb:
     print("`order-pay` creates an order and pays it, again and again, over HTTP; each order creation")
     print("and each payment counts as one transaction (each is one database transaction, plus its")
     print("advisory locks and idempotency record). `pgbench -b tpcb-like` ran against the same server")
-    print("at the same client count in the same run.\n")
+    print("at the same client count in the same run. Both are bound by the two cores they share with")
+    print("the service and the load generator, not by the disk: an order and its payment take about")
+    print("twenty round trips to Postgres (claims, locks, the units of work that run on the locks'")
+    print("session, ADR 0009) where a pgbench transaction takes seven, so the ratio is lowest where")
+    print("pgbench is at its best (8 clients).\n")
     print("| clients | Stockade orders + payments /s | pgbench tpcb-like tps | ratio (goal ≥ 0.5) |")
     print("|---|---|---|---|")
     for c in sorted(set(pay) & set(pgb)):

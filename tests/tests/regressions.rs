@@ -332,7 +332,13 @@ async fn a_keyed_pay_retried_after_recovery_answers_with_its_receipt() {
     assert!(matches!(paid, Err(AppError::Unavailable(_))), "{paid:?}");
     t.backend.store.faults().clear();
     t.clock.advance(Duration::from_secs(60));
-    assert_eq!(t.app.recover_sagas(Duration::from_secs(30), 10).await.unwrap(), 1);
+    assert_eq!(
+        t.app
+            .recover_sagas(Duration::from_secs(30), 10)
+            .await
+            .unwrap(),
+        1
+    );
     t.backend.idempotency.clear();
 
     let again = t.app.pay(cmd.clone(), Some(&key)).await.unwrap().value;

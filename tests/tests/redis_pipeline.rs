@@ -507,3 +507,64 @@ async fn redis_restart_rebuild_racing_a_crowd_answers_truthfully() {
     assert_eq!((report.repaired, report.rolled_back), (0, 0));
     db.drop_schema().await;
 }
+
+/// An entry the queue cannot read (not written by `publish`: a field missing or not a number)
+/// is moved to the dead-letter stream as it is and acked; the entries delivered with it still
+/// reach the consumer, and later receives do not trip over it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_entry_is_quarantined_not_blocking_its_batch() {
+    use stockade_application::ports::queue::IssuanceRequest;
+    use stockade_domain::Timestamp;
+    let ns = namespace();
+    let queue = queue_at(&url(), &ns, "a", Duration::from_millis(200)).await;
+    let request = |u: i64| IssuanceRequest {
+        coupon_id: CouponId::new(7).unwrap(),
+        user_id: user(u),
+        reserved_at: Timestamp::from_millis(1_000),
+    };
+    queue.publish(request(1)).await.unwrap();
+    let client = redis::Client::open(url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(queue.stream_key())
+        .arg("*")
+        .arg("c")
+        .arg("seven")
+        .arg("u")
+        .arg(2)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    queue.publish(request(3)).await.unwrap();
+
+    let batch = queue.receive(10, Duration::from_secs(1)).await.unwrap();
+    let users: Vec<UserId> = batch.iter().map(|d| d.request.user_id).collect();
+    assert_eq!(users, vec![user(1), user(3)]);
+    let depth = queue.depth().await.unwrap();
+    assert_eq!((depth.ready, depth.in_flight, depth.dead), (0, 2, 1));
+    let dead: Vec<Vec<(String, String)>> = redis::cmd("XRANGE")
+        .arg(format!("{{{ns}:issuance}}:dead"))
+        .arg("-")
+        .arg("+")
+        .query_async::<Vec<(String, Vec<(String, String)>)>>(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].contains(&("c".to_owned(), "seven".to_owned())));
+    assert!(dead[0]
+        .iter()
+        .any(|(k, v)| k == "reason" && v.starts_with("malformed")));
+    assert!(queue.dead_letters(10).await.unwrap().is_empty());
+
+    // After the visibility time the two unacked entries come back; nothing else does.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = queue.receive(10, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(again.len(), 2);
+    for d in &again {
+        queue.ack(d).await.unwrap();
+    }
+    assert!(queue.depth().await.unwrap().is_drained());
+}

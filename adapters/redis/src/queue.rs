@@ -11,6 +11,8 @@
 //!   with the reason, to the dead-letter stream.
 //! - Attempts are counted as the attempts before the entry was (re)published, carried in the
 //!   entry, plus the group's delivery count of the entry.
+//! - An entry that cannot be read (not written by `publish`) is moved to the dead-letter stream
+//!   as it is, with a reason, and acked, so it never holds up the entries read with it.
 //!
 //! Every step that touches more than one key is a Lua script, and the keys share a hash tag, so
 //! each step is atomic (also on a Redis Cluster). A `receive` with nothing ready blocks in
@@ -118,6 +120,22 @@ redis.call('XADD', KEYS[3], '*', 'c', ARGV[5], 'u', ARGV[6], 't', ARGV[7], 'a', 
 return 1
 ";
 
+/// Moves an entry that cannot be read (a field missing or not a number: not written by
+/// `publish`) to the dead-letter stream as it is, with a reason, and acks it, so that it never
+/// holds up the entries delivered with it. KEYS: stream, dead. ARGV: group, id.
+const QUARANTINE: &str = r"
+local e = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+if e[1] then
+  local f = e[1][2]
+  f[#f + 1] = 'reason'
+  f[#f + 1] = 'malformed entry ' .. ARGV[2]
+  redis.call('XADD', KEYS[2], '*', unpack(f))
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return 1
+";
+
 /// `{ready, in_flight, dead}`.
 const DEPTH: &str = r"
 redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
@@ -149,6 +167,7 @@ pub struct RedisIssuanceQueue {
     ack: Arc<Script>,
     retry: Arc<Script>,
     dead_letter: Arc<Script>,
+    quarantine: Arc<Script>,
     depth: Arc<Script>,
 }
 
@@ -201,6 +220,7 @@ impl RedisIssuanceQueue {
             ack: Arc::new(Script::new(ACK)),
             retry: Arc::new(Script::new(&format!("{LATEST}{RETRY}"))),
             dead_letter: Arc::new(Script::new(&format!("{LATEST}{DEAD_LETTER}"))),
+            quarantine: Arc::new(Script::new(QUARANTINE)),
             depth: Arc::new(Script::new(DEPTH)),
         })
     }
@@ -220,7 +240,8 @@ impl RedisIssuanceQueue {
         &self.keys.stream
     }
 
-    /// The most recent dead letters, newest first.
+    /// The most recent dead letters, newest first (entries quarantined as malformed are left
+    /// out: read them with `XRANGE` on the dead-letter stream).
     ///
     /// # Errors
     /// When Redis fails.
@@ -235,19 +256,51 @@ impl RedisIssuanceQueue {
             .query_async(&mut conn)
             .await
             .map_err(backend)?;
-        entries
+        Ok(entries
             .into_iter()
-            .map(|(id, fields)| {
+            .filter_map(|(id, fields)| {
                 let get = |k: &str| field(&fields, k);
-                let (request, attempt) = decode(&id, get("c"), get("u"), get("t"), get("a"))?;
-                Ok(DeadLetter {
+                let (request, attempt) =
+                    decode(&id, get("c"), get("u"), get("t"), get("a")).ok()?;
+                Some(DeadLetter {
                     id,
                     request,
                     attempt,
                     reason: get("reason").to_owned(),
                 })
             })
-            .collect()
+            .collect())
+    }
+
+    /// Deliveries of the entries that decode; the others are quarantined (see [`QUARANTINE`]).
+    async fn readable(
+        &self,
+        entries: Vec<(String, Decoded)>,
+    ) -> Result<Vec<Delivery>, BackendError> {
+        let mut out = Vec::with_capacity(entries.len());
+        for (id, decoded) in entries {
+            match decoded {
+                Ok((request, attempt)) => out.push(Delivery {
+                    id,
+                    request,
+                    attempt,
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, entry = %id, "a malformed issuance entry was moved to the dead-letter stream");
+                    let mut conn = self.conn.clone();
+                    let _moved: i64 = self
+                        .quarantine
+                        .key(&self.keys.stream)
+                        .key(&self.keys.dead)
+                        .arg(GROUP)
+                        .arg(&id)
+                        .invoke_async(&mut conn)
+                        .await
+                        .map_err(backend)?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn blocking_connection(&self) -> Result<MultiplexedConnection, BackendError> {
@@ -283,18 +336,15 @@ impl RedisIssuanceQueue {
             .await
             .map_err(backend)?;
         let wait = u64::try_from(wait).ok().map(Duration::from_millis);
-        let deliveries = entries
+        let decoded = entries
             .into_iter()
             .map(|(id, c, u, t, attempt)| {
-                let (request, _) = decode(&id, &c, &u, &t, "0")?;
-                Ok(Delivery {
-                    id,
-                    request,
-                    attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
-                })
+                let d = decode(&id, &c, &u, &t, "0")
+                    .map(|(request, _)| (request, u32::try_from(attempt).unwrap_or(u32::MAX)));
+                (id, d)
             })
-            .collect::<Result<_, BackendError>>()?;
-        Ok((wait, deliveries))
+            .collect();
+        Ok((wait, self.readable(decoded).await?))
     }
 
     /// Blocks until a new entry is published or `block` passes; delivers what arrived.
@@ -334,21 +384,21 @@ impl RedisIssuanceQueue {
         self.blocking.lock().push(conn);
         type Read = Option<Vec<(String, Vec<(String, Vec<(String, String)>)>)>>;
         let read: Read = redis::from_redis_value(reply).map_err(backend)?;
-        let mut out = Vec::new();
+        let mut decoded = Vec::new();
         for (_, entries) in read.unwrap_or_default() {
             for (id, fields) in entries {
                 let get = |k: &str| field(&fields, k);
-                let (request, before) = decode(&id, get("c"), get("u"), get("t"), get("a"))?;
-                out.push(Delivery {
-                    id,
-                    request,
-                    attempt: before.saturating_add(1),
-                });
+                let d = decode(&id, get("c"), get("u"), get("t"), get("a"))
+                    .map(|(request, before)| (request, before.saturating_add(1)));
+                decoded.push((id, d));
             }
         }
-        Ok(out)
+        self.readable(decoded).await
     }
 }
+
+/// An entry's request and attempt, or why it cannot be read.
+type Decoded = Result<(IssuanceRequest, u32), BackendError>;
 
 /// One entry as the receive script answers it: id, coupon, user, reserved at, attempt.
 type Entry = (String, String, String, String, i64);

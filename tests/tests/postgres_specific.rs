@@ -453,3 +453,57 @@ async fn a_release_during_a_hosted_unit_happens_when_the_unit_ends() {
     drop(lapsing);
     db.drop_schema().await;
 }
+
+/// A unit dropped without commit on the lock session is rolled back at once (not left open
+/// until the session's next use, for the length of a platform call say); the session keeps its
+/// locks and hosts the next unit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_hosted_unit_is_rolled_back_at_once() {
+    use stockade_application::ports::store::Store;
+    use stockade_domain::NewProduct;
+    let db = TestDb::new().await;
+    let locks = db.locks().await;
+    let hosting = db.store().hosting_units_of(&locks);
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let lock_app = format!("{}-locks", db.schema);
+    let guard = locks
+        .acquire(&[key("pg:rollback")], opts(1_000, 60_000))
+        .await
+        .unwrap();
+    let mut uow = hosting.begin_guarded(&guard).await.unwrap();
+    uow.products()
+        .insert(NewProduct::new("dropped", 100, 5, 1).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(idle_in_transaction(&mut admin, &lock_app).await, 1);
+    drop(uow);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while idle_in_transaction(&mut admin, &lock_app).await != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "still open");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let other = locks
+        .acquire(&[key("pg:rollback")], opts(200, 60_000))
+        .await;
+    assert!(matches!(other, Err(LockError::Timeout)), "{other:?}");
+    let mut next = hosting.begin_guarded(&guard).await.unwrap();
+    next.products()
+        .insert(NewProduct::new("kept", 100, 5, 1).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(idle_in_transaction(&mut admin, &lock_app).await, 1);
+    next.commit().await.unwrap();
+    guard.release().await.unwrap();
+    let mut read = hosting.begin().await.unwrap();
+    let names: Vec<String> = read
+        .products()
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, vec!["kept".to_owned()]);
+    drop(read);
+    db.drop_schema().await;
+}

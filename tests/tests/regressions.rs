@@ -366,3 +366,125 @@ async fn a_keyed_pay_retried_after_recovery_answers_with_its_receipt() {
     assert_eq!(uses, 1);
     t.assert_invariants(&[]).await;
 }
+
+/// A gate whose `rebuild` first lets a consumer persist one more reservation it had in hand
+/// (read from the stream before the gate was lost): between the rebuild's read of the store and
+/// its script.
+#[derive(Debug)]
+struct PersistDuringRebuild {
+    inner: stockade_memory::MemoryCouponGate,
+    store: stockade_memory::MemoryStore,
+    late: stockade_domain::UserId,
+}
+
+#[async_trait]
+impl stockade_application::ports::gate::CouponGate for PersistDuringRebuild {
+    async fn init(
+        &self,
+        coupon: CouponId,
+        config: stockade_application::ports::gate::GateConfig,
+    ) -> Result<(), stockade_application::BackendError> {
+        self.inner.init(coupon, config).await
+    }
+    async fn rebuild(
+        &self,
+        coupon: CouponId,
+        config: stockade_application::ports::gate::GateConfig,
+        holders: &[stockade_domain::UserId],
+    ) -> Result<bool, stockade_application::BackendError> {
+        use stockade_application::ports::store::Store;
+        let mut uow = self.store.begin().await.unwrap();
+        let policy = uow.coupons().get(coupon).await.unwrap().unwrap();
+        uow.coupons()
+            .issue(&policy, self.late, Timestamp::from_millis(1))
+            .await
+            .unwrap();
+        uow.commit().await.unwrap();
+        self.inner.rebuild(coupon, config, holders).await
+    }
+    async fn reserve(
+        &self,
+        coupon: CouponId,
+        user: stockade_domain::UserId,
+        now: Timestamp,
+    ) -> Result<stockade_application::ports::gate::GateOutcome, stockade_application::BackendError>
+    {
+        self.inner.reserve(coupon, user, now).await
+    }
+    async fn rollback(
+        &self,
+        coupon: CouponId,
+        user: stockade_domain::UserId,
+    ) -> Result<bool, stockade_application::BackendError> {
+        self.inner.rollback(coupon, user).await
+    }
+    async fn restore(
+        &self,
+        coupon: CouponId,
+        user: stockade_domain::UserId,
+    ) -> Result<bool, stockade_application::BackendError> {
+        self.inner.restore(coupon, user).await
+    }
+    async fn stats(
+        &self,
+        coupon: CouponId,
+    ) -> Result<
+        Option<stockade_application::ports::gate::GateStats>,
+        stockade_application::BackendError,
+    > {
+        self.inner.stats(coupon).await
+    }
+    async fn holders(
+        &self,
+        coupon: CouponId,
+    ) -> Result<Vec<stockade_domain::UserId>, stockade_application::BackendError> {
+        self.inner.holders(coupon).await
+    }
+}
+
+/// A reservation persisted while the lost gate is being rebuilt still gets its place in the
+/// rebuilt gate: the crowd after it wins only the places left, and none is refused later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_persisted_during_the_rebuild_keeps_its_place() {
+    let t = TestApp::new();
+    let coupon = t
+        .coupon(
+            "CART",
+            Discount::new("FIXED", 1_000, None).unwrap(),
+            0,
+            10,
+            IssuanceMode::Flash,
+        )
+        .await;
+    for n in 1..=5 {
+        t.app.issue_coupon(coupon, user(n)).await.unwrap();
+    }
+    t.drain().await;
+    t.backend.gate.wipe();
+    let mut ports = t.backend.ports();
+    ports.gate = Arc::new(PersistDuringRebuild {
+        inner: t.backend.gate.clone(),
+        store: t.backend.store.clone(),
+        late: user(6),
+    });
+    let app = Stockade::new(ports, Settings::default());
+    let mut won = 0;
+    for n in 100..130 {
+        if app.issue_coupon(coupon, user(n)).await.is_ok() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 4, "only the places nobody holds");
+    t.drain().await;
+    let stock = app.coupon_stock(coupon).await.unwrap();
+    assert_eq!(
+        (
+            stock.remaining,
+            stock.reserved,
+            stock.persisted,
+            stock.failed
+        ),
+        (0, 10, 10, 0)
+    );
+    t.assert_invariants(&[coupon]).await;
+}

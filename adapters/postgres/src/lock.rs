@@ -76,7 +76,8 @@ impl fmt::Debug for PgLockManager {
 
 type Conn = PoolConnection<Postgres>;
 
-/// A connection being used to acquire: closed (not pooled) if the acquisition does not finish.
+/// A connection being used to acquire or release: closed (not pooled) if the work does not
+/// finish.
 struct Acquiring {
     conn: Option<Conn>,
 }
@@ -281,9 +282,6 @@ impl LockManager for PgLockManager {
 struct Slot {
     conn: Option<Conn>,
     hosted: bool,
-    /// A hosted unit was dropped without commit: its transaction must be rolled back before
-    /// the session does anything else.
-    needs_rollback: bool,
     release_pending: bool,
 }
 
@@ -307,53 +305,79 @@ impl Shared {
     /// instead if the unlock fails. While a unit runs on the session, the release is left to
     /// the unit's end.
     async fn release(&self) -> Result<(), LockError> {
-        let (conn, rollback) = {
+        let conn = {
             let mut slot = self.slot.lock();
             if slot.hosted {
                 slot.release_pending = true;
                 return Ok(());
             }
-            let rollback = std::mem::take(&mut slot.needs_rollback);
-            (slot.conn.take(), rollback)
+            slot.conn.take()
         };
         match conn {
-            Some(conn) => unlock_and_return(conn, rollback).await,
+            Some(conn) => unlock_and_return(conn).await,
             None => Ok(()),
         }
     }
 
     /// Lends the session to a unit of work, unless another has it or it is gone.
-    fn lend(&self) -> Option<(Conn, bool)> {
+    fn lend(&self) -> Option<Conn> {
         let mut slot = self.slot.lock();
         if slot.hosted || slot.release_pending {
             return None;
         }
         let conn = slot.conn.take()?;
         slot.hosted = true;
-        Some((conn, std::mem::take(&mut slot.needs_rollback)))
+        Some(conn)
     }
 
     /// A unit gives the session back (`open`: its transaction was neither committed nor rolled
-    /// back). A release asked for meanwhile happens now, in the background.
-    fn give_back(&self, conn: Conn, open: bool) {
-        let mut slot = self.slot.lock();
-        slot.hosted = false;
-        if slot.release_pending {
-            slot.release_pending = false;
-            drop(slot);
-            match tokio::runtime::Handle::try_current() {
-                Ok(handle) => {
-                    handle.spawn(async move {
-                        let _ = unlock_and_return(conn, open).await;
-                    });
-                }
-                // No runtime to run the unlock on: close the session instead.
-                Err(_) => drop(conn.detach()),
-            }
-        } else {
-            slot.needs_rollback = open;
+    /// back). An open transaction is rolled back at once, in the background (the session stays
+    /// lent until then), rather than left idle until the session's next use; a release asked
+    /// for meanwhile happens after it.
+    fn give_back(shared: &Arc<Shared>, conn: Conn, open: bool) {
+        let mut slot = shared.slot.lock();
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            // No runtime to run anything on: close the session (its locks and transaction end).
+            slot.hosted = false;
+            slot.release_pending = true;
+            drop(conn.detach());
+            return;
+        };
+        if !open && !slot.release_pending {
+            slot.hosted = false;
             slot.conn = Some(conn);
+            return;
         }
+        drop(slot);
+        let shared = shared.clone();
+        handle.spawn(async move {
+            let mut settling = Acquiring { conn: Some(conn) };
+            let rolled_back = match settling.conn.as_mut() {
+                Some(c) if open => sqlx::Executor::execute(&mut **c, "ROLLBACK").await.is_ok(),
+                _ => true,
+            };
+            if !rolled_back {
+                // The session is broken: closing it (as `settling` drops) ends its locks.
+                shared.slot.lock().hosted = false;
+                return;
+            }
+            let release = {
+                let mut slot = shared.slot.lock();
+                slot.hosted = false;
+                if slot.release_pending {
+                    slot.release_pending = false;
+                    true
+                } else {
+                    slot.conn = settling.conn.take();
+                    false
+                }
+            };
+            if release {
+                if let Some(conn) = settling.conn.take() {
+                    let _ = unlock_and_return(conn).await;
+                }
+            }
+        });
     }
 }
 
@@ -366,25 +390,19 @@ impl Drop for Shared {
     }
 }
 
-/// Rolls back a transaction left open (if any), unlocks everything, and returns the connection
-/// to the pool; closes it instead if either fails.
-async fn unlock_and_return(mut conn: Conn, rollback: bool) -> Result<(), LockError> {
-    if rollback {
-        if let Err(e) = sqlx::Executor::execute(&mut *conn, "ROLLBACK").await {
-            drop(conn.detach());
-            return Err(lock_err(e));
-        }
-    }
-    match sqlx::query("SELECT pg_advisory_unlock_all()")
-        .execute(&mut *conn)
+/// Unlocks everything and returns the connection to the pool; closes it instead if the unlock
+/// fails, or if this future is dropped before it finished (a watchdog aborted mid-release): a
+/// session that may still hold locks never goes back to the pool.
+async fn unlock_and_return(conn: Conn) -> Result<(), LockError> {
+    let mut closing = Acquiring { conn: Some(conn) };
+    let conn = closing.conn.as_mut().ok_or(LockError::Timeout)?;
+    sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut **conn)
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            drop(conn.detach());
-            Err(lock_err(e))
-        }
-    }
+        .map_err(lock_err)?;
+    // Clean: back to the pool.
+    drop(closing.conn.take());
+    Ok(())
 }
 
 /// A unit of work's transaction on the session that holds its locks (borrowed from the grant,
@@ -400,18 +418,15 @@ impl HostedSession {
     /// Begins a transaction on `held`'s session; `None` if the session is busy (another unit
     /// runs on it) or gone (released, or its lease ran out).
     pub(crate) async fn begin(held: &PgHeld) -> Result<Option<HostedSession>, sqlx::Error> {
-        let Some((conn, rollback)) = held.shared.lend() else {
+        let Some(conn) = held.shared.lend() else {
             return Ok(None);
         };
+        // Open from here on: dropped before `COMMIT` succeeds, it is rolled back.
         let mut hosted = HostedSession {
             shared: held.shared.clone(),
             conn: Some(conn),
-            open: rollback,
+            open: true,
         };
-        if rollback {
-            sqlx::Executor::execute(hosted.conn_mut(), "ROLLBACK").await?;
-        }
-        hosted.open = true;
         sqlx::Executor::execute(hosted.conn_mut(), "BEGIN").await?;
         Ok(Some(hosted))
     }
@@ -450,7 +465,7 @@ impl std::ops::DerefMut for HostedSession {
 impl Drop for HostedSession {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.shared.give_back(conn, self.open);
+            Shared::give_back(&self.shared, conn, self.open);
         }
     }
 }

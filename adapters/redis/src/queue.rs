@@ -388,7 +388,10 @@ impl RedisIssuanceQueue {
         for (_, entries) in read.unwrap_or_default() {
             for (id, fields) in entries {
                 let get = |k: &str| field(&fields, k);
-                let d = decode(&id, get("c"), get("u"), get("t"), get("a"))
+                // As the receive script does: attempts that do not read as a number count as 0.
+                let a = get("a");
+                let a = if a.parse::<u32>().is_ok() { a } else { "0" };
+                let d = decode(&id, get("c"), get("u"), get("t"), a)
                     .map(|(request, before)| (request, before.saturating_add(1)));
                 decoded.push((id, d));
             }

@@ -70,8 +70,22 @@ impl Stockade {
             .gate
             .rebuild(coupon.id, gate_config(coupon), &holders)
             .await?;
-        if created && !holders.is_empty() {
-            tracing::info!(coupon = %coupon.id, holders = holders.len(), "coupon gate rebuilt from the store");
+        if created {
+            // A consumer may have persisted reservations it had in hand (read from the stream
+            // before the gate was lost) between the read above and the rebuild: give them
+            // their places too, before anyone else is served by this process.
+            let known: std::collections::HashSet<UserId> = holders.iter().copied().collect();
+            let now_held = {
+                let mut uow = self.core.ports.store.begin().await?;
+                uow.coupons().holders(coupon.id).await?
+            };
+            let mut late = 0_usize;
+            for user in now_held.into_iter().filter(|u| !known.contains(u)) {
+                if self.core.ports.gate.restore(coupon.id, user).await? {
+                    late += 1;
+                }
+            }
+            tracing::info!(coupon = %coupon.id, holders = holders.len() + late, "coupon gate rebuilt from the store");
         }
         Ok(())
     }

@@ -173,6 +173,7 @@ impl Stockade {
             p.status != PaymentStatus::Pending
                 && reference.is_some()
                 && p.reference.as_deref() == reference
+                && p.amount == cmd.amount
         });
         if let Some(made) = made_by_this_request {
             // This keyed request ran before and its saga was settled without it (recovery, or

@@ -370,14 +370,10 @@ async fn publish_failure_rolls_back_and_answers_unavailable() {
     db.drop_schema().await;
 }
 
-/// Redis (gate and queue) restarts without persistence. What the store holds is recovered: the
-/// next reserve rebuilds the gate from the store and its holders. What is lost: reservations
-/// still in the queue when Redis went down; those users hold nothing and may ask again, and the
-/// places they had return to the gate.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_restart_recovers_what_the_store_holds() {
+/// The pipeline with its gate and queue on a Redis node of its own (which a test may restart).
+async fn on_a_node_of_its_own() -> (TestDb, Nodes, Arc<RedisIssuanceQueue>, TestApp) {
     let db = TestDb::new().await;
-    let mut nodes = Nodes::start(1).await;
+    let nodes = Nodes::start(1).await;
     let ns = namespace();
     let node = nodes.urls[0].clone();
     let queue = Arc::new(queue_at(&node, &ns, "a", Duration::from_secs(30)).await);
@@ -389,6 +385,16 @@ async fn redis_restart_recovers_what_the_store_holds() {
         settings(),
     )
     .await;
+    (db, nodes, queue, t)
+}
+
+/// Redis (gate and queue) restarts without persistence. What the store holds is recovered: the
+/// next reserve rebuilds the gate from the store and its holders. What is lost: reservations
+/// still in the queue when Redis went down; those users hold nothing and may ask again, and the
+/// places they had return to the gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_recovers_what_the_store_holds() {
+    let (db, mut nodes, queue, t) = on_a_node_of_its_own().await;
     let coupon = flash_coupon(&t, 50).await;
     let winners = race(&t, coupon, 1..=80).await;
     assert_eq!(winners.len(), 50);
@@ -452,19 +458,7 @@ async fn redis_restart_recovers_what_the_store_holds() {
 /// won, no reservation is refused later, and the gate is rebuilt once per process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_rebuild_racing_a_crowd_answers_truthfully() {
-    let db = TestDb::new().await;
-    let mut nodes = Nodes::start(1).await;
-    let ns = namespace();
-    let node = nodes.urls[0].clone();
-    let queue = Arc::new(queue_at(&node, &ns, "a", Duration::from_secs(30)).await);
-    let t = TestApp::on_pipeline(
-        &db,
-        Arc::new(db.store()),
-        Arc::new(gate_at(&node, &ns).await),
-        queue.clone(),
-        settings(),
-    )
-    .await;
+    let (db, mut nodes, queue, t) = on_a_node_of_its_own().await;
     let coupon = flash_coupon(&t, 50).await;
     assert_eq!(race(&t, coupon, 1..=30).await.len(), 30);
     t.drain().await;

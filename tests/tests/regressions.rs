@@ -179,15 +179,28 @@ async fn a_late_dead_letter_is_final() {
     assert_eq!((depth.ready, depth.in_flight, depth.dead), (0, 0, 1));
 }
 
-/// A gate wrapper counting rebuilds.
+/// A memory gate that counts its rebuilds and, if `persist_first` is set, lets a consumer
+/// persist one more reservation it had in hand (read from the stream before the gate was lost)
+/// at the start of a rebuild: between the rebuild's read of the store and its script.
 #[derive(Debug)]
-struct CountingGate {
+struct WatchedGate {
     inner: stockade_memory::MemoryCouponGate,
     rebuilds: std::sync::atomic::AtomicUsize,
+    persist_first: Option<(stockade_memory::MemoryStore, stockade_domain::UserId)>,
+}
+
+impl WatchedGate {
+    fn over(inner: stockade_memory::MemoryCouponGate) -> Self {
+        WatchedGate {
+            inner,
+            rebuilds: std::sync::atomic::AtomicUsize::new(0),
+            persist_first: None,
+        }
+    }
 }
 
 #[async_trait]
-impl stockade_application::ports::gate::CouponGate for CountingGate {
+impl stockade_application::ports::gate::CouponGate for WatchedGate {
     async fn init(
         &self,
         coupon: CouponId,
@@ -202,6 +215,16 @@ impl stockade_application::ports::gate::CouponGate for CountingGate {
         holders: &[stockade_domain::UserId],
     ) -> Result<bool, stockade_application::BackendError> {
         self.rebuilds.fetch_add(1, Ordering::SeqCst);
+        if let Some((store, late)) = &self.persist_first {
+            use stockade_application::ports::store::Store;
+            let mut uow = store.begin().await.unwrap();
+            let policy = uow.coupons().get(coupon).await.unwrap().unwrap();
+            uow.coupons()
+                .issue(&policy, *late, Timestamp::from_millis(1))
+                .await
+                .unwrap();
+            uow.commit().await.unwrap();
+        }
         tokio::task::yield_now().await;
         self.inner.rebuild(coupon, config, holders).await
     }
@@ -265,10 +288,7 @@ async fn a_lost_gate_is_rebuilt_once_with_its_holders() {
     }
     t.drain().await;
     t.backend.gate.wipe();
-    let gate = Arc::new(CountingGate {
-        inner: t.backend.gate.clone(),
-        rebuilds: std::sync::atomic::AtomicUsize::new(0),
-    });
+    let gate = Arc::new(WatchedGate::over(t.backend.gate.clone()));
     let mut ports = t.backend.ports();
     ports.gate = gate.clone();
     let app = Stockade::new(ports, Settings::default());
@@ -367,81 +387,6 @@ async fn a_keyed_pay_retried_after_recovery_answers_with_its_receipt() {
     t.assert_invariants(&[]).await;
 }
 
-/// A gate whose `rebuild` first lets a consumer persist one more reservation it had in hand
-/// (read from the stream before the gate was lost): between the rebuild's read of the store and
-/// its script.
-#[derive(Debug)]
-struct PersistDuringRebuild {
-    inner: stockade_memory::MemoryCouponGate,
-    store: stockade_memory::MemoryStore,
-    late: stockade_domain::UserId,
-}
-
-#[async_trait]
-impl stockade_application::ports::gate::CouponGate for PersistDuringRebuild {
-    async fn init(
-        &self,
-        coupon: CouponId,
-        config: stockade_application::ports::gate::GateConfig,
-    ) -> Result<(), stockade_application::BackendError> {
-        self.inner.init(coupon, config).await
-    }
-    async fn rebuild(
-        &self,
-        coupon: CouponId,
-        config: stockade_application::ports::gate::GateConfig,
-        holders: &[stockade_domain::UserId],
-    ) -> Result<bool, stockade_application::BackendError> {
-        use stockade_application::ports::store::Store;
-        let mut uow = self.store.begin().await.unwrap();
-        let policy = uow.coupons().get(coupon).await.unwrap().unwrap();
-        uow.coupons()
-            .issue(&policy, self.late, Timestamp::from_millis(1))
-            .await
-            .unwrap();
-        uow.commit().await.unwrap();
-        self.inner.rebuild(coupon, config, holders).await
-    }
-    async fn reserve(
-        &self,
-        coupon: CouponId,
-        user: stockade_domain::UserId,
-        now: Timestamp,
-    ) -> Result<stockade_application::ports::gate::GateOutcome, stockade_application::BackendError>
-    {
-        self.inner.reserve(coupon, user, now).await
-    }
-    async fn rollback(
-        &self,
-        coupon: CouponId,
-        user: stockade_domain::UserId,
-    ) -> Result<bool, stockade_application::BackendError> {
-        self.inner.rollback(coupon, user).await
-    }
-    async fn restore(
-        &self,
-        coupon: CouponId,
-        user: stockade_domain::UserId,
-    ) -> Result<bool, stockade_application::BackendError> {
-        self.inner.restore(coupon, user).await
-    }
-    async fn stats(
-        &self,
-        coupon: CouponId,
-    ) -> Result<
-        Option<stockade_application::ports::gate::GateStats>,
-        stockade_application::BackendError,
-    > {
-        self.inner.stats(coupon).await
-    }
-    async fn holders(
-        &self,
-        coupon: CouponId,
-    ) -> Result<Vec<stockade_domain::UserId>, stockade_application::BackendError> {
-        self.inner.holders(coupon).await
-    }
-}
-
 /// A reservation persisted while the lost gate is being rebuilt still gets its place in the
 /// rebuilt gate: the crowd after it wins only the places left, and none is refused later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,10 +407,9 @@ async fn a_reservation_persisted_during_the_rebuild_keeps_its_place() {
     t.drain().await;
     t.backend.gate.wipe();
     let mut ports = t.backend.ports();
-    ports.gate = Arc::new(PersistDuringRebuild {
-        inner: t.backend.gate.clone(),
-        store: t.backend.store.clone(),
-        late: user(6),
+    ports.gate = Arc::new(WatchedGate {
+        persist_first: Some((t.backend.store.clone(), user(6))),
+        ..WatchedGate::over(t.backend.gate.clone())
     });
     let app = Stockade::new(ports, Settings::default());
     let mut won = 0;

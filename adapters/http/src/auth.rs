@@ -1,10 +1,11 @@
 //! Bearer JWTs (HS256): who is calling and whether they are an admin.
 
 use crate::error::ApiError;
-use crate::AppState;
+use crate::Shared;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use dashmap::DashMap;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -20,10 +21,62 @@ struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    verified: Verified,
+}
+
+/// How many verified tokens are remembered before the memory is swept.
+const VERIFIED_CAPACITY: usize = 65_536;
+
+/// Tokens that already passed verification, with what they said: a client sends the same token
+/// with every request of its session, and checking its signature and parsing its claims each
+/// time is a large share of a cheap request's cost. The key is the whole token, so a hit is a
+/// token whose exact bytes were verified under this secret; the only part of the answer that
+/// time changes is expiry, and every hit checks `exp` by the same rule as the full check (not
+/// before now minus the leeway). Only tokens that verified are kept, so a caller without the
+/// secret cannot fill it; when it is full, expired entries are dropped, and if that is not
+/// enough, all of them (the next request of each client verifies again).
+struct Verified {
+    tokens: DashMap<Box<str>, (AuthUser, u64)>,
+    capacity: usize,
+}
+
+impl Verified {
+    fn new(capacity: usize) -> Self {
+        Verified {
+            tokens: DashMap::new(),
+            capacity,
+        }
+    }
+
+    fn remember(&self, token: &str, user: AuthUser, exp: u64, now: u64, leeway: u64) {
+        if self.tokens.len() >= self.capacity {
+            self.tokens
+                .retain(|_, (_, exp)| !expired(*exp, now, leeway));
+            if self.tokens.len() >= self.capacity {
+                self.tokens.clear();
+            }
+        }
+        self.tokens.insert(token.into(), (user, exp));
+    }
+}
+
+/// jsonwebtoken's rule: a token is expired once `exp` is before now minus the leeway.
+fn expired(exp: u64, now: u64, leeway: u64) -> bool {
+    exp < now.saturating_sub(leeway)
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl JwtSecret {
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
+        Self::with_capacity(secret, VERIFIED_CAPACITY)
+    }
+
+    fn with_capacity(secret: impl Into<Vec<u8>>, capacity: usize) -> Self {
         let secret = secret.into();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
@@ -31,6 +84,7 @@ impl JwtSecret {
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),
             validation,
+            verified: Verified::new(capacity),
         }))
     }
 }
@@ -91,6 +145,29 @@ pub struct AuthUser {
 pub struct AdminUser(pub AuthUser);
 
 fn verify(secret: &JwtSecret, token: &str) -> Result<AuthUser, ApiError> {
+    verify_at(secret, token, now_secs())
+}
+
+/// [`verify`] with the clock read by the caller (the signature check itself reads the system
+/// clock, so `now` only decides for tokens already verified).
+fn verify_at(secret: &JwtSecret, token: &str, now: u64) -> Result<AuthUser, ApiError> {
+    let keys = &secret.0;
+    let leeway = keys.validation.leeway;
+    let hit = keys.verified.tokens.get(token).map(|entry| *entry.value());
+    if let Some((user, exp)) = hit {
+        if !expired(exp, now, leeway) {
+            return Ok(user);
+        }
+        keys.verified.tokens.remove(token);
+        return Err(ApiError::unauthorized("the token has expired"));
+    }
+    let (user, exp) = check(secret, token)?;
+    keys.verified.remember(token, user, exp, now, leeway);
+    Ok(user)
+}
+
+/// The full check: signature, required claims, expiry, role and user id.
+fn check(secret: &JwtSecret, token: &str) -> Result<(AuthUser, u64), ApiError> {
     let data = decode::<Claims>(token, &secret.0.decoding, &secret.0.validation).map_err(|e| {
         match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
@@ -113,13 +190,13 @@ fn verify(secret: &JwtSecret, token: &str) -> Result<AuthUser, ApiError> {
     let user = raw
         .and_then(|id| UserId::new(id).ok())
         .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, "the token names no valid user"))?;
-    Ok(AuthUser { user, admin })
+    Ok((AuthUser { user, admin }, data.claims.exp))
 }
 
-impl FromRequestParts<AppState> for AuthUser {
+impl FromRequestParts<Shared> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
         let header = parts
             .headers
             .get(AUTHORIZATION)
@@ -137,10 +214,10 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-impl FromRequestParts<AppState> for AdminUser {
+impl FromRequestParts<Shared> for AdminUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
         let user = AuthUser::from_request_parts(parts, state).await?;
         if !user.admin {
             return Err(ApiError::new(ErrorCode::Forbidden, "admins only"));
@@ -166,5 +243,63 @@ mod tests {
         );
         assert!(verify(&secret, "garbage").is_err());
         assert_eq!(format!("{secret:?}"), "JwtSecret(<redacted>)");
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_by_the_same_rule() {
+        let secret = JwtSecret::new("s3cret");
+        let t = issue_token(&secret, 7, false, 10).expect("signed");
+        let now = now_secs();
+        assert_eq!(verify_at(&secret, &t, now).expect("valid").user.get(), 7);
+        assert!(secret.0.verified.tokens.contains_key(t.as_str()));
+        let exp = now + 10;
+        let leeway = secret.0.validation.leeway;
+        // Inside the leeway it is still good, as the full check would say.
+        assert!(verify_at(&secret, &t, exp + leeway).is_ok());
+        let late = verify_at(&secret, &t, exp + leeway + 1).map(|u| u.user.get());
+        assert_eq!(
+            late.map_err(|e| (e.code, e.message)),
+            Err((ErrorCode::Unauthorized, "the token has expired".to_owned()))
+        );
+        assert!(!secret.0.verified.tokens.contains_key(t.as_str()));
+    }
+
+    #[test]
+    fn only_the_exact_verified_bytes_are_remembered() {
+        let secret = JwtSecret::new("s3cret");
+        let t = issue_token(&secret, 7, true, 60).expect("signed");
+        verify(&secret, &t).expect("valid");
+        let (head, sig) = t.rsplit_once('.').expect("three parts");
+        let flipped = if sig.starts_with('A') { "B" } else { "A" };
+        let forged = format!("{head}.{flipped}{}", &sig[1..]);
+        assert_eq!(
+            verify(&secret, &forged).map(|_| ()).map_err(|e| e.code),
+            Err(ErrorCode::Unauthorized)
+        );
+        assert!(verify(&JwtSecret::new("other"), &t).is_err());
+        assert_eq!(secret.0.verified.tokens.len(), 1);
+    }
+
+    #[test]
+    fn a_full_memory_drops_expired_tokens_first() {
+        let secret = JwtSecret::with_capacity("s3cret", 2);
+        let now = now_secs();
+        let short = issue_token(&secret, 1, false, 1).expect("signed");
+        let long = issue_token(&secret, 2, false, 3_600).expect("signed");
+        let third = issue_token(&secret, 3, false, 3_600).expect("signed");
+        verify_at(&secret, &short, now).expect("valid");
+        verify_at(&secret, &long, now).expect("valid");
+        let later = now + 1 + secret.0.validation.leeway + 1;
+        assert_eq!(
+            verify_at(&secret, &third, later).expect("valid").user.get(),
+            3
+        );
+        let kept = &secret.0.verified.tokens;
+        assert_eq!(kept.len(), 2);
+        assert!(kept.contains_key(long.as_str()) && kept.contains_key(third.as_str()));
+        // Nothing expired to drop: the memory starts again rather than grow.
+        let fourth = issue_token(&secret, 4, false, 3_600).expect("signed");
+        verify_at(&secret, &fourth, later).expect("valid");
+        assert_eq!(secret.0.verified.tokens.len(), 1);
     }
 }

@@ -67,6 +67,10 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// The state as the router holds it: axum clones the state for every request (each route and
+/// every `State` extractor), so it is one reference count rather than one per field.
+pub(crate) type Shared = Arc<AppState>;
+
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole service.
@@ -99,5 +103,5 @@ pub fn router(state: AppState) -> Router {
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
                 .layer(CatchPanicLayer::custom(middleware::panic_response)),
         )
-        .with_state(state)
+        .with_state(Arc::new(state))
 }

@@ -1,7 +1,7 @@
 //! The route table — the single source of both the router and the OpenAPI 3 document.
 
 use crate::handlers::{admin, ops, shop};
-use crate::AppState;
+use crate::Shared;
 use axum::routing::{delete, get, post, put, MethodRouter};
 use serde_json::{json, Map, Value};
 
@@ -34,7 +34,7 @@ pub struct Route {
     /// Component name of `data` in the success envelope; `None` for non-JSON answers.
     pub data: Option<&'static str>,
     pub status: u16,
-    pub handler: fn() -> MethodRouter<AppState>,
+    pub handler: fn() -> MethodRouter<Shared>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -47,7 +47,7 @@ const fn r(
     body: Option<&'static str>,
     data: Option<&'static str>,
     status: u16,
-    handler: fn() -> MethodRouter<AppState>,
+    handler: fn() -> MethodRouter<Shared>,
 ) -> Route {
     Route {
         method,

@@ -5,7 +5,7 @@ use crate::auth::AdminUser;
 use crate::envelope::Reply;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
-use crate::AppState;
+use crate::Shared;
 use axum::extract::State;
 use serde::Deserialize;
 use stockade_application::views::parse_rfc3339;
@@ -26,7 +26,7 @@ pub struct ProductRequest {
 }
 
 pub async fn create_product(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     _admin: AdminUser,
     ApiJson(body): ApiJson<ProductRequest>,
 ) -> Answer {
@@ -40,7 +40,7 @@ pub struct StockRequest {
 }
 
 pub async fn set_stock(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     _admin: AdminUser,
     ApiPath(raw): ApiPath<i64>,
     ApiJson(body): ApiJson<StockRequest>,
@@ -90,7 +90,7 @@ impl CouponRequest {
 }
 
 pub async fn create_coupon(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     _admin: AdminUser,
     ApiJson(body): ApiJson<CouponRequest>,
 ) -> Answer {
@@ -99,7 +99,7 @@ pub async fn create_coupon(
 }
 
 pub async fn coupon_stock(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     _admin: AdminUser,
     ApiPath(raw): ApiPath<i64>,
 ) -> Answer {
@@ -108,7 +108,7 @@ pub async fn coupon_stock(
 }
 
 pub async fn reconcile(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     _admin: AdminUser,
     ApiPath(raw): ApiPath<i64>,
 ) -> Answer {
@@ -116,7 +116,7 @@ pub async fn reconcile(
     Ok(Reply::ok(&s.app.reconcile(coupon).await?))
 }
 
-pub async fn reset(State(s): State<AppState>, _admin: AdminUser) -> Answer {
+pub async fn reset(State(s): State<Shared>, _admin: AdminUser) -> Answer {
     let Some(reset) = &s.reset else {
         return Err(ApiError::new(
             ErrorCode::Forbidden,

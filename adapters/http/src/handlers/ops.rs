@@ -3,7 +3,7 @@
 use crate::envelope::Reply;
 use crate::error::ApiError;
 use crate::openapi;
-use crate::AppState;
+use crate::Shared;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,12 +14,12 @@ pub async fn health() -> Reply {
     Reply::ok(&json!({ "status": "ok" }))
 }
 
-pub async fn ready(State(s): State<AppState>) -> Result<Reply, ApiError> {
+pub async fn ready(State(s): State<Shared>) -> Result<Reply, ApiError> {
     s.app.ready().await?;
     Ok(Reply::ok(&json!({ "status": "ready" })))
 }
 
-pub async fn metrics(State(s): State<AppState>) -> Response {
+pub async fn metrics(State(s): State<Shared>) -> Response {
     let text = s.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     (
         StatusCode::OK,

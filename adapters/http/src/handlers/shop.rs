@@ -5,7 +5,7 @@ use crate::auth::AuthUser;
 use crate::envelope::Reply;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IdemKey};
-use crate::AppState;
+use crate::Shared;
 use axum::extract::State;
 use serde::Deserialize;
 use stockade_application::usecases::balance::ChargeBalance;
@@ -19,11 +19,11 @@ use stockade_domain::{
 
 type Answer = Result<Reply, ApiError>;
 
-pub async fn list_products(State(s): State<AppState>) -> Answer {
+pub async fn list_products(State(s): State<Shared>) -> Answer {
     Ok(Reply::ok(&s.app.products().await?))
 }
 
-pub async fn get_product(State(s): State<AppState>, ApiPath(raw): ApiPath<i64>) -> Answer {
+pub async fn get_product(State(s): State<Shared>, ApiPath(raw): ApiPath<i64>) -> Answer {
     let product = id(raw, ProductId::new)?;
     Ok(Reply::ok(&s.app.product(product).await?))
 }
@@ -35,7 +35,7 @@ pub struct PopularQuery {
 }
 
 pub async fn popular_products(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     ApiQuery(q): ApiQuery<PopularQuery>,
 ) -> Answer {
     let items = s
@@ -45,7 +45,7 @@ pub async fn popular_products(
     Ok(Reply::ok(&items))
 }
 
-pub async fn balance(State(s): State<AppState>, who: AuthUser) -> Answer {
+pub async fn balance(State(s): State<Shared>, who: AuthUser) -> Answer {
     Ok(Reply::ok(&s.app.balance(who.user).await?))
 }
 
@@ -56,7 +56,7 @@ pub struct ChargeRequest {
 }
 
 pub async fn charge(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     who: AuthUser,
     key: IdemKey,
     ApiJson(body): ApiJson<ChargeRequest>,
@@ -70,11 +70,11 @@ pub async fn charge(
     Ok(Reply::ok(&r.value).replayed(r.replayed))
 }
 
-pub async fn transactions(State(s): State<AppState>, who: AuthUser) -> Answer {
+pub async fn transactions(State(s): State<Shared>, who: AuthUser) -> Answer {
     Ok(Reply::ok(&s.app.transactions(who.user).await?))
 }
 
-pub async fn cart(State(s): State<AppState>, who: AuthUser) -> Answer {
+pub async fn cart(State(s): State<Shared>, who: AuthUser) -> Answer {
     Ok(Reply::ok(&s.app.cart(who.user).await?))
 }
 
@@ -86,7 +86,7 @@ pub struct CartItemRequest {
 }
 
 pub async fn add_to_cart(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     who: AuthUser,
     ApiJson(body): ApiJson<CartItemRequest>,
 ) -> Answer {
@@ -98,7 +98,7 @@ pub async fn add_to_cart(
 }
 
 pub async fn remove_from_cart(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     who: AuthUser,
     ApiPath(raw): ApiPath<i64>,
 ) -> Answer {
@@ -107,7 +107,7 @@ pub async fn remove_from_cart(
 }
 
 pub async fn issue_coupon(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     who: AuthUser,
     key: IdemKey,
     ApiPath(raw): ApiPath<i64>,
@@ -120,7 +120,7 @@ pub async fn issue_coupon(
     Ok(Reply::ok(&r.value).replayed(r.replayed))
 }
 
-pub async fn my_coupons(State(s): State<AppState>, who: AuthUser) -> Answer {
+pub async fn my_coupons(State(s): State<Shared>, who: AuthUser) -> Answer {
     Ok(Reply::ok(&s.app.my_coupons(who.user).await?))
 }
 
@@ -187,7 +187,7 @@ impl OrderRequest {
 }
 
 pub async fn create_order(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     who: AuthUser,
     key: IdemKey,
     ApiJson(body): ApiJson<OrderRequest>,
@@ -199,7 +199,7 @@ pub async fn create_order(
 }
 
 pub async fn get_order(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     who: AuthUser,
     ApiPath(raw): ApiPath<i64>,
 ) -> Answer {
@@ -214,7 +214,7 @@ pub struct PayRequest {
 }
 
 pub async fn pay(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     who: AuthUser,
     key: IdemKey,
     ApiPath(raw): ApiPath<i64>,
@@ -231,7 +231,7 @@ pub async fn pay(
 }
 
 pub async fn cancel_order(
-    State(s): State<AppState>,
+    State(s): State<Shared>,
     who: AuthUser,
     ApiPath(raw): ApiPath<i64>,
 ) -> Answer {

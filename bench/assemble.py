@@ -122,6 +122,27 @@ if pay and pgb:
         ratio = t / b if b else 0
         print(f"| {c} | {t:.0f} | {b:.0f} | {ratio:.2f} |")
     print()
+    cpu = lines(f"{out}/cpu.jsonl")
+    ours = {r["concurrency"]: r for r in cpu if r["name"] == "order-pay"}
+    theirs = {r["concurrency"]: r for r in cpu if r["name"] == "pgbench"}
+    levels = sorted(set(ours) & set(theirs) & set(pay))
+    if levels:
+        us = 1e6 / os.sysconf("SC_CLK_TCK")
+        print("Where the cores go: CPU time read from `/proc` around each run (the Postgres server's")
+        print("processes, exited backends included, and the service's process; the order-pay figures")
+        print("cover the whole run, its setup and checks included), per transaction.\n")
+        print("| clients | Postgres CPU per Stockade transaction | service CPU per transaction | Postgres CPU per pgbench transaction | Postgres CPU, Stockade / pgbench |")
+        print("|---|---|---|---|---|")
+        for c in levels:
+            n = pay[c].get("transactions") or 0
+            m = theirs[c].get("transactions") or 0
+            if not n or not m:
+                continue
+            pg = ours[c]["pg_ticks"] * us / n
+            svc = ours[c]["service_ticks"] * us / n
+            base = theirs[c]["pg_ticks"] * us / m
+            print(f"| {c} | {pg:.0f} µs | {svc:.0f} µs | {base:.0f} µs | {pg / base:.1f}× |" if base else f"| {c} | {pg:.0f} µs | {svc:.0f} µs | – | – |")
+        print()
 
 locks = lines(f"{out}/locks.jsonl")
 if locks:

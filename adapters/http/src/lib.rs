@@ -84,9 +84,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(handlers::ops::not_found)
         .method_not_allowed_fallback(handlers::ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(middleware::BODY_LIMIT))
-        .layer(axum::middleware::from_fn_with_state(timeout, middleware::time_out))
-        .layer(axum::middleware::from_fn(middleware::observe))
-        .layer(axum::middleware::from_fn(middleware::limit_body))
+        .layer(axum::middleware::from_fn_with_state(timeout, middleware::edge))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))

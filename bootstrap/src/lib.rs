@@ -344,7 +344,7 @@ fn metered_ports(mut ports: Ports, backend: &'static str) -> Ports {
     ports.idempotency = Arc::new(metered::MeteredIdempotency {
         inner: ports.idempotency,
     });
-    ports.gate = Arc::new(metered::MeteredGate { inner: ports.gate });
+    ports.gate = Arc::new(metered::MeteredGate::new(ports.gate));
     ports
 }
 

@@ -2,7 +2,7 @@
 //! time-outs per backend, idempotency replays and conflicts, gate outcomes.
 
 use async_trait::async_trait;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use stockade_application::ports::gate::{CouponGate, GateConfig, GateOutcome, GateStats};
 use stockade_application::ports::idempotency::{
@@ -86,9 +86,30 @@ impl IdempotencyStore for MeteredIdempotency {
     }
 }
 
+/// Counts the gate's answers by outcome. The counters are looked up in the recorder once, on
+/// first use, rather than on every reserve (the hot path of a drop).
 #[derive(Debug)]
 pub struct MeteredGate {
-    pub inner: Arc<dyn CouponGate>,
+    inner: Arc<dyn CouponGate>,
+    outcomes: [OnceLock<metrics::Counter>; OUTCOMES.len()],
+}
+
+const OUTCOMES: [&str; 6] = [
+    "reserved",
+    "sold_out",
+    "already_issued",
+    "not_initialised",
+    "expired",
+    "error",
+];
+
+impl MeteredGate {
+    pub fn new(inner: Arc<dyn CouponGate>) -> Self {
+        MeteredGate {
+            inner,
+            outcomes: Default::default(),
+        }
+    }
 }
 
 #[async_trait]
@@ -117,15 +138,19 @@ impl CouponGate for MeteredGate {
         now: Timestamp,
     ) -> Result<GateOutcome, BackendError> {
         let r = self.inner.reserve(coupon, user, now).await;
-        let outcome = match &r {
-            Ok(GateOutcome::Reserved) => "reserved",
-            Ok(GateOutcome::SoldOut) => "sold_out",
-            Ok(GateOutcome::AlreadyIssued) => "already_issued",
-            Ok(GateOutcome::NotInitialised) => "not_initialised",
-            Ok(GateOutcome::Expired) => "expired",
-            Err(_) => "error",
+        let i = match &r {
+            Ok(GateOutcome::Reserved) => 0,
+            Ok(GateOutcome::SoldOut) => 1,
+            Ok(GateOutcome::AlreadyIssued) => 2,
+            Ok(GateOutcome::NotInitialised) => 3,
+            Ok(GateOutcome::Expired) => 4,
+            Err(_) => 5,
         };
-        metrics::counter!("coupon_gate_outcomes_total", "outcome" => outcome).increment(1);
+        self.outcomes[i]
+            .get_or_init(
+                || metrics::counter!("coupon_gate_outcomes_total", "outcome" => OUTCOMES[i]),
+            )
+            .increment(1);
         r
     }
 

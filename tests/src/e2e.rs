@@ -526,8 +526,43 @@ pub async fn the_openapi_document_lists_every_route_of_the_api(flags: &[&str]) {
     }
 }
 
+async fn scrape(app: &TestServer) -> String {
+    app.client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of one series of a Prometheus text page (0 when absent).
+fn series(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub async fn metrics_count_requests_and_gate_outcomes(flags: &[&str]) {
     let app = spawn_app(flags).await;
+    // Every request is counted once, under its route, method and status (the series are
+    // shared by every test of this process, so this one uses a combination no other sends).
+    let refused = r#"http_requests_total{method="PATCH",route="/health",status="405"}"#;
+    let before = series(&scrape(&app).await, refused);
+    for _ in 0..3 {
+        let r = app
+            .client
+            .patch(format!("{}/health", app.base))
+            .header("x-request-id", "e2e-request-7")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 405);
+        assert_eq!(r.headers()["x-request-id"], "e2e-request-7");
+    }
+    assert_eq!(series(&scrape(&app).await, refused) - before, 3.0);
     app.get("/api/v1/products", None).await;
     app.call(
         Method::POST,
@@ -537,15 +572,7 @@ pub async fn metrics_count_requests_and_gate_outcomes(flags: &[&str]) {
         None,
     )
     .await;
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&app).await;
     assert!(text.contains("http_requests_total{"), "{text}");
     assert!(text.contains("route=\"/api/v1/products\""));
     assert!(text.contains("http_request_duration_seconds"));

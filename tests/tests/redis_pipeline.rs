@@ -9,11 +9,11 @@ use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use stockade_application::ports::gate::{CouponGate, GateOutcome};
+use stockade_application::ports::gate::{CouponGate, GateConfig, GateOutcome};
 use stockade_application::ports::queue::{Delivery, IssuanceQueue};
 use stockade_application::ports::store::Store;
 use stockade_application::Settings;
-use stockade_domain::{CouponId, Discount, ErrorCode, IssuanceMode, UserId};
+use stockade_domain::{CouponId, Discount, ErrorCode, IssuanceMode, Timestamp, UserId};
 use stockade_postgres::{connect, PgConfig, PgStore};
 use stockade_redis::{RedisCouponGate, RedisIssuanceQueue};
 use stockade_tests::harness::{user, TestApp};
@@ -561,4 +561,68 @@ async fn a_malformed_entry_is_quarantined_not_blocking_its_batch() {
         queue.ack(d).await.unwrap();
     }
     assert!(queue.depth().await.unwrap().is_drained());
+}
+
+/// The gate calls its scripts by SHA. A server that lost its script cache (restarted, or
+/// `SCRIPT FLUSH`) answers `NOSCRIPT`; the gate loads the script again and the call succeeds,
+/// for every script it runs. On a node of its own, so no other test sees the flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_reloads_its_scripts_after_the_server_forgets_them() {
+    let nodes = Nodes::start(1).await;
+    let node = nodes.urls[0].clone();
+    let gate = gate_at(&node, &namespace()).await;
+    let mut admin = redis::Client::open(node.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let flush = || {
+        let mut admin = admin.clone();
+        async move {
+            let ok: String = redis::cmd("SCRIPT")
+                .arg("FLUSH")
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+            assert_eq!(ok, "OK");
+        }
+    };
+    let (coupon, now) = (CouponId::new(7).unwrap(), Timestamp::from_millis(1_000));
+    let config = GateConfig {
+        quantity: 2,
+        valid_from: None,
+        valid_until: None,
+    };
+    flush().await;
+    gate.init(coupon, config).await.unwrap();
+    flush().await;
+    assert_eq!(
+        gate.reserve(coupon, user(1), now).await.unwrap(),
+        GateOutcome::Reserved
+    );
+    flush().await;
+    assert_eq!(
+        gate.reserve(coupon, user(1), now).await.unwrap(),
+        GateOutcome::AlreadyIssued
+    );
+    flush().await;
+    assert!(gate.rollback(coupon, user(1)).await.unwrap());
+    flush().await;
+    assert!(gate.restore(coupon, user(1)).await.unwrap());
+    flush().await;
+    let stats = gate.stats(coupon).await.unwrap().unwrap();
+    assert_eq!((stats.quantity, stats.remaining, stats.reserved), (2, 1, 1));
+    flush().await;
+    assert_eq!(
+        gate.reserve(coupon, user(2), now).await.unwrap(),
+        GateOutcome::Reserved
+    );
+    let scripts: Vec<bool> = redis::cmd("SCRIPT")
+        .arg("EXISTS")
+        .arg(gate.reserve_sha())
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(scripts, vec![true], "the reserve script is loaded again");
+    drop(nodes);
 }

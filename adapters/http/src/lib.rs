@@ -22,16 +22,11 @@ pub use auth::{issue_token, JwtSecret};
 
 use async_trait::async_trait;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request};
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use stockade_application::{AppError, Stockade};
-use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 
 /// Puts the demo data back (only wired in the demo profile).
 #[async_trait]
@@ -71,8 +66,6 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
 /// every `State` extractor), so it is one reference count rather than one per field.
 pub(crate) type Shared = Arc<AppState>;
 
-static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
 /// The whole service.
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
@@ -84,22 +77,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(handlers::ops::not_found)
         .method_not_allowed_fallback(handlers::ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(middleware::BODY_LIMIT))
-        .layer(axum::middleware::from_fn_with_state(timeout, middleware::edge))
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
-                .layer(
-                    TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                        let id = req
-                            .headers()
-                            .get(&REQUEST_ID)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("-");
-                        tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
-                    }),
-                )
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-                .layer(CatchPanicLayer::custom(middleware::panic_response)),
-        )
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(middleware::Edge::new(timeout)),
+            middleware::edge,
+        ))
         .with_state(Arc::new(state))
 }

@@ -108,20 +108,39 @@ impl RedisCouponGate {
         [format!("gate:{tag}:meta"), format!("gate:{tag}:holders")]
     }
 
+    /// `EVALSHA` of `script` on the coupon's two keys, then whatever `args` adds. After a
+    /// `NOSCRIPT` (a restarted or flushed server) the script is loaded and the call made once
+    /// more. The command is built in one buffer, keys included: this is the hot path of a drop.
     async fn call<T: redis::FromRedisValue>(
         &self,
         script: &Script,
         coupon: CouponId,
-        args: &[String],
+        args: impl FnOnce(&mut redis::Cmd),
     ) -> Result<T, BackendError> {
-        let [meta, holders] = self.keys(coupon);
-        let mut invocation = script.key(meta);
-        invocation.key(holders);
-        for a in args {
-            invocation.arg(a);
-        }
+        use std::fmt::Write as _;
+        let mut cmd = redis::Cmd::with_capacity(8, 128 + 2 * self.namespace.len());
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(2);
+        let mut key = String::with_capacity(self.namespace.len() + 40);
+        let _ = write!(key, "gate:{{{}:{}}}:", self.namespace, coupon);
+        let stem = key.len();
+        key.push_str("meta");
+        cmd.arg(key.as_str());
+        key.truncate(stem);
+        key.push_str("holders");
+        cmd.arg(key.as_str());
+        args(&mut cmd);
         let mut conn = self.conn.clone();
-        invocation.invoke_async(&mut conn).await.map_err(backend)
+        match cmd.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(backend)?;
+                cmd.query_async(&mut conn).await.map_err(backend)
+            }
+            r => r.map_err(backend),
+        }
     }
 }
 
@@ -133,15 +152,11 @@ fn window(t: Option<Timestamp>) -> String {
 impl CouponGate for RedisCouponGate {
     async fn init(&self, coupon: CouponId, config: GateConfig) -> Result<(), BackendError> {
         let _created: i64 = self
-            .call(
-                &self.init,
-                coupon,
-                &[
-                    config.quantity.to_string(),
-                    window(config.valid_from),
-                    window(config.valid_until),
-                ],
-            )
+            .call(&self.init, coupon, |c| {
+                c.arg(config.quantity)
+                    .arg(window(config.valid_from))
+                    .arg(window(config.valid_until));
+            })
             .await?;
         Ok(())
     }
@@ -152,12 +167,16 @@ impl CouponGate for RedisCouponGate {
         config: GateConfig,
         holders: &[UserId],
     ) -> Result<bool, BackendError> {
-        let mut args = Vec::with_capacity(3 + holders.len());
-        args.push(config.quantity.to_string());
-        args.push(window(config.valid_from));
-        args.push(window(config.valid_until));
-        args.extend(holders.iter().map(ToString::to_string));
-        let created: i64 = self.call(&self.rebuild, coupon, &args).await?;
+        let created: i64 = self
+            .call(&self.rebuild, coupon, |c| {
+                c.arg(config.quantity)
+                    .arg(window(config.valid_from))
+                    .arg(window(config.valid_until));
+                for h in holders {
+                    c.arg(h.get());
+                }
+            })
+            .await?;
         Ok(created == 1)
     }
 
@@ -168,11 +187,9 @@ impl CouponGate for RedisCouponGate {
         now: Timestamp,
     ) -> Result<GateOutcome, BackendError> {
         let answer: i64 = self
-            .call(
-                &self.reserve,
-                coupon,
-                &[user.to_string(), now.millis().to_string()],
-            )
+            .call(&self.reserve, coupon, |c| {
+                c.arg(user.get()).arg(now.millis());
+            })
             .await?;
         match answer {
             0 => Ok(GateOutcome::Reserved),
@@ -188,20 +205,24 @@ impl CouponGate for RedisCouponGate {
 
     async fn rollback(&self, coupon: CouponId, user: UserId) -> Result<bool, BackendError> {
         let done: i64 = self
-            .call(&self.rollback, coupon, &[user.to_string()])
+            .call(&self.rollback, coupon, |c| {
+                c.arg(user.get());
+            })
             .await?;
         Ok(done == 1)
     }
 
     async fn restore(&self, coupon: CouponId, user: UserId) -> Result<bool, BackendError> {
         let done: i64 = self
-            .call(&self.restore, coupon, &[user.to_string()])
+            .call(&self.restore, coupon, |c| {
+                c.arg(user.get());
+            })
             .await?;
         Ok(done == 1)
     }
 
     async fn stats(&self, coupon: CouponId) -> Result<Option<GateStats>, BackendError> {
-        let v: Vec<i64> = self.call(&self.stats, coupon, &[]).await?;
+        let v: Vec<i64> = self.call(&self.stats, coupon, |_| {}).await?;
         let count = |i: usize| {
             v.get(i)
                 .and_then(|n| u32::try_from(*n).ok())

@@ -5,7 +5,9 @@
 use sqlx::Connection;
 use std::time::Duration;
 use stockade_application::ports::lock::{LockError, LockManager};
-use stockade_postgres::lock_id;
+use stockade_application::ports::store::{Store, StoreError, UnitOfWork};
+use stockade_domain::NewProduct;
+use stockade_postgres::{lock_id, PgLockManager, PgStore};
 use stockade_tests::contracts::lock::{key, opts};
 use stockade_tests::pg::TestDb;
 
@@ -113,8 +115,6 @@ async fn a_server_side_timeout_holds_nothing() {
 /// `Unavailable` and nothing of the unit is visible afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_connection_mid_unit_applies_nothing() {
-    use stockade_application::ports::store::{Store, StoreError};
-    use stockade_domain::NewProduct;
     let db = TestDb::new().await;
     let store = db.store();
     let mut uow = store.begin().await.unwrap();
@@ -277,66 +277,88 @@ async fn fence_rows(admin: &mut sqlx::PgConnection, schema: &str) -> i64 {
         .unwrap()
 }
 
+/// A schema with a Postgres lock manager, a store whose guarded units run on the sessions
+/// holding their locks, and an admin connection watching those sessions.
+struct Hosting {
+    db: TestDb,
+    locks: PgLockManager,
+    hosting: PgStore,
+    admin: sqlx::PgConnection,
+    /// The `application_name` of the lock manager's sessions.
+    lock_app: String,
+}
+
+impl Hosting {
+    async fn new() -> Hosting {
+        let db = TestDb::new().await;
+        let locks = db.locks().await;
+        let hosting = db.store().hosting_units_of(&locks);
+        let admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        let lock_app = format!("{}-locks", db.schema);
+        Hosting {
+            db,
+            locks,
+            hosting,
+            admin,
+            lock_app,
+        }
+    }
+
+    /// Lock sessions inside a transaction and waiting.
+    async fn open_on_lock_sessions(&mut self) -> i64 {
+        idle_in_transaction(&mut self.admin, &self.lock_app).await
+    }
+
+    /// The names of the products the store holds, in a unit of its own.
+    async fn product_names(&self) -> Vec<String> {
+        let mut read = self.hosting.begin().await.unwrap();
+        let names = read.products().list().await.unwrap();
+        names.into_iter().map(|p| p.name).collect()
+    }
+}
+
+async fn insert_product(uow: &mut Box<dyn UnitOfWork>, name: &str) {
+    uow.products()
+        .insert(NewProduct::new(name, 100, 5, 1).unwrap())
+        .await
+        .unwrap();
+}
+
 /// A store hosting a Postgres lock manager's units runs a guarded unit on the session holding
 /// the locks (no connection of its own pool, no fence written); a second unit under the same
 /// guard at once, or a store not hosting, falls back to a fenced unit of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guarded_unit_runs_on_the_session_holding_its_locks() {
-    use stockade_application::ports::store::Store;
-    use stockade_domain::NewProduct;
-    let db = TestDb::new().await;
-    let locks = db.locks().await;
-    let hosting = db.store().hosting_units_of(&locks);
-    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let lock_app = format!("{}-locks", db.schema);
-    let guard = locks
+    let mut h = Hosting::new().await;
+    let guard = h
+        .locks
         .acquire(&[key("pg:host")], opts(1_000, 60_000))
         .await
         .unwrap();
 
-    let mut uow = hosting.begin_guarded(&guard).await.unwrap();
-    uow.products()
-        .insert(NewProduct::new("hosted", 100, 5, 1).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(idle_in_transaction(&mut admin, &lock_app).await, 1);
-    assert_eq!(idle_in_transaction(&mut admin, &db.schema).await, 0);
+    let mut uow = h.hosting.begin_guarded(&guard).await.unwrap();
+    insert_product(&mut uow, "hosted").await;
+    assert_eq!(h.open_on_lock_sessions().await, 1);
+    assert_eq!(idle_in_transaction(&mut h.admin, &h.db.schema).await, 0);
     // The session is busy: a second unit under the same guard gets a fenced one of its own.
-    let mut second = hosting.begin_guarded(&guard).await.unwrap();
-    second
-        .products()
-        .insert(NewProduct::new("fenced", 100, 5, 1).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(idle_in_transaction(&mut admin, &db.schema).await, 1);
+    let mut second = h.hosting.begin_guarded(&guard).await.unwrap();
+    insert_product(&mut second, "fenced").await;
+    assert_eq!(idle_in_transaction(&mut h.admin, &h.db.schema).await, 1);
     second.commit().await.unwrap();
     uow.commit().await.unwrap();
-    assert_eq!(fence_rows(&mut admin, &db.schema).await, 1);
+    assert_eq!(fence_rows(&mut h.admin, &h.db.schema).await, 1);
 
     // The session is free again: the next unit is hosted again, and writes no fence.
-    let mut again = hosting.begin_guarded(&guard).await.unwrap();
-    again
-        .products()
-        .insert(NewProduct::new("hosted again", 100, 5, 1).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(idle_in_transaction(&mut admin, &lock_app).await, 1);
+    let mut again = h.hosting.begin_guarded(&guard).await.unwrap();
+    insert_product(&mut again, "hosted again").await;
+    assert_eq!(h.open_on_lock_sessions().await, 1);
     drop(again);
-    let mut read = hosting.begin().await.unwrap();
-    let names: Vec<String> = read
-        .products()
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
-    drop(read);
+    let names = h.product_names().await;
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.contains(&"hosted".to_owned()) && names.contains(&"fenced".to_owned()));
 
     // A store that hosts nothing fences.
-    let plain = db.store();
+    let plain = h.db.store();
     plain
         .begin_guarded(&guard)
         .await
@@ -346,43 +368,37 @@ async fn a_guarded_unit_runs_on_the_session_holding_its_locks() {
         .unwrap();
     guard.release().await.unwrap();
     assert_eq!(
-        fence_rows(&mut admin, &db.schema).await,
+        fence_rows(&mut h.admin, &h.db.schema).await,
         1,
         "same key, same row"
     );
-    let next = locks
+    let next = h
+        .locks
         .acquire(&[key("pg:host")], opts(0, 60_000))
         .await
         .expect("released, rolled back unit and all");
     next.release().await.unwrap();
-    db.drop_schema().await;
+    h.db.drop_schema().await;
 }
 
 /// The session holding the locks dies while a unit runs on it: the unit applies nothing, and
 /// the next waiter gets the lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hosted_unit_dies_with_its_lock_session() {
-    use stockade_application::ports::store::{Store, StoreError};
-    use stockade_domain::NewProduct;
-    let db = TestDb::new().await;
-    let locks = db.locks().await;
-    let hosting = db.store().hosting_units_of(&locks);
-    let guard = locks
+    let mut h = Hosting::new().await;
+    let guard = h
+        .locks
         .acquire(&[key("pg:die")], opts(1_000, 60_000))
         .await
         .unwrap();
-    let mut uow = hosting.begin_guarded(&guard).await.unwrap();
-    uow.products()
-        .insert(NewProduct::new("lost", 100, 5, 1).unwrap())
-        .await
-        .unwrap();
-    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut uow = h.hosting.begin_guarded(&guard).await.unwrap();
+    insert_product(&mut uow, "lost").await;
     let killed: i64 = sqlx::query_scalar(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
          WHERE application_name = $1 AND state = 'idle in transaction'",
     )
-    .bind(format!("{}-locks", db.schema))
-    .fetch_one(&mut admin)
+    .bind(&h.lock_app)
+    .fetch_one(&mut h.admin)
     .await
     .unwrap();
     assert_eq!(killed, 1);
@@ -392,18 +408,17 @@ async fn a_hosted_unit_dies_with_its_lock_session() {
         .await;
     assert!(matches!(next, Err(StoreError::Unavailable(_))), "{next:?}");
     assert!(uow.commit().await.is_err());
-    let other = locks
+    let other = h
+        .locks
         .acquire(&[key("pg:die")], opts(5_000, 60_000))
         .await
         .expect("the dead session's lock is free");
     let _ = guard.release().await;
-    let third = locks.acquire(&[key("pg:die")], opts(200, 60_000)).await;
+    let third = h.locks.acquire(&[key("pg:die")], opts(200, 60_000)).await;
     assert!(matches!(third, Err(LockError::Timeout)), "{third:?}");
     other.release().await.unwrap();
-    let mut read = hosting.begin().await.unwrap();
-    assert!(read.products().list().await.unwrap().is_empty());
-    drop(read);
-    db.drop_schema().await;
+    assert!(h.product_names().await.is_empty());
+    h.db.drop_schema().await;
 }
 
 /// A guard dropped, or whose lease runs out, while a unit runs on its session: the locks stay
@@ -411,10 +426,9 @@ async fn a_hosted_unit_dies_with_its_lock_session() {
 /// session is not returned to the pool holding them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_during_a_hosted_unit_happens_when_the_unit_ends() {
-    use stockade_application::ports::store::Store;
-    let db = TestDb::new().await;
-    let locks = db.locks().await;
-    let hosting = db.store().hosting_units_of(&locks);
+    let Hosting {
+        db, locks, hosting, ..
+    } = Hosting::new().await;
 
     let dropped = locks
         .acquire(&[key("pg:drop")], opts(1_000, 60_000))
@@ -459,51 +473,31 @@ async fn a_release_during_a_hosted_unit_happens_when_the_unit_ends() {
 /// locks and hosts the next unit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_hosted_unit_is_rolled_back_at_once() {
-    use stockade_application::ports::store::Store;
-    use stockade_domain::NewProduct;
-    let db = TestDb::new().await;
-    let locks = db.locks().await;
-    let hosting = db.store().hosting_units_of(&locks);
-    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let lock_app = format!("{}-locks", db.schema);
-    let guard = locks
+    let mut h = Hosting::new().await;
+    let guard = h
+        .locks
         .acquire(&[key("pg:rollback")], opts(1_000, 60_000))
         .await
         .unwrap();
-    let mut uow = hosting.begin_guarded(&guard).await.unwrap();
-    uow.products()
-        .insert(NewProduct::new("dropped", 100, 5, 1).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(idle_in_transaction(&mut admin, &lock_app).await, 1);
+    let mut uow = h.hosting.begin_guarded(&guard).await.unwrap();
+    insert_product(&mut uow, "dropped").await;
+    assert_eq!(h.open_on_lock_sessions().await, 1);
     drop(uow);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while idle_in_transaction(&mut admin, &lock_app).await != 0 {
+    while h.open_on_lock_sessions().await != 0 {
         assert!(tokio::time::Instant::now() < deadline, "still open");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let other = locks
+    let other = h
+        .locks
         .acquire(&[key("pg:rollback")], opts(200, 60_000))
         .await;
     assert!(matches!(other, Err(LockError::Timeout)), "{other:?}");
-    let mut next = hosting.begin_guarded(&guard).await.unwrap();
-    next.products()
-        .insert(NewProduct::new("kept", 100, 5, 1).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(idle_in_transaction(&mut admin, &lock_app).await, 1);
+    let mut next = h.hosting.begin_guarded(&guard).await.unwrap();
+    insert_product(&mut next, "kept").await;
+    assert_eq!(h.open_on_lock_sessions().await, 1);
     next.commit().await.unwrap();
     guard.release().await.unwrap();
-    let mut read = hosting.begin().await.unwrap();
-    let names: Vec<String> = read
-        .products()
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
-    assert_eq!(names, vec!["kept".to_owned()]);
-    drop(read);
-    db.drop_schema().await;
+    assert_eq!(h.product_names().await, vec!["kept".to_owned()]);
+    h.db.drop_schema().await;
 }

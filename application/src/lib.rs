@@ -140,17 +140,15 @@ impl Stockade {
         Ok(self.core.ports.store.begin_guarded(guard).await?)
     }
 
-    /// Commits, then releases. A failed release is logged: the lease bounds the grant anyway.
+    /// Commits, then releases (in one step where the store can). A failed release is logged:
+    /// the lease bounds the grant anyway.
     async fn commit_and_release(
         &self,
         uow: Box<dyn UnitOfWork>,
         guard: LockGuard,
     ) -> Result<(), AppError> {
         guard.check()?;
-        uow.commit().await?;
-        if let Err(e) = guard.release().await {
-            tracing::warn!(error = %e, "lock release failed; its lease will end it");
-        }
+        uow.commit_releasing(guard).await?;
         Ok(())
     }
 

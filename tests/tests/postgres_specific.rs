@@ -501,3 +501,82 @@ async fn a_dropped_hosted_unit_is_rolled_back_at_once() {
     assert_eq!(h.product_names().await, vec!["kept".to_owned()]);
     h.db.drop_schema().await;
 }
+
+/// The backends of `application_name` in `state`.
+async fn backends(admin: &mut sqlx::PgConnection, application_name: &str, state: &str) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state = $2 ORDER BY pid",
+    )
+    .bind(application_name)
+    .bind(state)
+    .fetch_all(admin)
+    .await
+    .unwrap()
+}
+
+/// A unit running on its grant's session commits and unlocks in one step: the write is there,
+/// the lock is free at once, and the session went back to the pool alive (not closed). If the
+/// session dies before the commit, nothing is applied, the error says the backend is
+/// unavailable, and the lock is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosted_unit_commits_and_unlocks_in_one_step() {
+    let mut h = Hosting::new().await;
+    let guard = h
+        .locks
+        .acquire(&[key("pg:one-step")], opts(1_000, 60_000))
+        .await
+        .unwrap();
+    let mut uow = h.hosting.begin_guarded(&guard).await.unwrap();
+    insert_product(&mut uow, "committed").await;
+    let session = backends(&mut h.admin, &h.lock_app, "idle in transaction").await;
+    assert_eq!(session.len(), 1);
+    uow.commit_releasing(guard).await.unwrap();
+    let idle = backends(&mut h.admin, &h.lock_app, "idle").await;
+    assert!(idle.contains(&session[0]), "{idle:?} vs {session:?}");
+    let last: String = sqlx::query_scalar("SELECT query FROM pg_stat_activity WHERE pid = $1")
+        .bind(session[0])
+        .fetch_one(&mut h.admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        last, "COMMIT; SELECT pg_advisory_unlock_all()",
+        "one round trip"
+    );
+    let next = h
+        .locks
+        .acquire(&[key("pg:one-step")], opts(0, 60_000))
+        .await
+        .expect("unlocked with the commit");
+    next.release().await.unwrap();
+    assert_eq!(h.product_names().await, vec!["committed".to_owned()]);
+
+    let guard = h
+        .locks
+        .acquire(&[key("pg:one-step")], opts(1_000, 60_000))
+        .await
+        .unwrap();
+    let mut uow = h.hosting.begin_guarded(&guard).await.unwrap();
+    insert_product(&mut uow, "lost").await;
+    let session = backends(&mut h.admin, &h.lock_app, "idle in transaction").await;
+    assert_eq!(session.len(), 1);
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(session[0])
+        .fetch_one(&mut h.admin)
+        .await
+        .unwrap();
+    assert!(killed);
+    let failed = uow.commit_releasing(guard).await;
+    assert!(
+        matches!(failed, Err(StoreError::Unavailable(_))),
+        "{failed:?}"
+    );
+    h.locks
+        .acquire(&[key("pg:one-step")], opts(5_000, 60_000))
+        .await
+        .expect("the dead session's lock is free")
+        .release()
+        .await
+        .unwrap();
+    assert_eq!(h.product_names().await, vec!["committed".to_owned()]);
+    h.db.drop_schema().await;
+}

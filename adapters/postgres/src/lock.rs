@@ -437,6 +437,61 @@ impl HostedSession {
         Ok(())
     }
 
+    /// Whether this unit runs on `held`'s session.
+    pub(crate) fn runs_on(&self, held: &PgHeld) -> bool {
+        Arc::ptr_eq(&self.shared, &held.shared)
+    }
+
+    /// Commits and ends the grant in one round trip: `COMMIT; SELECT pg_advisory_unlock_all()`
+    /// as one simple query, after which the connection goes back to the pool and the grant's
+    /// release has nothing left to do. `Ok` once the `COMMIT` succeeded; an unlock failing
+    /// after it closes the session instead, which ends its locks just the same. If the `COMMIT`
+    /// failed, or its answer never came, the session is closed (so whatever it had not
+    /// committed is rolled back and its locks end) and the error returned; so it is if this
+    /// future is dropped midway.
+    pub(crate) async fn commit_and_unlock(mut self) -> Result<(), sqlx::Error> {
+        use futures::StreamExt;
+        let mut closing = Acquiring {
+            conn: self.conn.take(),
+        };
+        self.open = false;
+        let (mut committed, mut failure) = (false, None);
+        if let Some(conn) = closing.conn.as_mut() {
+            let mut answers =
+                sqlx::raw_sql("COMMIT; SELECT pg_advisory_unlock_all()").fetch_many(&mut **conn);
+            while let Some(answer) = answers.next().await {
+                match answer {
+                    // The first statement to complete is the COMMIT.
+                    Ok(sqlx::Either::Left(_)) => committed = true,
+                    Ok(sqlx::Either::Right(_)) => {}
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        {
+            // The grant is over whatever happened: its session is unlocked or being closed.
+            let mut slot = self.shared.slot.lock();
+            slot.hosted = false;
+            slot.release_pending = false;
+        }
+        match (committed, failure) {
+            (true, None) => {
+                // Unlocked: back to the pool.
+                drop(closing.conn.take());
+                Ok(())
+            }
+            (true, Some(e)) => {
+                tracing::warn!(error = %e, "unlock after commit failed; closing the lock session");
+                Ok(())
+            }
+            (false, Some(e)) => Err(e),
+            (false, None) => Err(sqlx::Error::Protocol("no answer to COMMIT".into())),
+        }
+    }
+
     fn conn_mut(&mut self) -> &mut sqlx::PgConnection {
         // Present from `begin` until drop.
         match self.conn.as_mut() {

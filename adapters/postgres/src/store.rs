@@ -219,6 +219,32 @@ impl UnitOfWork for PgUnit {
             Tx::Hosted(h) => h.commit().await.map_err(e),
         }
     }
+
+    /// A unit running on the session of `guard` commits and unlocks in one round trip; any
+    /// other commits, then releases.
+    async fn commit_releasing(self: Box<Self>, guard: LockGuard) -> R<()> {
+        let on_session = match (&self.tx, guard.held().as_any()) {
+            (Tx::Hosted(h), Some(any)) => any
+                .downcast_ref::<PgHeld>()
+                .is_some_and(|held| h.runs_on(held)),
+            _ => false,
+        };
+        match self.tx {
+            Tx::Hosted(h) if on_session => {
+                h.commit_and_unlock().await.map_err(e)?;
+                // Nothing is left to unlock: this only ends the guard (its lease watchdog).
+                let _ = guard.release().await;
+                Ok(())
+            }
+            tx => {
+                Box::new(PgUnit { tx }).commit().await?;
+                if let Err(err) = guard.release().await {
+                    tracing::warn!(error = %err, "lock release failed; its lease will end it");
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 // ----------------------------------------------------------------------------------------------

@@ -98,6 +98,18 @@ pub trait UnitOfWork: Send {
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+
+    /// Commits, then releases `guard` (the grant this unit was begun under). An adapter whose
+    /// unit runs on the session holding the locks may do both in one step; the guard is released
+    /// either way once the commit succeeded, and is left to its own drop if it failed. A release
+    /// that fails after a successful commit is logged, not returned: the lease ends the grant.
+    async fn commit_releasing(self: Box<Self>, guard: LockGuard) -> Result<(), StoreError> {
+        self.commit().await?;
+        if let Err(e) = guard.release().await {
+            tracing::warn!(error = %e, "lock release failed; its lease will end it");
+        }
+        Ok(())
+    }
 }
 
 /// A change to append to a wallet's ledger.

@@ -161,7 +161,9 @@ if pay and pgb:
         if short and len(short) == len(ratios):
             print("That is what keeps the ratio under 0.5 at every client count.\n")
         elif short:
-            print(f"That is what keeps the ratio under 0.5 at {', '.join(map(str, short))} clients.\n")
+            names = [str(c) for c in short]
+            listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+            print(f"That is what keeps the ratio under 0.5 at {listed} clients.\n")
         else:
             print("The ratio reached 0.5 at every client count of this run.\n")
 

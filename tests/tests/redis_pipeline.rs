@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use stockade_application::ports::gate::{CouponGate, GateConfig, GateOutcome};
-use stockade_application::ports::queue::{Delivery, IssuanceQueue};
+use stockade_application::ports::queue::{Delivery, IssuanceQueue, IssuanceRequest};
 use stockade_application::ports::store::Store;
 use stockade_application::Settings;
 use stockade_domain::{CouponId, Discount, ErrorCode, IssuanceMode, Timestamp, UserId};
@@ -507,8 +507,6 @@ async fn redis_restart_rebuild_racing_a_crowd_answers_truthfully() {
 /// reach the consumer, and later receives do not trip over it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_entry_is_quarantined_not_blocking_its_batch() {
-    use stockade_application::ports::queue::IssuanceRequest;
-    use stockade_domain::Timestamp;
     let ns = namespace();
     let queue = queue_at(&url(), &ns, "a", Duration::from_millis(200)).await;
     let request = |u: i64| IssuanceRequest {
@@ -625,4 +623,69 @@ async fn the_gate_reloads_its_scripts_after_the_server_forgets_them() {
         .unwrap();
     assert_eq!(scripts, vec![true], "the reserve script is loaded again");
     drop(nodes);
+}
+
+async fn consumer_names(queue: &RedisIssuanceQueue) -> BTreeSet<String> {
+    let mut conn = redis::Client::open(url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let consumers: Vec<Vec<redis::Value>> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(queue.stream_key())
+        .arg(stockade_redis::ISSUANCE_GROUP)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    consumers
+        .into_iter()
+        .map(|fields| redis::from_redis_value::<String>(fields[1].clone()).unwrap())
+        .collect()
+}
+
+/// Each life of an instance reads under a consumer name of its own. The group forgets a
+/// consumer once it holds nothing and has not read for ten visibility times; one that still
+/// holds entries stays until they are taken over and settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_that_are_gone_are_forgotten() {
+    let (ns, visibility) = (namespace(), Duration::from_millis(100));
+    let idle_one = queue_at(&url(), &ns, "gone-idle", visibility).await;
+    let holding = queue_at(&url(), &ns, "gone-holding", visibility).await;
+    let live = queue_at(&url(), &ns, "live", visibility).await;
+    for u in 1..=2 {
+        holding
+            .publish(IssuanceRequest {
+                coupon_id: CouponId::new(7).unwrap(),
+                user_id: user(u),
+                reserved_at: Timestamp::from_millis(1_000),
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(holding.receive(1, Duration::ZERO).await.unwrap().len(), 1);
+    let settled = idle_one.receive(1, Duration::ZERO).await.unwrap();
+    assert_eq!(settled.len(), 1);
+    idle_one.ack(&settled[0]).await.unwrap();
+    assert_eq!(
+        consumer_names(&live).await,
+        BTreeSet::from(["gone-holding".to_owned(), "gone-idle".to_owned()])
+    );
+
+    tokio::time::sleep(visibility * 12).await;
+    let taken = live.receive(10, Duration::ZERO).await.unwrap();
+    assert_eq!(taken.len(), 1, "the holder's entry is taken over");
+    assert_eq!(
+        consumer_names(&live).await,
+        BTreeSet::from(["gone-holding".to_owned(), "live".to_owned()]),
+        "the idle consumer is forgotten, the one that held an entry is not (yet)"
+    );
+    live.ack(&taken[0]).await.unwrap();
+
+    tokio::time::sleep(visibility * 12).await;
+    assert!(live.receive(10, Duration::ZERO).await.unwrap().is_empty());
+    assert_eq!(
+        consumer_names(&live).await,
+        BTreeSet::from(["live".to_owned()])
+    );
 }

@@ -2,7 +2,8 @@
 //!
 //! - `publish` is one `XADD` to the stream.
 //! - Consumers read through one consumer group (`issuers`), each instance under a consumer name
-//!   of its own. An entry stays in the group's pending list until it is acked, so a consumer
+//!   of its own (names of instances that are gone and hold nothing are forgotten after ten
+//!   visibility times). An entry stays in the group's pending list until it is acked, so a consumer
 //!   that dies with a batch in hand loses nothing: once an entry has been idle for the
 //!   queue's visibility time, the next `receive` of any consumer takes it over (`XAUTOCLAIM`).
 //! - `ack` is `XACK` + `XDEL`, so the stream holds only what is still to persist.
@@ -37,11 +38,23 @@ pub const GROUP: &str = "issuers";
 
 /// Moves due retries onto the stream, takes over idle entries, then reads new ones. Answers
 /// `{ms until the next retry is due or -1, {{id, coupon, user, reserved_at, attempt}, ...}}`.
+/// First it forgets every other consumer of the group that holds nothing and has not read for
+/// `ARGV[5]` ms: instances that are gone (each life of an instance reads under a new name), so
+/// the group's consumer list does not grow with every restart. `XREADGROUP` creates a consumer
+/// again when it reads, so forgetting one that still lives costs it nothing.
 const RECEIVE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local group, consumer, max, idle = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local forget = tonumber(ARGV[5])
 redis.pcall('XGROUP', 'CREATE', KEYS[1], group, '0', 'MKSTREAM')
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], group)) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  if f.name ~= consumer and tonumber(f.pending) == 0 and tonumber(f.idle) > forget then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], group, f.name)
+  end
+end
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 512)
 for _, m in ipairs(due) do
   local c, u, ts, a = string.match(m, '^(%d+):(%d+):(-?%d+):(%d+):')
@@ -322,6 +335,13 @@ impl RedisIssuanceQueue {
         (self.visibility / 3).clamp(Duration::from_millis(20), Duration::from_secs(1))
     }
 
+    /// How long a consumer holding nothing may go without reading before the group forgets it:
+    /// ten visibility times, so that no live consumer (which reads at least every third of one)
+    /// is forgotten except by a pause far longer than any take-over would allow.
+    fn forget_after(&self) -> Duration {
+        self.visibility.saturating_mul(10)
+    }
+
     async fn step(&self, max: usize) -> Result<(Option<Duration>, Vec<Delivery>), BackendError> {
         let mut conn = self.conn.clone();
         let (wait, entries): (i64, Vec<Entry>) = self
@@ -332,6 +352,7 @@ impl RedisIssuanceQueue {
             .arg(&*self.consumer)
             .arg(max)
             .arg(u64::try_from(self.visibility.as_millis()).unwrap_or(u64::MAX))
+            .arg(u64::try_from(self.forget_after().as_millis()).unwrap_or(u64::MAX))
             .invoke_async(&mut conn)
             .await
             .map_err(backend)?;

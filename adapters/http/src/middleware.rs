@@ -50,14 +50,20 @@ pub async fn edge(
             id
         }
     };
-    let span =
-        tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = ?id);
-    let mut response = async {
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        uri = %req.uri(),
+        request_id = %id.to_str().unwrap_or("-"),
+    );
+    // The panic guard covers everything the request runs here (the body drain, the time-out
+    // and dropping a handler that overran it), not only the handler.
+    let mut response = guard_panics(async {
         match refuse_oversize(req).await {
             Err(refused) => refused,
-            Ok(req) => time_out(edge.limit, guard_panics(next.run(req))).await,
+            Ok(req) => time_out(edge.limit, next.run(req)).await,
         }
-    }
+    })
     .instrument(span.clone())
     .await;
     response.headers_mut().insert(REQUEST_ID.clone(), id);
@@ -87,7 +93,7 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
-/// A handler that panics answers 500 in the envelope instead of dropping the connection.
+/// A request that panics answers 500 in the envelope instead of dropping the connection.
 async fn guard_panics(answer: impl std::future::Future<Output = Response>) -> Response {
     AssertUnwindSafe(answer)
         .catch_unwind()

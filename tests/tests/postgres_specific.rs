@@ -4,7 +4,7 @@
 
 use sqlx::Connection;
 use std::time::Duration;
-use stockade_application::ports::lock::{LockError, LockManager};
+use stockade_application::ports::lock::{LockError, LockGuard, LockManager};
 use stockade_application::ports::store::{Store, StoreError, UnitOfWork};
 use stockade_domain::NewProduct;
 use stockade_postgres::{lock_id, PgLockManager, PgStore};
@@ -309,6 +309,26 @@ impl Hosting {
         idle_in_transaction(&mut self.admin, &self.lock_app).await
     }
 
+    /// Takes `lock`, begins a unit on its session and inserts product `name` there; answers
+    /// the grant, the unit and the session's backend pid (the one lock session in a
+    /// transaction).
+    async fn hosted_insert(
+        &mut self,
+        lock: &str,
+        name: &str,
+    ) -> (LockGuard, Box<dyn UnitOfWork>, i32) {
+        let guard = self
+            .locks
+            .acquire(&[key(lock)], opts(1_000, 60_000))
+            .await
+            .unwrap();
+        let mut uow = self.hosting.begin_guarded(&guard).await.unwrap();
+        insert_product(&mut uow, name).await;
+        let session = backends(&mut self.admin, &self.lock_app, "idle in transaction").await;
+        assert_eq!(session.len(), 1);
+        (guard, uow, session[0])
+    }
+
     /// The names of the products the store holds, in a unit of its own.
     async fn product_names(&self) -> Vec<String> {
         let mut read = self.hosting.begin().await.unwrap();
@@ -521,20 +541,12 @@ async fn backends(admin: &mut sqlx::PgConnection, application_name: &str, state:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hosted_unit_commits_and_unlocks_in_one_step() {
     let mut h = Hosting::new().await;
-    let guard = h
-        .locks
-        .acquire(&[key("pg:one-step")], opts(1_000, 60_000))
-        .await
-        .unwrap();
-    let mut uow = h.hosting.begin_guarded(&guard).await.unwrap();
-    insert_product(&mut uow, "committed").await;
-    let session = backends(&mut h.admin, &h.lock_app, "idle in transaction").await;
-    assert_eq!(session.len(), 1);
+    let (guard, uow, session) = h.hosted_insert("pg:one-step", "committed").await;
     uow.commit_releasing(guard).await.unwrap();
     let idle = backends(&mut h.admin, &h.lock_app, "idle").await;
-    assert!(idle.contains(&session[0]), "{idle:?} vs {session:?}");
+    assert!(idle.contains(&session), "{idle:?} vs {session}");
     let last: String = sqlx::query_scalar("SELECT query FROM pg_stat_activity WHERE pid = $1")
-        .bind(session[0])
+        .bind(session)
         .fetch_one(&mut h.admin)
         .await
         .unwrap();
@@ -550,17 +562,9 @@ async fn a_hosted_unit_commits_and_unlocks_in_one_step() {
     next.release().await.unwrap();
     assert_eq!(h.product_names().await, vec!["committed".to_owned()]);
 
-    let guard = h
-        .locks
-        .acquire(&[key("pg:one-step")], opts(1_000, 60_000))
-        .await
-        .unwrap();
-    let mut uow = h.hosting.begin_guarded(&guard).await.unwrap();
-    insert_product(&mut uow, "lost").await;
-    let session = backends(&mut h.admin, &h.lock_app, "idle in transaction").await;
-    assert_eq!(session.len(), 1);
+    let (guard, uow, session) = h.hosted_insert("pg:one-step", "lost").await;
     let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-        .bind(session[0])
+        .bind(session)
         .fetch_one(&mut h.admin)
         .await
         .unwrap();

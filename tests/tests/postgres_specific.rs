@@ -545,13 +545,9 @@ async fn a_hosted_unit_commits_and_unlocks_in_one_step() {
     uow.commit_releasing(guard).await.unwrap();
     let idle = backends(&mut h.admin, &h.lock_app, "idle").await;
     assert!(idle.contains(&session), "{idle:?} vs {session}");
-    let last: String = sqlx::query_scalar("SELECT query FROM pg_stat_activity WHERE pid = $1")
-        .bind(session)
-        .fetch_one(&mut h.admin)
-        .await
-        .unwrap();
     assert_eq!(
-        last, "COMMIT; SELECT pg_advisory_unlock_all()",
+        last_query(&mut h.admin, session).await,
+        "COMMIT; SELECT pg_advisory_unlock_all()",
         "one round trip"
     );
     let next = h
@@ -582,5 +578,89 @@ async fn a_hosted_unit_commits_and_unlocks_in_one_step() {
         .await
         .unwrap();
     assert_eq!(h.product_names().await, vec!["committed".to_owned()]);
+    h.db.drop_schema().await;
+}
+
+/// The last statement `pid` sent.
+async fn last_query(admin: &mut sqlx::PgConnection, pid: i32) -> String {
+    sqlx::query_scalar("SELECT query FROM pg_stat_activity WHERE pid = $1")
+        .bind(pid)
+        .fetch_one(admin)
+        .await
+        .unwrap()
+}
+
+/// Where a store hosts the manager's units, a grant opens the first unit's transaction in its
+/// own round trip, and a unit that commits without releasing opens the next one with its
+/// `COMMIT`: no unit sends a `BEGIN` of its own. The open transaction holds no snapshot, and a
+/// release rolls it back with the unlock; a grant that had to wait takes
+/// its locks outside any transaction and its unit begins as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosted_grant_opens_its_units_in_round_trips_it_already_makes() {
+    let mut h = Hosting::new().await;
+    let guard = h
+        .locks
+        .acquire(&[key("pg:ready")], opts(1_000, 60_000))
+        .await
+        .unwrap();
+    let session = backends(&mut h.admin, &h.lock_app, "idle in transaction").await;
+    assert_eq!(session.len(), 1, "the grant's transaction is open");
+    let session = session[0];
+    assert!(last_query(&mut h.admin, session)
+        .await
+        .starts_with("BEGIN; SELECT k,"));
+    let xmin: Option<String> =
+        sqlx::query_scalar("SELECT backend_xmin::text FROM pg_stat_activity WHERE pid = $1")
+            .bind(session)
+            .fetch_one(&mut h.admin)
+            .await
+            .unwrap();
+    assert_eq!(xmin, None, "the open transaction holds no snapshot");
+
+    let mut uow = h.hosting.begin_guarded(&guard).await.unwrap();
+    insert_product(&mut uow, "first").await;
+    uow.commit().await.unwrap();
+    assert_eq!(last_query(&mut h.admin, session).await, "COMMIT; BEGIN");
+    assert_eq!(h.product_names().await, vec!["first".to_owned()]);
+    let mut uow = h.hosting.begin_guarded(&guard).await.unwrap();
+    insert_product(&mut uow, "second").await;
+    assert_eq!(
+        backends(&mut h.admin, &h.lock_app, "idle in transaction").await,
+        vec![session],
+        "the second unit runs on the session"
+    );
+    uow.commit().await.unwrap();
+    guard.release().await.unwrap();
+    assert_eq!(
+        last_query(&mut h.admin, session).await,
+        "ROLLBACK; SELECT pg_advisory_unlock_all()"
+    );
+    assert!(backends(&mut h.admin, &h.lock_app, "idle")
+        .await
+        .contains(&session));
+
+    // A grant that waits: the holder's release lets it in; its unit then begins and commits.
+    let holder = h
+        .locks
+        .acquire(&[key("pg:ready")], opts(1_000, 60_000))
+        .await
+        .unwrap();
+    let locks = h.locks.clone();
+    let waiter = tokio::spawn(async move {
+        locks
+            .acquire(&[key("pg:ready")], opts(5_000, 60_000))
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    holder.release().await.unwrap();
+    let waited = waiter.await.unwrap();
+    let mut uow = h.hosting.begin_guarded(&waited).await.unwrap();
+    insert_product(&mut uow, "third").await;
+    uow.commit_releasing(waited).await.unwrap();
+    let mut names = h.product_names().await;
+    names.sort();
+    assert_eq!(names, vec!["first", "second", "third"]);
+    assert_eq!(h.open_on_lock_sessions().await, 0);
     h.db.drop_schema().await;
 }

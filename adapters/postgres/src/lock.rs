@@ -63,7 +63,15 @@ pub struct PgLockManager {
     pool: PgPool,
     namespace: Arc<str>,
     /// Identifies this manager's grants (shared by its clones).
-    scope: Arc<()>,
+    scope: Arc<Scope>,
+}
+
+/// Identifies a manager's grants, and says whether a store runs units of work on their
+/// sessions ([`crate::PgStore::hosting_units_of`]): then each grant's session opens the first
+/// unit's transaction in the grant's own round trip.
+#[derive(Debug, Default)]
+pub(crate) struct Scope {
+    hosted: AtomicBool,
 }
 
 impl fmt::Debug for PgLockManager {
@@ -117,14 +125,16 @@ impl PgLockManager {
         PgLockManager {
             pool,
             namespace: namespace.into(),
-            scope: Arc::new(()),
+            scope: Arc::new(Scope::default()),
         }
     }
 
     /// What a [`crate::PgStore`] needs to run guarded units on this manager's sessions
-    /// ([`crate::PgStore::hosting_units_of`]).
-    pub(crate) fn scope(&self) -> &Arc<()> {
-        &self.scope
+    /// ([`crate::PgStore::hosting_units_of`]); from now on each grant opens a transaction for
+    /// the first of them.
+    pub(crate) fn hosted_scope(&self) -> Arc<Scope> {
+        self.scope.hosted.store(true, Ordering::Relaxed);
+        self.scope.clone()
     }
 
     async fn lock_one(conn: &mut Conn, lock: i64, deadline: Instant) -> Result<i64, LockError> {
@@ -175,6 +185,29 @@ impl PgLockManager {
     }
 }
 
+/// The fast path's one round trip inside a new transaction: `BEGIN` and the tries as one simple
+/// query (the ids are integers, written into it as an array literal). The session-level locks
+/// and the fencing values taken do not depend on that transaction: they stay if it is rolled
+/// back.
+async fn try_all_in_transaction(
+    conn: &mut Conn,
+    ids: &[i64],
+) -> Result<Vec<(i64, Option<i64>)>, LockError> {
+    use sqlx::Row;
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "BEGIN; SELECT k, CASE WHEN pg_try_advisory_lock(k) THEN nextval('lock_fencing_seq') END
+         FROM unnest('{{{list}}}'::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n"
+    );
+    let rows = sqlx::Executor::fetch_all(&mut **conn, sql.as_str())
+        .await
+        .map_err(lock_err)?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(lock_err)
+}
+
 #[async_trait]
 impl LockManager for PgLockManager {
     async fn acquire(
@@ -209,17 +242,23 @@ impl LockManager for PgLockManager {
         let mut acquiring = Acquiring { conn: Some(conn) };
         let mut ids: Vec<i64> = wanted.iter().map(|(l, _)| *l).collect();
         ids.dedup();
-        // Fast path: try every lock in one round trip, in id order.
+        // Fast path: try every lock in one round trip, in id order; where a store hosts units
+        // on this manager's sessions, the same round trip opens the first unit's transaction.
+        let mut ready = self.scope.hosted.load(Ordering::Relaxed);
         let tried: Vec<(i64, Option<i64>)> = {
             let conn = acquiring.conn.as_mut().ok_or(LockError::Timeout)?;
-            sqlx::query_as(
-                "SELECT k, CASE WHEN pg_try_advisory_lock(k) THEN nextval('lock_fencing_seq') END
-                 FROM unnest($1::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
-            )
-            .bind(&ids)
-            .fetch_all(&mut **conn)
-            .await
-            .map_err(lock_err)?
+            if ready {
+                try_all_in_transaction(conn, &ids).await?
+            } else {
+                sqlx::query_as(
+                    "SELECT k, CASE WHEN pg_try_advisory_lock(k) THEN nextval('lock_fencing_seq') END
+                     FROM unnest($1::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
+                )
+                .bind(&ids)
+                .fetch_all(&mut **conn)
+                .await
+                .map_err(lock_err)?
+            }
         };
         let first_busy = tried.iter().position(|(_, t)| t.is_none());
         let mut tokens: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
@@ -232,6 +271,14 @@ impl LockManager for PgLockManager {
                 .map(|(k, _)| *k)
                 .collect();
             let conn = acquiring.conn.as_mut().ok_or(LockError::Timeout)?;
+            if ready {
+                // A wait that times out would abort the transaction: wait outside one (session
+                // locks and sequence values outlive the rollback).
+                sqlx::Executor::execute(&mut **conn, "ROLLBACK")
+                    .await
+                    .map_err(lock_err)?;
+                ready = false;
+            }
             if !later.is_empty() {
                 sqlx::query("SELECT pg_advisory_unlock(k) FROM unnest($1::bigint[]) AS t(k)")
                     .bind(&later)
@@ -271,7 +318,7 @@ impl LockManager for PgLockManager {
         let conn = acquiring.conn.take();
         Ok(LockGuard::new(
             fences,
-            Box::new(PgHeld::new(conn, options.lease, self.scope.clone())),
+            Box::new(PgHeld::new(conn, ready, options.lease, self.scope.clone())),
         ))
     }
 }
@@ -283,6 +330,20 @@ struct Slot {
     conn: Option<Conn>,
     hosted: bool,
     release_pending: bool,
+    /// The idle session has a transaction open with nothing done in it yet, for the next unit
+    /// (opened by the grant, or by the last unit's commit).
+    ready: bool,
+}
+
+/// Where a session lent to a unit of work is when it comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    /// Inside the unit's transaction, neither committed nor rolled back.
+    Open,
+    /// Inside a new transaction with nothing done in it yet.
+    Ready,
+    /// Outside any transaction.
+    Closed,
 }
 
 struct Shared {
@@ -291,10 +352,11 @@ struct Shared {
 }
 
 impl Shared {
-    fn holding(conn: Option<Conn>) -> Arc<Self> {
+    fn holding(conn: Option<Conn>, ready: bool) -> Arc<Self> {
         Arc::new(Shared {
             slot: parking_lot::Mutex::new(Slot {
                 conn,
+                ready,
                 ..Slot::default()
             }),
             lost: AtomicBool::new(false),
@@ -305,36 +367,36 @@ impl Shared {
     /// instead if the unlock fails. While a unit runs on the session, the release is left to
     /// the unit's end.
     async fn release(&self) -> Result<(), LockError> {
-        let conn = {
+        let (conn, ready) = {
             let mut slot = self.slot.lock();
             if slot.hosted {
                 slot.release_pending = true;
                 return Ok(());
             }
-            slot.conn.take()
+            (slot.conn.take(), std::mem::take(&mut slot.ready))
         };
         match conn {
-            Some(conn) => unlock_and_return(conn).await,
+            Some(conn) => unlock_and_return(conn, ready).await,
             None => Ok(()),
         }
     }
 
-    /// Lends the session to a unit of work, unless another has it or it is gone.
-    fn lend(&self) -> Option<Conn> {
+    /// Lends the session to a unit of work, unless another has it or it is gone; `true` with
+    /// it if a transaction is already open on it for the unit.
+    fn lend(&self) -> Option<(Conn, bool)> {
         let mut slot = self.slot.lock();
         if slot.hosted || slot.release_pending {
             return None;
         }
         let conn = slot.conn.take()?;
         slot.hosted = true;
-        Some(conn)
+        Some((conn, std::mem::take(&mut slot.ready)))
     }
 
-    /// A unit gives the session back (`open`: its transaction was neither committed nor rolled
-    /// back). An open transaction is rolled back at once, in the background (the session stays
-    /// lent until then), rather than left idle until the session's next use; a release asked
-    /// for meanwhile happens after it.
-    fn give_back(shared: &Arc<Shared>, conn: Conn, open: bool) {
+    /// A unit gives the session back. An open transaction is rolled back at once, in the
+    /// background (the session stays lent until then), rather than left idle until the
+    /// session's next use; a release asked for meanwhile happens after it.
+    fn give_back(shared: &Arc<Shared>, conn: Conn, after: After) {
         let mut slot = shared.slot.lock();
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             // No runtime to run anything on: close the session (its locks and transaction end).
@@ -343,8 +405,9 @@ impl Shared {
             drop(conn.detach());
             return;
         };
-        if !open && !slot.release_pending {
+        if after != After::Open && !slot.release_pending {
             slot.hosted = false;
+            slot.ready = after == After::Ready;
             slot.conn = Some(conn);
             return;
         }
@@ -353,9 +416,13 @@ impl Shared {
         handle.spawn(async move {
             let mut settling = Acquiring { conn: Some(conn) };
             let rolled_back = match settling.conn.as_mut() {
-                Some(c) if open => sqlx::Executor::execute(&mut **c, "ROLLBACK").await.is_ok(),
+                Some(c) if after == After::Open => {
+                    sqlx::Executor::execute(&mut **c, "ROLLBACK").await.is_ok()
+                }
                 _ => true,
             };
+            // A ready transaction is still open; a rolled back one is not.
+            let ready = after == After::Ready;
             if !rolled_back {
                 // The session is broken: closing it (as `settling` drops) ends its locks.
                 shared.slot.lock().hosted = false;
@@ -369,12 +436,13 @@ impl Shared {
                     true
                 } else {
                     slot.conn = settling.conn.take();
+                    slot.ready = ready;
                     false
                 }
             };
             if release {
                 if let Some(conn) = settling.conn.take() {
-                    let _ = unlock_and_return(conn).await;
+                    let _ = unlock_and_return(conn, ready).await;
                 }
             }
         });
@@ -393,13 +461,21 @@ impl Drop for Shared {
 /// Unlocks everything and returns the connection to the pool; closes it instead if the unlock
 /// fails, or if this future is dropped before it finished (a watchdog aborted mid-release): a
 /// session that may still hold locks never goes back to the pool.
-async fn unlock_and_return(conn: Conn) -> Result<(), LockError> {
+/// `ready`: a transaction with nothing in it is open on the session; it is rolled back in the
+/// same round trip.
+async fn unlock_and_return(conn: Conn, ready: bool) -> Result<(), LockError> {
     let mut closing = Acquiring { conn: Some(conn) };
     let conn = closing.conn.as_mut().ok_or(LockError::Timeout)?;
-    sqlx::query("SELECT pg_advisory_unlock_all()")
-        .execute(&mut **conn)
-        .await
-        .map_err(lock_err)?;
+    if ready {
+        sqlx::Executor::execute(&mut **conn, "ROLLBACK; SELECT pg_advisory_unlock_all()")
+            .await
+            .map_err(lock_err)?;
+    } else {
+        sqlx::query("SELECT pg_advisory_unlock_all()")
+            .execute(&mut **conn)
+            .await
+            .map_err(lock_err)?;
+    }
     // Clean: back to the pool.
     drop(closing.conn.take());
     Ok(())
@@ -411,30 +487,48 @@ async fn unlock_and_return(conn: Conn) -> Result<(), LockError> {
 pub(crate) struct HostedSession {
     shared: Arc<Shared>,
     conn: Option<Conn>,
-    open: bool,
+    after: After,
 }
 
 impl HostedSession {
     /// Begins a transaction on `held`'s session; `None` if the session is busy (another unit
     /// runs on it) or gone (released, or its lease ran out).
     pub(crate) async fn begin(held: &PgHeld) -> Result<Option<HostedSession>, sqlx::Error> {
-        let Some(conn) = held.shared.lend() else {
+        let Some((conn, ready)) = held.shared.lend() else {
             return Ok(None);
         };
         // Open from here on: dropped before `COMMIT` succeeds, it is rolled back.
         let mut hosted = HostedSession {
             shared: held.shared.clone(),
             conn: Some(conn),
-            open: true,
+            after: After::Open,
         };
-        sqlx::Executor::execute(hosted.conn_mut(), "BEGIN").await?;
+        if !ready {
+            sqlx::Executor::execute(hosted.conn_mut(), "BEGIN").await?;
+        }
         Ok(Some(hosted))
     }
 
+    /// Commits, and in the same round trip (`COMMIT; BEGIN`) opens the transaction of the
+    /// grant's next unit (a payment's confirmation after its debit, say); the release rolls it
+    /// back if none comes.
     pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
-        sqlx::Executor::execute(self.conn_mut(), "COMMIT").await?;
-        self.open = false;
-        Ok(())
+        let (done, failure) = run_both(self.conn_mut(), "COMMIT; BEGIN").await;
+        match (done, failure) {
+            (2, None) => {
+                self.after = After::Ready;
+                Ok(())
+            }
+            // Committed, but the session did not open the next transaction: the next unit
+            // begins its own (if the session still works).
+            (1, _) => {
+                self.after = After::Closed;
+                Ok(())
+            }
+            (_, failure) => {
+                Err(failure.unwrap_or_else(|| sqlx::Error::Protocol("no answer to COMMIT".into())))
+            }
+        }
     }
 
     /// Whether this unit runs on `held`'s session.
@@ -450,45 +544,35 @@ impl HostedSession {
     /// committed is rolled back and its locks end) and the error returned; so it is if this
     /// future is dropped midway.
     pub(crate) async fn commit_and_unlock(mut self) -> Result<(), sqlx::Error> {
-        use futures::StreamExt;
         let mut closing = Acquiring {
             conn: self.conn.take(),
         };
-        self.open = false;
-        let (mut committed, mut failure) = (false, None);
-        if let Some(conn) = closing.conn.as_mut() {
-            let mut answers =
-                sqlx::raw_sql("COMMIT; SELECT pg_advisory_unlock_all()").fetch_many(&mut **conn);
-            while let Some(answer) = answers.next().await {
-                match answer {
-                    // The first statement to complete is the COMMIT.
-                    Ok(sqlx::Either::Left(_)) => committed = true,
-                    Ok(sqlx::Either::Right(_)) => {}
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                }
-            }
-        }
+        self.after = After::Closed;
+        let (done, failure) = match closing.conn.as_mut() {
+            Some(conn) => run_both(conn, "COMMIT; SELECT pg_advisory_unlock_all()").await,
+            None => (0, None),
+        };
         {
             // The grant is over whatever happened: its session is unlocked or being closed.
             let mut slot = self.shared.slot.lock();
             slot.hosted = false;
             slot.release_pending = false;
         }
-        match (committed, failure) {
-            (true, None) => {
+        match (done, failure) {
+            (2, None) => {
                 // Unlocked: back to the pool.
                 drop(closing.conn.take());
                 Ok(())
             }
-            (true, Some(e)) => {
-                tracing::warn!(error = %e, "unlock after commit failed; closing the lock session");
+            (0, failure) => {
+                Err(failure.unwrap_or_else(|| sqlx::Error::Protocol("no answer to COMMIT".into())))
+            }
+            (_, failure) => {
+                // The first statement to complete is the COMMIT.
+                let error = failure.map(|e| e.to_string()).unwrap_or_default();
+                tracing::warn!(%error, "unlock after commit failed; closing the lock session");
                 Ok(())
             }
-            (false, Some(e)) => Err(e),
-            (false, None) => Err(sqlx::Error::Protocol("no answer to COMMIT".into())),
         }
     }
 
@@ -499,6 +583,22 @@ impl HostedSession {
             None => unreachable!("a hosted session keeps its connection until dropped"),
         }
     }
+}
+
+/// Runs a simple query of two statements, the first a `COMMIT`: how many completed, and the
+/// error that stopped the rest, if one did.
+async fn run_both(conn: &mut sqlx::PgConnection, sql: &'static str) -> (u8, Option<sqlx::Error>) {
+    use futures::StreamExt;
+    let mut done = 0;
+    let mut answers = sqlx::raw_sql(sql).fetch_many(conn);
+    while let Some(answer) = answers.next().await {
+        match answer {
+            Ok(sqlx::Either::Left(_)) => done += 1,
+            Ok(sqlx::Either::Right(_)) => {}
+            Err(e) => return (done, Some(e)),
+        }
+    }
+    (done, None)
 }
 
 impl std::ops::Deref for HostedSession {
@@ -520,7 +620,7 @@ impl std::ops::DerefMut for HostedSession {
 impl Drop for HostedSession {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            Shared::give_back(&self.shared, conn, self.open);
+            Shared::give_back(&self.shared, conn, self.after);
         }
     }
 }
@@ -528,7 +628,7 @@ impl Drop for HostedSession {
 pub(crate) struct PgHeld {
     shared: Arc<Shared>,
     /// The lock manager that granted it (a store hosts units only on its own manager's grants).
-    scope: Arc<()>,
+    scope: Arc<Scope>,
     watchdog: Option<tokio::task::JoinHandle<()>>,
     released: bool,
 }
@@ -542,17 +642,18 @@ impl fmt::Debug for PgHeld {
 }
 
 impl PgHeld {
-    fn none(scope: Arc<()>) -> Self {
+    fn none(scope: Arc<Scope>) -> Self {
         PgHeld {
-            shared: Shared::holding(None),
+            shared: Shared::holding(None, false),
             scope,
             watchdog: None,
             released: true,
         }
     }
 
-    fn new(conn: Option<Conn>, lease: Duration, scope: Arc<()>) -> Self {
-        let shared = Shared::holding(conn);
+    /// `ready`: a transaction is open on the session for the first unit.
+    fn new(conn: Option<Conn>, ready: bool, lease: Duration, scope: Arc<Scope>) -> Self {
+        let shared = Shared::holding(conn, ready);
         let s = shared.clone();
         let watchdog = tokio::spawn(async move {
             tokio::time::sleep(lease).await;
@@ -572,7 +673,7 @@ impl PgHeld {
     }
 
     /// Whether `scope` is the lock manager that granted this.
-    pub(crate) fn granted_by(&self, scope: &Arc<()>) -> bool {
+    pub(crate) fn granted_by(&self, scope: &Arc<Scope>) -> bool {
         Arc::ptr_eq(&self.scope, scope)
     }
 }

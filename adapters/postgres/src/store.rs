@@ -33,7 +33,7 @@ use stockade_domain::{
 pub struct PgStore {
     pool: PgPool,
     /// The lock manager on whose sessions guarded units run (see [`PgStore::hosting_units_of`]).
-    hosts: Option<Arc<()>>,
+    hosts: Option<Arc<crate::lock::Scope>>,
 }
 
 impl fmt::Debug for PgStore {
@@ -57,7 +57,7 @@ impl PgStore {
     /// for them).
     #[must_use]
     pub fn hosting_units_of(mut self, locks: &PgLockManager) -> Self {
-        self.hosts = Some(locks.scope().clone());
+        self.hosts = Some(locks.hosted_scope());
         self
     }
 
@@ -168,7 +168,7 @@ impl UnitOfWork for PgUnit {
         let kept: Vec<String> = sqlx::query_scalar(
             "INSERT INTO lock_fences (key, token)
              SELECT * FROM unnest($1::text[], $2::bigint[])
-             ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, updated_at = now()
+             ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, updated_at = statement_timestamp()
              WHERE lock_fences.token <= EXCLUDED.token
              RETURNING key",
         )
@@ -185,6 +185,13 @@ impl UnitOfWork for PgUnit {
         Ok(())
     }
 
+    async fn order_with_payments(&mut self, oid: OrderId) -> R<Option<(Order, Vec<Payment>)>> {
+        Ok(self
+            .load("WHERE id = $1", Some(oid.get()), true)
+            .await?
+            .pop())
+    }
+
     async fn record_outcome(
         &mut self,
         ticket: &Ticket,
@@ -194,7 +201,7 @@ impl UnitOfWork for PgUnit {
         let done = sqlx::query(
             "UPDATE idempotency_keys
              SET state = 'DONE', ok = $4, body = $5,
-                 expires_at = now() + ($6 || ' milliseconds')::interval, updated_at = now()
+                 expires_at = statement_timestamp() + ($6 || ' milliseconds')::interval, updated_at = statement_timestamp()
              WHERE scope = $1 AND key = $2 AND owner = $3 AND state = 'IN_FLIGHT'",
         )
         .bind(&ticket.scope.0)
@@ -442,7 +449,7 @@ impl ProductRepository for PgUnit {
     async fn insert(&mut self, new: NewProduct) -> R<Product> {
         let row = sqlx::query(&format!(
             "INSERT INTO products (name, price, stock, max_per_order, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, now(), now()) RETURNING {PRODUCT_COLUMNS}"
+             VALUES ($1, $2, $3, $4, statement_timestamp(), statement_timestamp()) RETURNING {PRODUCT_COLUMNS}"
         ))
         .bind(&new.name)
         .bind(new.price.won())
@@ -456,7 +463,7 @@ impl ProductRepository for PgUnit {
 
     async fn set_stock(&mut self, pid: ProductId, stock: u32) -> R<Option<Product>> {
         let row = sqlx::query(&format!(
-            "UPDATE products SET stock = $2, updated_at = now()
+            "UPDATE products SET stock = $2, updated_at = statement_timestamp()
              WHERE id = $1 AND state = 'ACTIVE' RETURNING {PRODUCT_COLUMNS}"
         ))
         .bind(pid.get())
@@ -470,7 +477,7 @@ impl ProductRepository for PgUnit {
     async fn deduct_stock(&mut self, pid: ProductId, quantity: Quantity) -> R<()> {
         let q = i64::from(quantity.get());
         let done = sqlx::query(
-            "UPDATE products SET stock = stock - $2, updated_at = now()
+            "UPDATE products SET stock = stock - $2, updated_at = statement_timestamp()
              WHERE id = $1 AND state = 'ACTIVE' AND stock >= $2",
         )
         .bind(pid.get())
@@ -500,7 +507,7 @@ impl ProductRepository for PgUnit {
 
     async fn restore_stock(&mut self, pid: ProductId, quantity: Quantity) -> R<()> {
         let done =
-            sqlx::query("UPDATE products SET stock = stock + $2, updated_at = now() WHERE id = $1")
+            sqlx::query("UPDATE products SET stock = stock + $2, updated_at = statement_timestamp() WHERE id = $1")
                 .bind(pid.get())
                 .bind(i64::from(quantity.get()))
                 .execute(&mut *self.tx)
@@ -537,7 +544,7 @@ impl CartRepository for PgUnit {
     async fn save(&mut self, cart: &Cart) -> R<()> {
         let keep: Vec<i64> = cart.items.keys().map(|p| p.get()).collect();
         sqlx::query(
-            "UPDATE cart_items SET state = 'REMOVED', updated_at = now()
+            "UPDATE cart_items SET state = 'REMOVED', updated_at = statement_timestamp()
              WHERE user_id = $1 AND state = 'ACTIVE' AND NOT (product_id = ANY($2))",
         )
         .bind(cart.user_id.get())
@@ -548,9 +555,9 @@ impl CartRepository for PgUnit {
         for (p, q) in &cart.items {
             sqlx::query(
                 "INSERT INTO cart_items (user_id, product_id, quantity, state, created_at, updated_at)
-                 VALUES ($1, $2, $3, 'ACTIVE', now(), now())
+                 VALUES ($1, $2, $3, 'ACTIVE', statement_timestamp(), statement_timestamp())
                  ON CONFLICT (user_id, product_id)
-                 DO UPDATE SET quantity = EXCLUDED.quantity, state = 'ACTIVE', updated_at = now()",
+                 DO UPDATE SET quantity = EXCLUDED.quantity, state = 'ACTIVE', updated_at = statement_timestamp()",
             )
             .bind(cart.user_id.get())
             .bind(p.get())
@@ -615,7 +622,7 @@ impl CouponRepository for PgUnit {
         let row = sqlx::query(&format!(
             "INSERT INTO coupons (name, kind, discount_type, discount_value, max_discount,
                  min_order_amount, quantity, mode, valid_from, valid_until, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), now())
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, statement_timestamp(), statement_timestamp())
              RETURNING {COUPON_COLUMNS}"
         ))
         .bind(&new.name)
@@ -671,7 +678,7 @@ impl CouponRepository for PgUnit {
             return Err(DomainError::CouponAlreadyIssued.into());
         };
         let counted = sqlx::query(
-            "UPDATE coupons SET issued = issued + 1, updated_at = now()
+            "UPDATE coupons SET issued = issued + 1, updated_at = statement_timestamp()
              WHERE id = $1 AND issued < quantity",
         )
         .bind(c.id.get())
@@ -740,7 +747,7 @@ impl CouponRepository for PgUnit {
         order: Option<OrderId>,
     ) -> R<bool> {
         let done = sqlx::query(
-            "UPDATE user_coupons SET status = $3, order_id = $4, updated_at = now()
+            "UPDATE user_coupons SET status = $3, order_id = $4, updated_at = statement_timestamp()
              WHERE id = $1 AND status = $2",
         )
         .bind(ucid.get())
@@ -796,6 +803,30 @@ const ORDER_COLUMNS: &str =
 impl PgUnit {
     /// Orders with their lines and cart coupons, in one round trip.
     async fn load_orders(&mut self, filter: &str, arg: Option<i64>) -> R<Vec<Order>> {
+        let loaded = self.load(filter, arg, false).await?;
+        Ok(loaded.into_iter().map(|(order, _)| order).collect())
+    }
+
+    /// Orders with their lines and cart coupons, and with their payments (oldest first) if
+    /// `payments` (otherwise none), in one round trip.
+    async fn load(
+        &mut self,
+        filter: &str,
+        arg: Option<i64>,
+        payments: bool,
+    ) -> R<Vec<(Order, Vec<Payment>)>> {
+        let payment_column = if payments {
+            ",
+                COALESCE((SELECT json_agg(json_build_object(
+                    'id', p.id, 'order_id', p.order_id, 'user_id', p.user_id, 'amount', p.amount,
+                    'status', p.status, 'idempotency_ref', p.idempotency_ref,
+                    'created_at', floor(extract(epoch FROM p.created_at) * 1000)::bigint,
+                    'updated_at', floor(extract(epoch FROM p.updated_at) * 1000)::bigint)
+                    ORDER BY p.id)
+                    FROM payments p WHERE p.order_id = orders.id), '[]') AS payments"
+        } else {
+            ""
+        };
         let sql = format!(
             "SELECT {ORDER_COLUMNS},
                 COALESCE((SELECT json_agg(json_build_object(
@@ -806,6 +837,7 @@ impl PgUnit {
                 COALESCE((SELECT json_agg(json_build_object(
                     'user_coupon_id', c.user_coupon_id, 'discount', c.discount) ORDER BY c.position)
                     FROM order_coupons c WHERE c.order_id = orders.id), '[]') AS coupons
+                {payment_column}
              FROM orders {filter} ORDER BY id"
         );
         let mut q = sqlx::query(&sql);
@@ -843,7 +875,25 @@ impl PgUnit {
                     money(num(c, "discount")?),
                 ));
             }
-            out.push(Order {
+            let mut paid = Vec::new();
+            if payments {
+                let listed: serde_json::Value = r.try_get("payments").map_err(e)?;
+                for p in listed.as_array().into_iter().flatten() {
+                    let status = p["status"].as_str().unwrap_or_default();
+                    paid.push(Payment {
+                        id: id(num(p, "id")?, PaymentId::new)?,
+                        order_id: id(num(p, "order_id")?, OrderId::new)?,
+                        user_id: id(num(p, "user_id")?, UserId::new)?,
+                        amount: money(num(p, "amount")?),
+                        status: PaymentStatus::parse(status)
+                            .ok_or_else(|| corrupt("payment status"))?,
+                        reference: p["idempotency_ref"].as_str().map(str::to_owned),
+                        created_at: Timestamp::from_millis(num(p, "created_at")?),
+                        updated_at: Timestamp::from_millis(num(p, "updated_at")?),
+                    });
+                }
+            }
+            let order = Order {
                 id: id(r.try_get("id").map_err(e)?, OrderId::new)?,
                 user_id: id(r.try_get("user_id").map_err(e)?, UserId::new)?,
                 status: OrderStatus::parse(&status).ok_or_else(|| corrupt("order status"))?,
@@ -855,7 +905,8 @@ impl PgUnit {
                 created_at: ts(r.try_get("created_at").map_err(e)?),
                 expires_at: ts(r.try_get("expires_at").map_err(e)?),
                 updated_at: ts(r.try_get("updated_at").map_err(e)?),
-            });
+            };
+            out.push((order, paid));
         }
         Ok(out)
     }
@@ -1061,6 +1112,34 @@ impl PaymentRepository for PgUnit {
             "INSERT INTO payments
                  (order_id, user_id, amount, status, idempotency_ref, created_at, updated_at)
              VALUES ($1, $2, $3, 'PENDING', $5, $4, $4) RETURNING {PAYMENT_COLUMNS}"
+        ))
+        .bind(order.id.get())
+        .bind(order.user_id.get())
+        .bind(amount.won())
+        .bind(at(now))
+        .bind(reference)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        payment(&row)
+    }
+
+    async fn insert_debited(
+        &mut self,
+        order: &Order,
+        amount: Money,
+        reference: Option<&str>,
+        now: Timestamp,
+    ) -> R<Payment> {
+        let row = sqlx::query(&format!(
+            "WITH p AS (
+                 INSERT INTO payments
+                     (order_id, user_id, amount, status, idempotency_ref, created_at, updated_at)
+                 VALUES ($1, $2, $3, 'PENDING', $5, $4, $4) RETURNING {PAYMENT_COLUMNS}),
+             s AS (
+                 INSERT INTO saga_log (payment_id, order_id, step, created_at, updated_at)
+                 SELECT id, order_id, 'DEBITED', $4, $4 FROM p)
+             SELECT {PAYMENT_COLUMNS} FROM p"
         ))
         .bind(order.id.get())
         .bind(order.user_id.get())

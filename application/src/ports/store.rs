@@ -82,6 +82,18 @@ pub trait UnitOfWork: Send {
     /// Checks every fence against the highest token seen for its key and records it.
     async fn check_fences(&mut self, fences: &[Fence]) -> Result<(), StoreError>;
 
+    /// An order and its payments (oldest first). An adapter may read both at once.
+    async fn order_with_payments(
+        &mut self,
+        id: OrderId,
+    ) -> Result<Option<(Order, Vec<Payment>)>, StoreError> {
+        let Some(order) = self.orders().get(id).await? else {
+            return Ok(None);
+        };
+        let payments = self.payments().for_order(id).await?;
+        Ok(Some((order, payments)))
+    }
+
     /// Records an idempotent outcome as part of this unit, so that it commits with the business
     /// write it describes. Only called when the idempotency store keeps its records in this
     /// store's database (`Settings::idempotency_in_store`). Answers `Ok(false)` when the adapter
@@ -287,6 +299,20 @@ pub trait PaymentRepository: Send {
         reference: Option<&str>,
         now: Timestamp,
     ) -> Result<Payment, StoreError>;
+    /// [`Self::insert`], and the payment's saga recorded at [`SagaStep::Debited`]: for the unit
+    /// that also debits the wallet for it (the step commits with the debit or not at all). An
+    /// adapter may write both at once.
+    async fn insert_debited(
+        &mut self,
+        order: &Order,
+        amount: Money,
+        reference: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Payment, StoreError> {
+        let payment = self.insert(order, amount, reference, now).await?;
+        self.log_saga_step(&payment, SagaStep::Debited, now).await?;
+        Ok(payment)
+    }
     async fn for_order(&mut self, order: OrderId) -> Result<Vec<Payment>, StoreError>;
     /// Moves a payment from `from` to `to`; false if it was not in `from`.
     async fn update_status(

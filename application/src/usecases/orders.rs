@@ -351,11 +351,8 @@ impl Stockade {
         for _ in 0..2 {
             let guard = self.lock(&[keys::payment(id), keys::balance(user)]).await?;
             let mut uow = self.begin_guarded(&guard).await?;
-            let order = load_owned(&mut *uow, user, id).await?;
-            let open = uow
-                .payments()
-                .for_order(id)
-                .await?
+            let (order, payments) = load_owned_with_payments(&mut *uow, user, id).await?;
+            let open = payments
                 .into_iter()
                 .find(|p| p.status == stockade_domain::PaymentStatus::Pending);
             if let (Some(payment), OrderStatus::PendingPayment) = (open, order.status) {
@@ -447,6 +444,18 @@ pub(crate) async fn load_owned(
         .get(id)
         .await?
         .filter(|o| o.user_id == user)
+        .ok_or_else(|| DomainError::OrderNotFound(id.get()).into())
+}
+
+/// The order and its payments (oldest first) if it exists and belongs to `user`.
+pub(crate) async fn load_owned_with_payments(
+    uow: &mut dyn UnitOfWork,
+    user: UserId,
+    id: OrderId,
+) -> Result<(Order, Vec<stockade_domain::Payment>), AppError> {
+    uow.order_with_payments(id)
+        .await?
+        .filter(|(o, _)| o.user_id == user)
         .ok_or_else(|| DomainError::OrderNotFound(id.get()).into())
 }
 

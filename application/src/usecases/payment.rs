@@ -17,8 +17,8 @@
 
 use crate::ports::lock::{keys, LockGuard};
 use crate::ports::platform::PaidOrder;
-use crate::ports::store::{LedgerChange, SagaStep};
-use crate::usecases::orders::{load_owned, release_order};
+use crate::ports::store::LedgerChange;
+use crate::usecases::orders::{load_owned_with_payments, release_order};
 use crate::views::PaymentReceipt;
 use crate::{AppError, Replayable, Stockade};
 use stockade_domain::{
@@ -128,13 +128,10 @@ impl Stockade {
             .lock(&[keys::payment(order_id), keys::balance(user)])
             .await?;
         let mut uow = self.begin_guarded(&guard).await?;
-        let Some(order) = uow.orders().get(order_id).await? else {
+        let Some((order, payments)) = uow.order_with_payments(order_id).await? else {
             return Ok(false);
         };
-        let pending = uow
-            .payments()
-            .for_order(order_id)
-            .await?
+        let pending = payments
             .into_iter()
             .find(|p| p.status == PaymentStatus::Pending);
         let Some(payment) = pending else {
@@ -167,8 +164,8 @@ impl Stockade {
         // Step 1: debit.
         let mut uow = self.begin_guarded(&guard).await?;
         let now = self.core.ports.clock.now();
-        let order = load_owned(&mut *uow, cmd.user_id, cmd.order_id).await?;
-        let payments = uow.payments().for_order(order.id).await?;
+        let (order, payments) =
+            load_owned_with_payments(&mut *uow, cmd.user_id, cmd.order_id).await?;
         let made_by_this_request = payments.iter().find(|p| {
             p.status != PaymentStatus::Pending
                 && reference.is_some()
@@ -214,7 +211,7 @@ impl Stockade {
         }
         let payment = uow
             .payments()
-            .insert(&order, cmd.amount, reference, now)
+            .insert_debited(&order, cmd.amount, reference, now)
             .await?;
         let debit = uow
             .wallets()
@@ -227,9 +224,6 @@ impl Stockade {
                 },
                 now,
             )
-            .await?;
-        uow.payments()
-            .log_saga_step(&payment, SagaStep::Debited, now)
             .await?;
         guard.check()?;
         uow.commit().await?;

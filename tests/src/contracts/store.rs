@@ -12,9 +12,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use stockade_application::ports::lock::{Fence, FencingToken, LockKey};
 use stockade_application::ports::store::{LedgerChange, NewOrder, Store, StoreError, UnitOfWork};
 use stockade_domain::{
-    Coupon, Discount, ErrorCode, LedgerKind, Money, NewCoupon, NewProduct, Order, OrderLine,
-    OrderStatus, PaymentStatus, Pricing, Product, ProductId, Quantity, Timestamp, UserCouponId,
-    UserCouponStatus, UserId,
+    Coupon, Discount, ErrorCode, LedgerKind, Money, NewCoupon, NewProduct, Order, OrderId,
+    OrderLine, OrderStatus, PaymentStatus, Pricing, Product, ProductId, Quantity, Timestamp,
+    UserCouponId, UserCouponStatus, UserId,
 };
 
 /// A positive id unique in this process and (very likely) across processes started at
@@ -657,8 +657,6 @@ pub async fn conditional_transitions(store: Arc<dyn Store>) {
     assert_eq!(payments[0].reference.as_deref(), Some("pay:1:key"));
 }
 
-/// `check_fences` refuses a token lower than one committed before, accepts equal and higher
-/// ones, and records nothing when it refuses or when its unit is dropped.
 /// An order placed under an idempotency reference is found by it, and a second order with the
 /// same reference is refused (so a repeated keyed request cannot place two).
 pub async fn order_reference_is_unique(store: Arc<dyn Store>) {
@@ -708,6 +706,68 @@ pub async fn order_reference_is_unique(store: Arc<dyn Store>) {
         .unwrap();
 }
 
+/// A payment recorded with its saga at DEBITED: read back with its order (every field as
+/// recorded), listed as an open saga, and gone with its unit if that is dropped.
+pub async fn debited_payments_read_with_their_order(store: Arc<dyn Store>) {
+    let user = fresh_user();
+    let product = product_with_stock(&store, 10).await;
+    let mut uow = unit(&store).await;
+    let order = uow
+        .orders()
+        .insert(new_order(user, &product, 1))
+        .await
+        .unwrap();
+    let bare = uow
+        .orders()
+        .insert(new_order(user, &product, 2))
+        .await
+        .unwrap();
+    let reference = format!("pay:{user}:key");
+    let payment = uow
+        .payments()
+        .insert_debited(&order, order.total, Some(&reference), NOW)
+        .await
+        .unwrap();
+    assert_eq!(payment.status, PaymentStatus::Pending);
+    uow.commit().await.unwrap();
+
+    let mut uow = unit(&store).await;
+    let (read, payments) = uow.order_with_payments(order.id).await.unwrap().unwrap();
+    assert_eq!(read.id, order.id);
+    assert_eq!(read.total, order.total);
+    assert_eq!(payments, vec![payment.clone()]);
+    let (read, payments) = uow.order_with_payments(bare.id).await.unwrap().unwrap();
+    assert_eq!((read.id, payments.len()), (bare.id, 0));
+    let missing = OrderId::new(i64::MAX).unwrap();
+    assert!(uow.order_with_payments(missing).await.unwrap().is_none());
+    let open = uow
+        .payments()
+        .open_sagas(NOW.plus_millis(1), 10_000)
+        .await
+        .unwrap();
+    assert!(open.contains(&(order.id, user)), "{open:?}");
+    drop(uow);
+
+    // Dropped with its unit: neither the payment nor its saga stays.
+    let mut uow = unit(&store).await;
+    uow.payments()
+        .insert_debited(&bare, bare.total, None, NOW)
+        .await
+        .unwrap();
+    drop(uow);
+    let mut uow = unit(&store).await;
+    let (_, payments) = uow.order_with_payments(bare.id).await.unwrap().unwrap();
+    assert!(payments.is_empty(), "{payments:?}");
+    let open = uow
+        .payments()
+        .open_sagas(NOW.plus_millis(1), 10_000)
+        .await
+        .unwrap();
+    assert!(!open.contains(&(bare.id, user)), "{open:?}");
+}
+
+/// `check_fences` refuses a token lower than one committed before, accepts equal and higher
+/// ones, and records nothing when it refuses or when its unit is dropped.
 pub async fn fences_never_go_back(store: Arc<dyn Store>) {
     let a = format!("contract:fence:a:{}", unique_id());
     let b = format!("contract:fence:b:{}", unique_id());
@@ -817,6 +877,12 @@ macro_rules! store_contract {
         fn store_conditional_transitions() {
             $crate::contracts::run(CONTRACT_TIME, async {
                 $crate::contracts::store::conditional_transitions($make.await).await;
+            });
+        }
+        #[test]
+        fn store_debited_payments_read_with_their_order() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::store::debited_payments_read_with_their_order($make.await).await;
             });
         }
         #[test]

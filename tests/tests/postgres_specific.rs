@@ -664,3 +664,37 @@ async fn a_hosted_grant_opens_its_units_in_round_trips_it_already_makes() {
     assert_eq!(h.open_on_lock_sessions().await, 0);
     h.db.drop_schema().await;
 }
+
+/// Every pooled connection runs its transactions at READ COMMITTED even where the server (or
+/// the connection's own startup options) default to another level: a grant opens its first
+/// unit's transaction before its lock is granted, which is only safe when each statement takes
+/// a fresh snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_transactions_run_at_read_committed_whatever_the_default() {
+    let db = TestDb::new().await;
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!(
+        "{}{sep}options=-c%20default_transaction_isolation%3Dserializable",
+        db.url
+    );
+    let mut plain = sqlx::PgConnection::connect(&url).await.unwrap();
+    let level: String = sqlx::query_scalar("SHOW default_transaction_isolation")
+        .fetch_one(&mut plain)
+        .await
+        .unwrap();
+    assert_eq!(level, "serializable", "the startup option took effect");
+    let pool = stockade_postgres::connect(&stockade_postgres::PgConfig {
+        schema: Some(db.schema.clone()),
+        ..stockade_postgres::PgConfig::new(url)
+    })
+    .await
+    .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let level: String = sqlx::query_scalar("SHOW transaction_isolation")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(level, "read committed");
+    drop(tx);
+    db.drop_schema().await;
+}

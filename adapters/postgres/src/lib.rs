@@ -69,8 +69,11 @@ fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-/// A pool whose connections use `config.schema` (when set) and give up waiting for a client
-/// that went away (`client_connection_check_interval`).
+/// A pool whose connections use `config.schema` (when set), run their transactions at READ
+/// COMMITTED whatever the server's default (the adapters rely on each statement seeing what
+/// committed before it; a lock grant may open its first unit's transaction before the lock is
+/// granted, ADR 0009), and give up waiting for a client that went away
+/// (`client_connection_check_interval`).
 ///
 /// # Errors
 /// [`PgSetupError`] when the URL is bad or the server does not answer.
@@ -98,8 +101,11 @@ pub async fn connect(config: &PgConfig) -> Result<PgPool, PgSetupError> {
         .after_connect(move |conn, _meta| {
             let schema = schema.clone();
             Box::pin(async move {
-                conn.execute("SET client_connection_check_interval = '250ms'")
-                    .await?;
+                conn.execute(
+                    "SET client_connection_check_interval = '250ms';
+                     SET default_transaction_isolation = 'read committed'",
+                )
+                .await?;
                 if !synchronous {
                     conn.execute("SET synchronous_commit = off").await?;
                 }

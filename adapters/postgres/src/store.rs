@@ -1085,6 +1085,34 @@ impl OrderRepository for PgUnit {
 const PAYMENT_COLUMNS: &str =
     "id, order_id, user_id, amount, status, idempotency_ref, created_at, updated_at";
 
+/// A PENDING payment: order `$1`, user `$2`, amount `$3`, at `$4`, reference `$5`.
+const INSERT_PAYMENT: &str = "INSERT INTO payments
+     (order_id, user_id, amount, status, idempotency_ref, created_at, updated_at)
+     VALUES ($1, $2, $3, 'PENDING', $5, $4, $4)";
+
+impl PgUnit {
+    /// Runs `sql`, a statement built on [`INSERT_PAYMENT`] that answers the payment's columns.
+    async fn insert_payment(
+        &mut self,
+        sql: &str,
+        order: &Order,
+        amount: Money,
+        reference: Option<&str>,
+        now: Timestamp,
+    ) -> R<Payment> {
+        let row = sqlx::query(sql)
+            .bind(order.id.get())
+            .bind(order.user_id.get())
+            .bind(amount.won())
+            .bind(at(now))
+            .bind(reference)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(e)?;
+        payment(&row)
+    }
+}
+
 fn payment(row: &sqlx::postgres::PgRow) -> R<Payment> {
     let status: String = row.try_get("status").map_err(e)?;
     Ok(Payment {
@@ -1108,20 +1136,9 @@ impl PaymentRepository for PgUnit {
         reference: Option<&str>,
         now: Timestamp,
     ) -> R<Payment> {
-        let row = sqlx::query(&format!(
-            "INSERT INTO payments
-                 (order_id, user_id, amount, status, idempotency_ref, created_at, updated_at)
-             VALUES ($1, $2, $3, 'PENDING', $5, $4, $4) RETURNING {PAYMENT_COLUMNS}"
-        ))
-        .bind(order.id.get())
-        .bind(order.user_id.get())
-        .bind(amount.won())
-        .bind(at(now))
-        .bind(reference)
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(e)?;
-        payment(&row)
+        let sql = format!("{INSERT_PAYMENT} RETURNING {PAYMENT_COLUMNS}");
+        self.insert_payment(&sql, order, amount, reference, now)
+            .await
     }
 
     async fn insert_debited(
@@ -1131,25 +1148,15 @@ impl PaymentRepository for PgUnit {
         reference: Option<&str>,
         now: Timestamp,
     ) -> R<Payment> {
-        let row = sqlx::query(&format!(
-            "WITH p AS (
-                 INSERT INTO payments
-                     (order_id, user_id, amount, status, idempotency_ref, created_at, updated_at)
-                 VALUES ($1, $2, $3, 'PENDING', $5, $4, $4) RETURNING {PAYMENT_COLUMNS}),
+        let sql = format!(
+            "WITH p AS ({INSERT_PAYMENT} RETURNING {PAYMENT_COLUMNS}),
              s AS (
                  INSERT INTO saga_log (payment_id, order_id, step, created_at, updated_at)
                  SELECT id, order_id, 'DEBITED', $4, $4 FROM p)
              SELECT {PAYMENT_COLUMNS} FROM p"
-        ))
-        .bind(order.id.get())
-        .bind(order.user_id.get())
-        .bind(amount.won())
-        .bind(at(now))
-        .bind(reference)
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(e)?;
-        payment(&row)
+        );
+        self.insert_payment(&sql, order, amount, reference, now)
+            .await
     }
 
     async fn for_order(&mut self, oid: OrderId) -> R<Vec<Payment>> {

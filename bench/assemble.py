@@ -60,7 +60,7 @@ print("figures across runs. Regenerate the page (and its plots) with `bench/run`
 print("## Machine\n")
 print(f"- {cores} vCPUs ({cpu}), {mem} GiB of memory; the client shares the cores with the server.")
 print(f"- {pg}; {wrk}.")
-print("- Release build; `RUST_LOG=warn`.\n")
+print("- Release build (fat LTO, one codegen unit: `[profile.release]` in Cargo.toml); `RUST_LOG=warn`.\n")
 
 print("## Micro-benchmarks (criterion, median per operation)\n")
 print("`cargo bench -p stockade-load --bench ports`\n")

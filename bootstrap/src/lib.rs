@@ -189,17 +189,17 @@ impl Service {
             if choices["idempotency"] == Backend::Postgres {
                 // With the store on the same database, successful outcomes commit inside the
                 // business transactions; claims then need no synchronous flush of their own.
-                let claims = if choices["store"] == Backend::Postgres {
-                    stockade_postgres::connect(&PgConfig {
+                ports.idempotency = Arc::new(if choices["store"] == Backend::Postgres {
+                    let claims = stockade_postgres::connect(&PgConfig {
                         max_connections: (args.db_max_connections / 2).max(2),
                         synchronous_commit: false,
                         ..config.clone()
                     })
-                    .await?
+                    .await?;
+                    PgIdempotencyStore::on_own_pool(claims, ports.ids.clone())
                 } else {
-                    pool.clone()
-                };
-                ports.idempotency = Arc::new(PgIdempotencyStore::new(claims, ports.ids.clone()));
+                    PgIdempotencyStore::new(pool.clone(), ports.ids.clone())
+                });
             }
             if choices["gate"] == Backend::Memory && choices["store"] == Backend::Postgres {
                 tracing::warn!("FLASH coupons use the in-process gate: run one instance, or --gate redis, for exact FLASH issuance across instances");

@@ -46,6 +46,22 @@ mod idempotency {
     );
 }
 
+/// The same contract on a pool of the store's own, whose sessions it keeps between requests;
+/// the pool is small, so the concurrent claims queue for its sessions.
+mod idempotency_own_pool {
+    use super::*;
+    stockade_tests::idempotency_contract!(
+        async {
+            let db = db().await;
+            Arc::new(stockade_postgres::PgIdempotencyStore::on_own_pool(
+                db.pool(4).await,
+                Arc::new(ProcessIds::default()) as Arc<dyn IdGenerator>,
+            )) as Arc<dyn IdempotencyStore>
+        },
+        purge_counts
+    );
+}
+
 mod store {
     use super::*;
     stockade_tests::store_contract!(async {

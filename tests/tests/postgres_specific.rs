@@ -27,31 +27,8 @@ async fn a_terminated_holder_hands_the_lock_to_the_next_waiter() {
         let k = k.clone();
         tokio::spawn(async move { locks.acquire(&[k], opts(20_000, 60_000)).await })
     };
-    // Find the holder's backend through pg_locks (a bigint advisory lock shows its high and
-    // low 32 bits as classid and objid) and terminate it.
-    let id = lock_id(&db.schema, "pg:terminate");
-    let (classid, objid) = (
-        ((id as u64) >> 32) as i64,
-        ((id as u64) & 0xffff_ffff) as i64,
-    );
     let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let mut pid: Option<i32> = None;
-    for _ in 0..100 {
-        pid = sqlx::query_scalar(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
-             AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1",
-        )
-        .bind(classid)
-        .bind(objid)
-        .fetch_optional(&mut admin)
-        .await
-        .unwrap();
-        if pid.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let pid = pid.expect("the holder's backend shows in pg_locks");
+    let pid = holder_pid(&mut admin, &db.schema, "pg:terminate").await;
     let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
         .bind(pid)
         .fetch_one(&mut admin)
@@ -228,6 +205,108 @@ async fn a_taken_over_request_cannot_commit_a_second_order() {
     let replay = t.app.create_order(cmd, Some(&key)).await.unwrap();
     assert!(replay.replayed);
     assert_eq!(replay.value, order);
+    db.drop_schema().await;
+}
+
+/// The backend holding the advisory lock of `key` in `namespace`, found through pg_locks (a
+/// bigint advisory lock shows its high and low 32 bits as classid and objid).
+async fn holder_pid(admin: &mut sqlx::PgConnection, namespace: &str, key: &str) -> i32 {
+    let id = lock_id(namespace, key);
+    let (classid, objid) = (
+        ((id as u64) >> 32) as i64,
+        ((id as u64) & 0xffff_ffff) as i64,
+    );
+    for _ in 0..100 {
+        let pid: Option<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+             AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1",
+        )
+        .bind(classid)
+        .bind(objid)
+        .fetch_optional(&mut *admin)
+        .await
+        .unwrap();
+        if let Some(pid) = pid {
+            return pid;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the holder's backend of {key} does not show in pg_locks");
+}
+
+/// A released grant's session is kept by the manager for the next grant instead of going back
+/// to the pool (whose check of every returned connection is a round trip): the pool still
+/// counts it as checked out, and the next grant runs on the same backend. The manager counts
+/// the sessions in use against the pool's size, so a crowd far larger than the pool gets all
+/// its grants, one after another, and never opens more connections than the pool allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_sessions_are_kept_for_the_next_grant() {
+    let db = TestDb::new().await;
+    let pool = db.pool(3).await;
+    let locks = PgLockManager::new(pool.clone(), db.schema.clone());
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let k = key("pg:kept");
+    let first = locks
+        .acquire(std::slice::from_ref(&k), opts(1_000, 60_000))
+        .await
+        .unwrap();
+    let before = holder_pid(&mut admin, &db.schema, "pg:kept").await;
+    first.release().await.unwrap();
+    assert_eq!((pool.size(), pool.num_idle()), (1, 0), "kept, not pooled");
+    let second = locks.acquire(&[k], opts(1_000, 60_000)).await.unwrap();
+    assert_eq!(holder_pid(&mut admin, &db.schema, "pg:kept").await, before);
+    second.release().await.unwrap();
+
+    let crowd: Vec<_> = (0..50)
+        .map(|i| {
+            let locks = locks.clone();
+            tokio::spawn(async move {
+                let g = locks
+                    .acquire(&[key(&format!("pg:crowd:{i}"))], opts(20_000, 60_000))
+                    .await?;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                g.release().await
+            })
+        })
+        .collect();
+    for task in crowd {
+        task.await.unwrap().expect("every grant of the crowd");
+    }
+    assert!(pool.size() <= 3, "{} connections", pool.size());
+    db.drop_schema().await;
+}
+
+/// A session kept for a second or more goes back through the pool's check before it is used
+/// again: its backend was terminated while it was kept, and the next grant still gets a live
+/// session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_session_whose_backend_died_is_not_reused() {
+    let db = TestDb::new().await;
+    let locks = PgLockManager::new(db.pool(2).await, db.schema.clone());
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let k = key("pg:kept-dead");
+    let first = locks
+        .acquire(std::slice::from_ref(&k), opts(1_000, 60_000))
+        .await
+        .unwrap();
+    let pid = holder_pid(&mut admin, &db.schema, "pg:kept-dead").await;
+    first.release().await.unwrap();
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert!(killed);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let next = locks
+        .acquire(&[k], opts(1_000, 60_000))
+        .await
+        .expect("a live session");
+    assert_ne!(
+        holder_pid(&mut admin, &db.schema, "pg:kept-dead").await,
+        pid
+    );
+    next.release().await.unwrap();
     db.drop_schema().await;
 }
 
@@ -535,7 +614,7 @@ async fn backends(admin: &mut sqlx::PgConnection, application_name: &str, state:
 }
 
 /// A unit running on its grant's session commits and unlocks in one step: the write is there,
-/// the lock is free at once, and the session went back to the pool alive (not closed). If the
+/// the lock is free at once, and the session is kept alive for the next grant (not closed). If the
 /// session dies before the commit, nothing is applied, the error says the backend is
 /// unavailable, and the lock is free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,9 @@
 //! is applied) and a lost refusal is simply computed again by the retry.
 
 use crate::error::backend;
+use crate::sessions::Sessions;
 use async_trait::async_trait;
+use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use std::fmt;
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use stockade_domain::IdempotencyKey;
 
 #[derive(Clone)]
 pub struct PgIdempotencyStore {
-    pool: PgPool,
+    sessions: Sessions,
     ids: Arc<dyn IdGenerator>,
 }
 
@@ -34,8 +36,22 @@ impl fmt::Debug for PgIdempotencyStore {
 }
 
 impl PgIdempotencyStore {
+    /// A store on a pool it may share with others.
     pub fn new(pool: PgPool, ids: Arc<dyn IdGenerator>) -> Self {
-        PgIdempotencyStore { pool, ids }
+        PgIdempotencyStore {
+            sessions: Sessions::shared(pool),
+            ids,
+        }
+    }
+
+    /// A store on a pool of its own: it keeps its connections checked out between requests,
+    /// so that a claim is one round trip (no check of the connection as it goes back to the
+    /// pool, see `sessions.rs`). Nothing else may use `pool`.
+    pub fn on_own_pool(pool: PgPool, ids: Arc<dyn IdGenerator>) -> Self {
+        PgIdempotencyStore {
+            sessions: Sessions::own(pool),
+            ids,
+        }
     }
 }
 
@@ -47,6 +63,27 @@ fn interval(d: Duration) -> String {
     format!("{} milliseconds", d.as_millis().max(1))
 }
 
+/// What a claim that lost answers, from the record that won.
+fn held_by_another(row: &PgRow, fingerprint: &Fingerprint) -> Result<Begin, IdempotencyError> {
+    let stored: String = row.try_get("fingerprint").map_err(err)?;
+    if stored != fingerprint.0 {
+        return Ok(Begin::Mismatch);
+    }
+    let state: String = row.try_get("state").map_err(err)?;
+    if state == "DONE" {
+        let ok: Option<bool> = row.try_get("ok").map_err(err)?;
+        let body: Option<Vec<u8>> = row.try_get("body").map_err(err)?;
+        return Ok(Begin::Replay(StoredOutcome {
+            ok: ok.unwrap_or(false),
+            body: body.unwrap_or_default(),
+        }));
+    }
+    let left: i64 = row.try_get("left_ms").map_err(err)?;
+    Ok(Begin::InProgress {
+        retry_after: Duration::from_millis(u64::try_from(left).unwrap_or(1)),
+    })
+}
+
 #[async_trait]
 impl IdempotencyStore for PgIdempotencyStore {
     async fn begin(
@@ -56,6 +93,7 @@ impl IdempotencyStore for PgIdempotencyStore {
         fingerprint: &Fingerprint,
         lease: Duration,
     ) -> Result<Begin, IdempotencyError> {
+        let mut session = self.sessions.acquire().await.map_err(err)?;
         for _ in 0..5 {
             let owner = self.ids.unique();
             let claimed: Option<String> = sqlx::query_scalar(
@@ -75,10 +113,11 @@ impl IdempotencyStore for PgIdempotencyStore {
             .bind(&fingerprint.0)
             .bind(&owner)
             .bind(interval(lease))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *session)
             .await
             .map_err(err)?;
             if claimed.is_some() {
+                session.park();
                 return Ok(Begin::Started(Ticket {
                     scope: scope.clone(),
                     key: key.clone(),
@@ -92,30 +131,15 @@ impl IdempotencyStore for PgIdempotencyStore {
             )
             .bind(&scope.0)
             .bind(key.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *session)
             .await
             .map_err(err)?;
             let Some(row) = row else {
                 // Abandoned between the two statements: claim again.
                 continue;
             };
-            let stored: String = row.try_get("fingerprint").map_err(err)?;
-            if stored != fingerprint.0 {
-                return Ok(Begin::Mismatch);
-            }
-            let state: String = row.try_get("state").map_err(err)?;
-            if state == "DONE" {
-                let ok: Option<bool> = row.try_get("ok").map_err(err)?;
-                let body: Option<Vec<u8>> = row.try_get("body").map_err(err)?;
-                return Ok(Begin::Replay(StoredOutcome {
-                    ok: ok.unwrap_or(false),
-                    body: body.unwrap_or_default(),
-                }));
-            }
-            let left: i64 = row.try_get("left_ms").map_err(err)?;
-            return Ok(Begin::InProgress {
-                retry_after: Duration::from_millis(u64::try_from(left).unwrap_or(1)),
-            });
+            session.park();
+            return held_by_another(&row, fingerprint);
         }
         Err(IdempotencyError::Unavailable(backend(
             "the idempotency record kept changing under the claim",
@@ -128,6 +152,7 @@ impl IdempotencyStore for PgIdempotencyStore {
         outcome: StoredOutcome,
         ttl: Duration,
     ) -> Result<(), IdempotencyError> {
+        let mut session = self.sessions.acquire().await.map_err(err)?;
         let done = sqlx::query(
             "UPDATE idempotency_keys
              SET state = 'DONE', ok = $4, body = $5, expires_at = now() + $6::interval, updated_at = now()
@@ -139,9 +164,10 @@ impl IdempotencyStore for PgIdempotencyStore {
         .bind(outcome.ok)
         .bind(&outcome.body)
         .bind(interval(ttl))
-        .execute(&self.pool)
+        .execute(&mut *session)
         .await
         .map_err(err)?;
+        session.park();
         if done.rows_affected() == 1 {
             Ok(())
         } else {
@@ -150,6 +176,7 @@ impl IdempotencyStore for PgIdempotencyStore {
     }
 
     async fn abandon(&self, ticket: &Ticket) -> Result<(), IdempotencyError> {
+        let mut session = self.sessions.acquire().await.map_err(err)?;
         let done = sqlx::query(
             "DELETE FROM idempotency_keys
              WHERE scope = $1 AND key = $2 AND owner = $3 AND state = 'IN_FLIGHT'",
@@ -157,9 +184,10 @@ impl IdempotencyStore for PgIdempotencyStore {
         .bind(&ticket.scope.0)
         .bind(ticket.key.as_str())
         .bind(&ticket.owner)
-        .execute(&self.pool)
+        .execute(&mut *session)
         .await
         .map_err(err)?;
+        session.park();
         if done.rows_affected() == 1 {
             Ok(())
         } else {
@@ -168,14 +196,16 @@ impl IdempotencyStore for PgIdempotencyStore {
     }
 
     async fn purge_expired(&self) -> Result<u64, IdempotencyError> {
+        let mut session = self.sessions.acquire().await.map_err(err)?;
         let done = sqlx::query(
             "DELETE FROM idempotency_keys
              WHERE (state = 'DONE' AND expires_at <= now())
                 OR (state = 'IN_FLIGHT' AND lease_until <= now())",
         )
-        .execute(&self.pool)
+        .execute(&mut *session)
         .await
         .map_err(err)?;
+        session.park();
         Ok(done.rows_affected())
     }
 }

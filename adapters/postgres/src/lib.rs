@@ -9,6 +9,7 @@ mod convert;
 mod error;
 mod idempotency;
 mod lock;
+mod sessions;
 mod store;
 
 pub use idempotency::PgIdempotencyStore;

@@ -10,9 +10,11 @@
 //!
 //! ## Sessions
 //! Each grant holds one pooled connection of its own (advisory locks belong to a session). It
-//! goes back to the pool only after `pg_advisory_unlock_all()` succeeded on it; if that fails,
-//! or the grant is dropped where nothing can run the unlock, the connection is closed instead,
-//! which ends the session and frees its locks.
+//! is kept for the next grant only after `pg_advisory_unlock_all()` succeeded on it, parked by
+//! the manager rather than given back to the pool, so that no grant pays for the check sqlx
+//! makes of every connection returned to it (`sessions.rs`). If the unlock fails, or the grant
+//! is dropped where nothing can run it, the connection is closed instead, which ends the
+//! session and frees its locks.
 //!
 //! ## Waiting
 //! The fast path is one round trip for all the keys of a grant: `pg_try_advisory_lock` of each,
@@ -32,10 +34,10 @@
 //! lock at once, and the store refuses its stale token.
 
 use crate::error::backend;
+use crate::sessions::{Session, Sessions};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-use sqlx::pool::PoolConnection;
-use sqlx::{PgPool, Postgres};
+use sqlx::PgPool;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -60,7 +62,7 @@ pub fn lock_id(namespace: &str, key: &str) -> i64 {
 /// The Postgres [`LockManager`].
 #[derive(Clone)]
 pub struct PgLockManager {
-    pool: PgPool,
+    sessions: Sessions,
     namespace: Arc<str>,
     /// Identifies this manager's grants (shared by its clones).
     scope: Arc<Scope>,
@@ -82,7 +84,7 @@ impl fmt::Debug for PgLockManager {
     }
 }
 
-type Conn = PoolConnection<Postgres>;
+type Conn = Session;
 
 /// A connection being used to acquire or release: closed (not pooled) if the work does not
 /// finish.
@@ -92,15 +94,15 @@ struct Acquiring {
 
 impl Acquiring {
     /// A failed acquisition gives back what it took before answering, so that nothing is held
-    /// when the error is returned; the connection then goes back to the pool (or is closed if
+    /// when the error is returned; the connection is then parked (or closed if
     /// the unlock fails).
     async fn give_back(&mut self) {
         if let Some(mut conn) = self.conn.take() {
             let unlocked = sqlx::query("SELECT pg_advisory_unlock_all()")
                 .execute(&mut *conn)
                 .await;
-            if unlocked.is_err() {
-                drop(conn.detach());
+            if unlocked.is_ok() {
+                conn.park();
             }
         }
     }
@@ -108,10 +110,8 @@ impl Acquiring {
 
 impl Drop for Acquiring {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            // Detached and dropped: the socket closes, the session ends, its locks go.
-            drop(conn.detach());
-        }
+        // Dropped unparked: the socket closes, the session ends, its locks go.
+        drop(self.conn.take());
     }
 }
 
@@ -120,10 +120,11 @@ fn lock_err(e: sqlx::Error) -> LockError {
 }
 
 impl PgLockManager {
-    /// `pool` should be dedicated to locks (each grant holds a connection for its life).
+    /// `pool` must be dedicated to locks: each grant holds a connection for its life, and the
+    /// manager keeps connections checked out between grants (see `sessions.rs`).
     pub fn new(pool: PgPool, namespace: impl Into<Arc<str>>) -> Self {
         PgLockManager {
-            pool,
+            sessions: Sessions::own(pool),
             namespace: namespace.into(),
             scope: Arc::new(Scope::default()),
         }
@@ -232,7 +233,7 @@ impl LockManager for PgLockManager {
         // Waiting for a connection is part of waiting for the lock (a hot key queues its waiters
         // in the pool first), but even a zero wait gets a moment to check one out and try.
         let checkout = options.wait.max(Duration::from_millis(500));
-        let conn = tokio::time::timeout(checkout, self.pool.acquire())
+        let conn = tokio::time::timeout(checkout, self.sessions.acquire())
             .await
             .map_err(|_| LockError::Timeout)?
             .map_err(|e| match e {
@@ -363,7 +364,7 @@ impl Shared {
         })
     }
 
-    /// Unlocks everything the session holds and returns the connection to the pool; closes it
+    /// Unlocks everything the session holds and parks the connection for the next grant; closes it
     /// instead if the unlock fails. While a unit runs on the session, the release is left to
     /// the unit's end.
     async fn release(&self) -> Result<(), LockError> {
@@ -402,7 +403,7 @@ impl Shared {
             // No runtime to run anything on: close the session (its locks and transaction end).
             slot.hosted = false;
             slot.release_pending = true;
-            drop(conn.detach());
+            drop(conn);
             return;
         };
         if after != After::Open && !slot.release_pending {
@@ -451,16 +452,14 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        // Never let a connection that may still hold locks go back to the pool.
-        if let Some(conn) = self.slot.get_mut().conn.take() {
-            drop(conn.detach());
-        }
+        // Never let a connection that may still hold locks be used again: dropped, it closes.
+        drop(self.slot.get_mut().conn.take());
     }
 }
 
-/// Unlocks everything and returns the connection to the pool; closes it instead if the unlock
+/// Unlocks everything and parks the connection for the next grant; closes it instead if the unlock
 /// fails, or if this future is dropped before it finished (a watchdog aborted mid-release): a
-/// session that may still hold locks never goes back to the pool.
+/// session that may still hold locks is never used again.
 /// `ready`: a transaction with nothing in it is open on the session; it is rolled back in the
 /// same round trip.
 async fn unlock_and_return(conn: Conn, ready: bool) -> Result<(), LockError> {
@@ -476,8 +475,10 @@ async fn unlock_and_return(conn: Conn, ready: bool) -> Result<(), LockError> {
             .await
             .map_err(lock_err)?;
     }
-    // Clean: back to the pool.
-    drop(closing.conn.take());
+    // Clean: parked for the next grant.
+    if let Some(conn) = closing.conn.take() {
+        conn.park();
+    }
     Ok(())
 }
 
@@ -537,7 +538,7 @@ impl HostedSession {
     }
 
     /// Commits and ends the grant in one round trip: `COMMIT; SELECT pg_advisory_unlock_all()`
-    /// as one simple query, after which the connection goes back to the pool and the grant's
+    /// as one simple query, after which the connection is parked for the next grant and the grant's
     /// release has nothing left to do. `Ok` once the `COMMIT` succeeded; an unlock failing
     /// after it closes the session instead, which ends its locks just the same. If the `COMMIT`
     /// failed, or its answer never came, the session is closed (so whatever it had not
@@ -560,8 +561,10 @@ impl HostedSession {
         }
         match (done, failure) {
             (2, None) => {
-                // Unlocked: back to the pool.
-                drop(closing.conn.take());
+                // Unlocked: parked for the next grant.
+                if let Some(conn) = closing.conn.take() {
+                    conn.park();
+                }
                 Ok(())
             }
             (0, failure) => {
@@ -697,9 +700,7 @@ impl Drop for PgHeld {
                 // No runtime to run the unlock on: close the session instead (a unit still
                 // running on it closes it when it ends, as the slot is dropped with it).
                 let mut slot = shared.slot.lock();
-                if let Some(conn) = slot.conn.take() {
-                    drop(conn.detach());
-                }
+                drop(slot.conn.take());
                 slot.release_pending = true;
             }
         }

@@ -70,7 +70,7 @@ for name in sorted(criterion):
 sel = criterion.get("lock_acquire_release/postgres_select_1_round_trip")
 pgl = criterion.get("lock_acquire_release/postgres_uncontended")
 if sel and pgl:
-    print(f"\n**Advisory-lock acquire + release vs a bare `SELECT 1` round trip on the same pool: "
+    print(f"\n**Advisory-lock acquire + release vs a bare `SELECT 1` round trip on one open connection: "
           f"{pgl / sel:.2f}×** (goal ≤ 3×). An uncontended grant is one round trip to lock and")
     print("take a fencing token and one to unlock, on a connection of its own.")
 mc = criterion.get("lock_acquire_release/memory_contended_16_tasks_per_iter")

@@ -1,7 +1,7 @@
 //! Micro-benchmarks of the concurrency ports and the domain's pricing:
 //! - lock acquire + release, uncontended and contended (16 tasks on one key), for the memory,
-//!   Postgres and Redis (one node) lock managers, next to a bare `SELECT 1` round trip on the
-//!   Postgres pool;
+//!   Postgres and Redis (one node) lock managers, next to a bare `SELECT 1` round trip on one
+//!   open Postgres connection;
 //! - FLASH gate reserve (memory);
 //! - idempotency begin + complete (memory, Postgres);
 //! - pricing an order with item and cart coupons.
@@ -92,11 +92,17 @@ fn locks(c: &mut Criterion) {
     });
     if let Some(db) = postgres(&rt) {
         let pg: Arc<dyn LockManager> = Arc::new(rt.block_on(db.locks()));
-        let pool = rt.block_on(db.pool(4));
+        // The baseline is one round trip on one open connection: no pool checkout, and no check
+        // of the connection on its way back.
+        let conn = rt.block_on(async {
+            let pool = db.pool(1).await;
+            tokio::sync::Mutex::new(pool.acquire().await.unwrap().detach())
+        });
         g.bench_function("postgres/select_1_round_trip", |b| {
             b.to_async(&rt).iter(|| async {
+                let mut conn = conn.lock().await;
                 let _: i32 = sqlx::query_scalar("SELECT 1")
-                    .fetch_one(&pool)
+                    .fetch_one(&mut *conn)
                     .await
                     .unwrap();
             })

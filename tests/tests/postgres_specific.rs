@@ -234,6 +234,22 @@ async fn holder_pid(admin: &mut sqlx::PgConnection, namespace: &str, key: &str) 
     panic!("the holder's backend of {key} does not show in pg_locks");
 }
 
+/// Takes the lock of `name` alone, answers the backend holding it, and releases it.
+async fn one_grant(
+    locks: &PgLockManager,
+    admin: &mut sqlx::PgConnection,
+    db: &TestDb,
+    name: &str,
+) -> i32 {
+    let grant = locks
+        .acquire(&[key(name)], opts(1_000, 60_000))
+        .await
+        .expect("granted");
+    let pid = holder_pid(admin, &db.schema, name).await;
+    grant.release().await.unwrap();
+    pid
+}
+
 /// A released grant's session is kept by the manager for the next grant instead of going back
 /// to the pool (whose check of every returned connection is a round trip): the pool still
 /// counts it as checked out, and the next grant runs on the same backend. The manager counts
@@ -245,17 +261,9 @@ async fn released_sessions_are_kept_for_the_next_grant() {
     let pool = db.pool(3).await;
     let locks = PgLockManager::new(pool.clone(), db.schema.clone());
     let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let k = key("pg:kept");
-    let first = locks
-        .acquire(std::slice::from_ref(&k), opts(1_000, 60_000))
-        .await
-        .unwrap();
-    let before = holder_pid(&mut admin, &db.schema, "pg:kept").await;
-    first.release().await.unwrap();
+    let before = one_grant(&locks, &mut admin, &db, "pg:kept").await;
     assert_eq!((pool.size(), pool.num_idle()), (1, 0), "kept, not pooled");
-    let second = locks.acquire(&[k], opts(1_000, 60_000)).await.unwrap();
-    assert_eq!(holder_pid(&mut admin, &db.schema, "pg:kept").await, before);
-    second.release().await.unwrap();
+    assert_eq!(one_grant(&locks, &mut admin, &db, "pg:kept").await, before);
 
     let crowd: Vec<_> = (0..50)
         .map(|i| {
@@ -284,13 +292,7 @@ async fn a_kept_session_whose_backend_died_is_not_reused() {
     let db = TestDb::new().await;
     let locks = PgLockManager::new(db.pool(2).await, db.schema.clone());
     let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let k = key("pg:kept-dead");
-    let first = locks
-        .acquire(std::slice::from_ref(&k), opts(1_000, 60_000))
-        .await
-        .unwrap();
-    let pid = holder_pid(&mut admin, &db.schema, "pg:kept-dead").await;
-    first.release().await.unwrap();
+    let pid = one_grant(&locks, &mut admin, &db, "pg:kept-dead").await;
     let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
         .bind(pid)
         .fetch_one(&mut admin)
@@ -298,15 +300,7 @@ async fn a_kept_session_whose_backend_died_is_not_reused() {
         .unwrap();
     assert!(killed);
     tokio::time::sleep(Duration::from_millis(1_200)).await;
-    let next = locks
-        .acquire(&[k], opts(1_000, 60_000))
-        .await
-        .expect("a live session");
-    assert_ne!(
-        holder_pid(&mut admin, &db.schema, "pg:kept-dead").await,
-        pid
-    );
-    next.release().await.unwrap();
+    assert_ne!(one_grant(&locks, &mut admin, &db, "pg:kept-dead").await, pid);
     db.drop_schema().await;
 }
 

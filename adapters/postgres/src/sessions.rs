@@ -42,6 +42,22 @@ struct Inner {
     parked: parking_lot::Mutex<Vec<(PoolConnection<Postgres>, Instant)>>,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let parked = std::mem::take(self.parked.get_mut());
+        let in_runtime = tokio::runtime::Handle::try_current().is_ok();
+        for (conn, _) in parked {
+            if in_runtime {
+                // Back to the pool, which checks it (in a task of its own).
+                drop(conn);
+            } else {
+                // The pool's way back needs a runtime to run on: close it instead.
+                drop(conn.detach());
+            }
+        }
+    }
+}
+
 impl fmt::Debug for Sessions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sessions")

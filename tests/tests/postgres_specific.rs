@@ -300,7 +300,10 @@ async fn a_kept_session_whose_backend_died_is_not_reused() {
         .unwrap();
     assert!(killed);
     tokio::time::sleep(Duration::from_millis(1_200)).await;
-    assert_ne!(one_grant(&locks, &mut admin, &db, "pg:kept-dead").await, pid);
+    assert_ne!(
+        one_grant(&locks, &mut admin, &db, "pg:kept-dead").await,
+        pid
+    );
     db.drop_schema().await;
 }
 

@@ -120,11 +120,13 @@ pub enum PlatformMode {
     Hang,
 }
 
-/// A data platform in memory: records what it was told; can be switched to fail or hang.
+/// A data platform in memory: records what it was told (the latest [`MemoryPlatform::KEPT`]
+/// events, so that a service running for long does not grow without bound); can be switched
+/// to fail or hang.
 #[derive(Clone, Default)]
 pub struct MemoryPlatform {
     mode: Arc<AtomicU8>,
-    received: Arc<Mutex<Vec<PaidOrder>>>,
+    received: Arc<Mutex<std::collections::VecDeque<PaidOrder>>>,
 }
 
 impl fmt::Debug for MemoryPlatform {
@@ -136,6 +138,9 @@ impl fmt::Debug for MemoryPlatform {
 }
 
 impl MemoryPlatform {
+    /// How many of the latest events it keeps.
+    pub const KEPT: usize = 10_000;
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -157,9 +162,9 @@ impl MemoryPlatform {
         }
     }
 
-    /// Every paid order accepted so far.
+    /// The paid orders accepted so far, oldest first (the latest [`MemoryPlatform::KEPT`]).
     pub fn received(&self) -> Vec<PaidOrder> {
-        self.received.lock().clone()
+        self.received.lock().iter().cloned().collect()
     }
 }
 
@@ -168,7 +173,11 @@ impl DataPlatform for MemoryPlatform {
     async fn order_paid(&self, event: &PaidOrder) -> Result<(), PlatformError> {
         match self.mode() {
             PlatformMode::Accept => {
-                self.received.lock().push(event.clone());
+                let mut received = self.received.lock();
+                if received.len() == Self::KEPT {
+                    received.pop_front();
+                }
+                received.push_back(event.clone());
                 Ok(())
             }
             PlatformMode::Fail => Err(PlatformError("refused (configured to fail)".into())),
@@ -249,5 +258,36 @@ impl PopularityCache for MemoryPopularityCache {
     async fn clear(&self) -> Result<(), BackendError> {
         self.entries.lock().clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use stockade_domain::{Money, OrderId, PaymentId, UserId};
+
+    fn paid(n: i64) -> PaidOrder {
+        PaidOrder {
+            order_id: OrderId::new(n).unwrap(),
+            payment_id: PaymentId::new(n).unwrap(),
+            user_id: UserId::new(1).unwrap(),
+            amount: Money::new(1_000, "amount").unwrap(),
+            paid_at: Timestamp::from_millis(n),
+        }
+    }
+
+    /// A platform told about more orders than it keeps remembers the latest ones, in order.
+    #[tokio::test]
+    async fn the_platform_keeps_only_the_latest_events() {
+        let platform = MemoryPlatform::new();
+        let total = MemoryPlatform::KEPT as i64 + 5;
+        for n in 1..=total {
+            platform.order_paid(&paid(n)).await.unwrap();
+        }
+        let kept = platform.received();
+        assert_eq!(kept.len(), MemoryPlatform::KEPT);
+        assert_eq!(kept.first(), Some(&paid(6)));
+        assert_eq!(kept.last(), Some(&paid(total)));
     }
 }

@@ -141,6 +141,7 @@ impl IdempotencyStore for PgIdempotencyStore {
             session.park();
             return held_by_another(&row, fingerprint);
         }
+        session.park();
         Err(IdempotencyError::Unavailable(backend(
             "the idempotency record kept changing under the claim",
         )))

@@ -294,8 +294,14 @@ impl LockManager for PgLockManager {
                     Ok(t) => {
                         tokens.insert(*lock, t);
                     }
-                    Err(e) => {
+                    // A time-out leaves the session clean: unlock what it took and keep it. Any
+                    // other error may have left it in an unknown state (a setting not reset, say):
+                    // dropped, `acquiring` closes it, which frees its locks too.
+                    Err(e @ LockError::Timeout) => {
                         acquiring.give_back().await;
+                        return Err(e);
+                    }
+                    Err(e) => {
                         return Err(e);
                     }
                 }

@@ -14,10 +14,13 @@
 //!
 //! A session parked for [`RECHECK`] or longer goes back through the pool (which checks it) rather
 //! than being reused blind, so a session whose server went away while it sat parked is found out
-//! as a pooled one would be.
+//! as a pooled one would be, and the pool's idle time-out closes what a burst left over. So does
+//! a session kept out of the pool for longer than the pool's `max_lifetime`, which the pool then
+//! replaces.
 
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,26 +37,26 @@ pub(crate) struct Sessions {
 
 struct Inner {
     pool: PgPool,
-    /// One per session in use: with the parked ones, never more than the pool's maximum, so a
-    /// checkout that finds nothing parked always finds room in the pool.
-    in_use: Arc<Semaphore>,
-    /// Whether sessions are parked here at all (the pool is this adapter's own).
-    parks: bool,
-    parked: parking_lot::Mutex<Vec<(PoolConnection<Postgres>, Instant)>>,
+    /// Where sessions are parked (the pool is this adapter's own): one permit per session in
+    /// use, so that with the parked ones they never number more than the pool's maximum and a
+    /// checkout that finds nothing parked always finds room in the pool (once the stale ones
+    /// it handed back have been checked).
+    in_use: Option<Arc<Semaphore>>,
+    /// The latest parked last; each with when it was parked and since when it has been out of
+    /// the pool.
+    parked: parking_lot::Mutex<VecDeque<Parked>>,
+}
+
+struct Parked {
+    conn: PoolConnection<Postgres>,
+    at: Instant,
+    out_since: Instant,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let parked = std::mem::take(self.parked.get_mut());
-        let in_runtime = tokio::runtime::Handle::try_current().is_ok();
-        for (conn, _) in parked {
-            if in_runtime {
-                // Back to the pool, which checks it (in a task of its own).
-                drop(conn);
-            } else {
-                // The pool's way back needs a runtime to run on: close it instead.
-                drop(conn.detach());
-            }
+        for parked in std::mem::take(self.parked.get_mut()) {
+            hand_back(parked.conn);
         }
     }
 }
@@ -61,7 +64,7 @@ impl Drop for Inner {
 impl fmt::Debug for Sessions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sessions")
-            .field("parks", &self.inner.parks)
+            .field("parks", &self.inner.in_use.is_some())
             .field("parked", &self.inner.parked.lock().len())
             .finish_non_exhaustive()
     }
@@ -82,10 +85,10 @@ impl Sessions {
         let max = usize::try_from(pool.options().get_max_connections()).unwrap_or(usize::MAX);
         Sessions {
             inner: Arc::new(Inner {
-                in_use: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
+                in_use: parks
+                    .then(|| Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS)))),
                 pool,
-                parks,
-                parked: parking_lot::Mutex::new(Vec::new()),
+                parked: parking_lot::Mutex::new(VecDeque::new()),
             }),
         }
     }
@@ -96,33 +99,60 @@ impl Sessions {
     /// # Errors
     /// `PoolTimedOut`, `PoolClosed`, or the pool's error opening a connection.
     pub(crate) async fn acquire(&self) -> Result<Session, sqlx::Error> {
-        let wait = self.inner.pool.options().get_acquire_timeout();
-        let permit = tokio::time::timeout(wait, self.inner.in_use.clone().acquire_owned())
-            .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)?
-            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let options = self.inner.pool.options();
+        let Some(in_use) = &self.inner.in_use else {
+            let conn = self.inner.pool.acquire().await?;
+            return Ok(self.session(conn, Instant::now(), None));
+        };
+        let permit = tokio::time::timeout(
+            options.get_acquire_timeout(),
+            in_use.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)?
+        .map_err(|_| sqlx::Error::PoolClosed)?;
+        let lifetime = options.get_max_lifetime();
         loop {
-            let parked = self.inner.parked.lock().pop();
+            let parked = self.inner.parked.lock().pop_back();
             match parked {
-                Some((conn, since)) if since.elapsed() < RECHECK => {
-                    return Ok(self.session(conn, permit));
+                Some(p)
+                    if p.at.elapsed() < RECHECK
+                        && lifetime.is_none_or(|l| p.out_since.elapsed() < l) =>
+                {
+                    return Ok(self.session(p.conn, p.out_since, Some(permit)));
                 }
-                // Parked too long to trust: through the pool, which checks it (the others
-                // below it were parked even longer).
-                Some((conn, _)) => drop(conn),
+                // Parked too long to trust, or out of the pool past its lifetime: through the
+                // pool, which checks it (or replaces it).
+                Some(p) => hand_back(p.conn),
                 None => break,
             }
         }
         let conn = self.inner.pool.acquire().await?;
-        Ok(self.session(conn, permit))
+        Ok(self.session(conn, Instant::now(), Some(permit)))
     }
 
-    fn session(&self, conn: PoolConnection<Postgres>, permit: OwnedSemaphorePermit) -> Session {
+    fn session(
+        &self,
+        conn: PoolConnection<Postgres>,
+        out_since: Instant,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Session {
         Session {
             conn: Some(conn),
+            out_since,
             home: self.inner.clone(),
             _permit: permit,
         }
+    }
+}
+
+/// Gives a connection back to the pool, which checks it in a task of its own; outside a runtime,
+/// where that task cannot run, closes it instead.
+fn hand_back(conn: PoolConnection<Postgres>) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        drop(conn);
+    } else {
+        drop(conn.detach());
     }
 }
 
@@ -131,8 +161,9 @@ impl Sessions {
 /// held).
 pub(crate) struct Session {
     conn: Option<PoolConnection<Postgres>>,
+    out_since: Instant,
     home: Arc<Inner>,
-    _permit: OwnedSemaphorePermit,
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl fmt::Debug for Session {
@@ -145,13 +176,30 @@ impl Session {
     /// Gives the session back for reuse. Only for a session whose every exchange was answered
     /// and that holds nothing: no transaction open, no lock, no setting of its own.
     pub(crate) fn park(mut self) {
-        if let Some(conn) = self.conn.take() {
-            if self.home.parks {
-                self.home.parked.lock().push((conn, Instant::now()));
-            } else {
-                // The pool checks it and takes it back.
-                drop(conn);
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if self.home.in_use.is_none() {
+            // The pool checks it and takes it back.
+            hand_back(conn);
+            return;
+        }
+        let mut stale = Vec::new();
+        {
+            let mut parked = self.home.parked.lock();
+            // Those parked longest, left over from a burst, go back to the pool, whose idle
+            // time-out may then close them.
+            while parked.front().is_some_and(|p| p.at.elapsed() >= RECHECK) {
+                stale.extend(parked.pop_front());
             }
+            parked.push_back(Parked {
+                conn,
+                at: Instant::now(),
+                out_since: self.out_since,
+            });
+        }
+        for p in stale {
+            hand_back(p.conn);
         }
     }
 }

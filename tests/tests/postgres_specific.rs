@@ -29,12 +29,7 @@ async fn a_terminated_holder_hands_the_lock_to_the_next_waiter() {
     };
     let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
     let pid = holder_pid(&mut admin, &db.schema, "pg:terminate").await;
-    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-        .bind(pid)
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
-    assert!(killed);
+    terminate(&mut admin, pid).await;
     let next = tokio::time::timeout(Duration::from_secs(15), waiter)
         .await
         .expect("the waiter is served once the holder's session ends")
@@ -208,6 +203,16 @@ async fn a_taken_over_request_cannot_commit_a_second_order() {
     db.drop_schema().await;
 }
 
+/// Ends the server session `pid` (as an administrator would), and checks that it was there.
+async fn terminate(admin: &mut sqlx::PgConnection, pid: i32) {
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(admin)
+        .await
+        .unwrap();
+    assert!(killed, "backend {pid} was there to terminate");
+}
+
 /// The backend holding the advisory lock of `key` in `namespace`, found through pg_locks (a
 /// bigint advisory lock shows its high and low 32 bits as classid and objid).
 async fn holder_pid(admin: &mut sqlx::PgConnection, namespace: &str, key: &str) -> i32 {
@@ -311,12 +316,7 @@ async fn a_kept_session_whose_backend_died_is_not_reused() {
     let locks = PgLockManager::new(db.pool(2).await, db.schema.clone());
     let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
     let pid = one_grant(&locks, &mut admin, &db, "pg:kept-dead").await;
-    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-        .bind(pid)
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
-    assert!(killed);
+    terminate(&mut admin, pid).await;
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert_ne!(
         one_grant(&locks, &mut admin, &db, "pg:kept-dead").await,
@@ -337,12 +337,7 @@ async fn an_idle_connection_whose_backend_died_is_not_handed_out() {
         .await
         .unwrap();
     let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-        .bind(pid)
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
-    assert!(killed);
+    terminate(&mut admin, pid).await;
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     let now: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&pool)
@@ -653,12 +648,7 @@ async fn a_hosted_unit_commits_and_unlocks_in_one_step() {
     assert_eq!(h.product_names().await, vec!["committed".to_owned()]);
 
     let (guard, uow, session) = h.hosted_insert("pg:one-step", "lost").await;
-    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-        .bind(session)
-        .fetch_one(&mut h.admin)
-        .await
-        .unwrap();
-    assert!(killed);
+    terminate(&mut h.admin, session).await;
     let failed = uow.commit_releasing(guard).await;
     assert!(
         matches!(failed, Err(StoreError::Unavailable(_))),

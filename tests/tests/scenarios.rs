@@ -1,5 +1,7 @@
 //! The concurrency scenarios on the memory backend.
 
+#![allow(clippy::unwrap_used)]
+
 use stockade_domain::IssuanceMode;
 use stockade_tests::harness::TestApp;
 use stockade_tests::scenarios;
@@ -37,4 +39,79 @@ async fn one_payment_key_sent_100_times_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_payments_with_different_keys_pay_once() {
     scenarios::twenty_payments_with_different_keys_pay_once(&TestApp::new()).await;
+}
+
+/// One received batch holding reservations of two coupons, one of which the store cannot take
+/// whole (eight reservations for five coupons, as after a gate that over-reserved): the other
+/// coupon's go in together, this one's one by one, in the order received: the first five are
+/// persisted, the last three dead-lettered with a failure recorded, and everything is settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_store_refuses_whole_is_persisted_one_by_one() {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+    use stockade_application::ports::queue::IssuanceRequest;
+    use stockade_domain::{Discount, Timestamp};
+    use stockade_tests::harness::{user, EPOCH_MS};
+
+    let t = TestApp::new();
+    let tight = t
+        .coupon(
+            "CART",
+            Discount::new("FIXED", 100, None).unwrap(),
+            0,
+            5,
+            IssuanceMode::Flash,
+        )
+        .await;
+    let roomy = t
+        .coupon(
+            "CART",
+            Discount::new("FIXED", 100, None).unwrap(),
+            0,
+            10,
+            IssuanceMode::Flash,
+        )
+        .await;
+    let queue = t.app.ports().queue.clone();
+    for u in 1..=8 {
+        for (coupon, uid) in [(tight, u), (roomy, 100 + u)] {
+            if coupon == roomy && u > 3 {
+                continue;
+            }
+            queue
+                .publish(IssuanceRequest {
+                    coupon_id: coupon,
+                    user_id: user(uid),
+                    reserved_at: Timestamp::from_millis(EPOCH_MS + uid),
+                })
+                .await
+                .unwrap();
+        }
+    }
+    let handled = t
+        .app
+        .consume_issuances(256, Duration::from_millis(20))
+        .await
+        .unwrap();
+    assert_eq!(handled, 11);
+
+    let mut uow = t.app.ports().store.begin().await.unwrap();
+    let holders = |v: Vec<_>| v.into_iter().collect::<BTreeSet<_>>();
+    assert_eq!(
+        holders(uow.coupons().holders(tight).await.unwrap()),
+        (1..=5).map(user).collect()
+    );
+    assert_eq!(
+        holders(uow.coupons().failures(tight).await.unwrap()),
+        (6..=8).map(user).collect()
+    );
+    assert_eq!(
+        holders(uow.coupons().holders(roomy).await.unwrap()),
+        (101..=103).map(user).collect()
+    );
+    assert!(uow.coupons().failures(roomy).await.unwrap().is_empty());
+    drop(uow);
+    let depth = queue.depth().await.unwrap();
+    assert!(depth.is_drained(), "{depth:?}");
+    assert_eq!(depth.dead, 3);
 }

@@ -698,6 +698,59 @@ impl CouponRepository for PgUnit {
         user_coupon(&row)
     }
 
+    /// One statement for the whole batch: the rows go in (in user order, so that two batches
+    /// holding the same users never wait on each other in a cycle), the coupon's count moves
+    /// by the number that went in, if that stays within the quantity, and those users'
+    /// failures are cleared.
+    async fn issue_batch(&mut self, c: &Coupon, claims: &[(UserId, Timestamp)]) -> R<u32> {
+        let mut sorted: Vec<(UserId, Timestamp)> = claims.to_vec();
+        sorted.sort_by_key(|(u, _)| *u);
+        sorted.dedup_by_key(|(u, _)| *u);
+        if sorted.is_empty() {
+            return Ok(0);
+        }
+        let users: Vec<i64> = sorted.iter().map(|(u, _)| u.get()).collect();
+        let issued_at: Vec<_> = sorted.iter().map(|(_, t)| at(*t)).collect();
+        let expires_at: Vec<_> = sorted.iter().map(|(_, t)| at(c.expiry_for(*t))).collect();
+        let row = sqlx::query(
+            "WITH claim AS (
+                 SELECT * FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[])
+                     AS c (user_id, issued_at, expires_at)
+             ), issued AS (
+                 INSERT INTO user_coupons
+                     (coupon_id, user_id, status, issued_at, expires_at, created_at, updated_at)
+                 SELECT $1, user_id, 'ISSUED', issued_at, expires_at, issued_at, issued_at
+                 FROM claim ORDER BY user_id
+                 ON CONFLICT (coupon_id, user_id) DO NOTHING
+                 RETURNING user_id
+             ), counted AS (
+                 UPDATE coupons SET issued = issued + (SELECT count(*) FROM issued),
+                                    updated_at = statement_timestamp()
+                 WHERE id = $1 AND (SELECT count(*) FROM issued) > 0
+                   AND issued + (SELECT count(*) FROM issued) <= quantity
+                 RETURNING id
+             ), cleared AS (
+                 DELETE FROM failed_issuances
+                 WHERE coupon_id = $1 AND user_id IN (SELECT user_id FROM issued)
+             )
+             SELECT (SELECT count(*) FROM issued) AS issued, (SELECT count(*) FROM counted) AS counted",
+        )
+        .bind(c.id.get())
+        .bind(&users)
+        .bind(&issued_at)
+        .bind(&expires_at)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        let issued: i64 = row.try_get("issued").map_err(e)?;
+        let counted: i64 = row.try_get("counted").map_err(e)?;
+        if issued > 0 && counted == 0 {
+            // The caller drops the unit, which also removes the rows inserted above.
+            return Err(DomainError::CouponSoldOut.into());
+        }
+        Ok(u32_of(issued))
+    }
+
     async fn get_user_coupon(&mut self, ucid: UserCouponId) -> R<Option<UserCoupon>> {
         let row = sqlx::query(&format!(
             "SELECT {USER_COUPON_COLUMNS} FROM user_coupons WHERE id = $1"

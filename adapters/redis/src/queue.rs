@@ -87,14 +87,18 @@ if nxt[2] then wait = math.max(0, tonumber(nxt[2]) - now) end
 return {wait, out}
 ";
 
-/// Acks and deletes an entry; 1 if it was pending.
+/// Acks and deletes the entries `ARGV[2..]`; answers how many were pending.
 const ACK: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local n = redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[2])
+local n = redis.pcall('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
 if type(n) ~= 'number' then return 0 end
-redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
 return n
 ";
+
+/// The most entries one call of [`ACK`] settles (Lua's `unpack` has a stack of its own to
+/// stay within).
+const ACK_CHUNK: usize = 256;
 
 /// Whether the delivery `ARGV[2]` with attempt `ARGV[4]` is still consumer `ARGV[3]`'s to
 /// settle: the entry is pending with that consumer and has been delivered no more often since
@@ -507,15 +511,19 @@ impl IssuanceQueue for RedisIssuanceQueue {
     }
 
     async fn ack(&self, delivery: &Delivery) -> Result<(), BackendError> {
+        self.ack_all(std::slice::from_ref(delivery)).await
+    }
+
+    async fn ack_all(&self, deliveries: &[Delivery]) -> Result<(), BackendError> {
         let mut conn = self.conn.clone();
-        let _acked: i64 = self
-            .ack
-            .key(&self.keys.stream)
-            .arg(GROUP)
-            .arg(&delivery.id)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(backend)?;
+        for chunk in deliveries.chunks(ACK_CHUNK) {
+            let mut call = self.ack.key(&self.keys.stream);
+            call.arg(GROUP);
+            for d in chunk {
+                call.arg(&d.id);
+            }
+            let _acked: i64 = call.invoke_async(&mut conn).await.map_err(backend)?;
+        }
         Ok(())
     }
 

@@ -59,6 +59,14 @@ pub trait IssuanceQueue: Send + Sync + fmt::Debug {
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BackendError>;
     /// Done: never deliver it again.
     async fn ack(&self, delivery: &Delivery) -> Result<(), BackendError>;
+    /// [`IssuanceQueue::ack`] for each of `deliveries`; an adapter that can settle them in one
+    /// step overrides it. On an error some may be settled and others not (those come back).
+    async fn ack_all(&self, deliveries: &[Delivery]) -> Result<(), BackendError> {
+        for d in deliveries {
+            self.ack(d).await?;
+        }
+        Ok(())
+    }
     /// Deliver again after `delay`. Does nothing when the delivery is no longer its
     /// receiver's to settle (see `dead_letter`).
     async fn retry(&self, delivery: &Delivery, delay: Duration) -> Result<(), BackendError>;

@@ -203,6 +203,30 @@ pub trait CouponRepository: Send {
         user: UserId,
         now: Timestamp,
     ) -> Result<UserCoupon, StoreError>;
+    /// [`CouponRepository::issue`] for many users at once, all or nothing: issues `coupon` to
+    /// each user of `claims` (with the time of their reservation) who holds none yet, and
+    /// answers how many it issued (a user listed twice, or holding the coupon already, counts
+    /// once, as held). `COUPON_SOLD_OUT` when those new ones would pass the quantity; the unit
+    /// must then be dropped, which issues none of them. Clears the failures recorded for the
+    /// users it issues to.
+    ///
+    /// This default issues them one by one; an adapter overrides it when it can do the same in
+    /// fewer steps (one statement instead of three per user on Postgres).
+    async fn issue_batch(
+        &mut self,
+        coupon: &Coupon,
+        claims: &[(UserId, Timestamp)],
+    ) -> Result<u32, StoreError> {
+        let mut issued = 0_u32;
+        for &(user, at) in claims {
+            match self.issue(coupon, user, at).await {
+                Ok(_) => issued += 1,
+                Err(StoreError::Rejected(DomainError::CouponAlreadyIssued)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(issued)
+    }
     async fn get_user_coupon(&mut self, id: UserCouponId)
         -> Result<Option<UserCoupon>, StoreError>;
     async fn user_coupons(&mut self, user: UserId) -> Result<Vec<UserCoupon>, StoreError>;

@@ -32,17 +32,55 @@ impl Stockade {
         let batch = self.core.ports.queue.receive(max, wait).await?;
         let n = batch.len();
         let mut first_error = None;
-        for delivery in batch {
-            // One delivery the queue could not be told about does not hold up the others; it
-            // is delivered again after the queue's visibility time-out.
-            if let Err(e) = self.handle_issuance(&delivery).await {
-                tracing::warn!(error = %e, id = %delivery.id, "issuance outcome not acknowledged");
-                first_error.get_or_insert(e);
+        for group in by_coupon(batch) {
+            if group.len() > 1 && self.persist_together(&group).await {
+                if let Err(e) = self.core.ports.queue.ack_all(&group).await {
+                    // Persisted: what was not acked comes back and is found already issued.
+                    tracing::warn!(error = %e, deliveries = group.len(), "issuance outcomes not acknowledged");
+                    first_error.get_or_insert(e.into());
+                }
+                continue;
+            }
+            for delivery in &group {
+                // One delivery the queue could not be told about does not hold up the others;
+                // it is delivered again after the queue's visibility time-out.
+                if let Err(e) = self.handle_issuance(delivery).await {
+                    tracing::warn!(error = %e, id = %delivery.id, "issuance outcome not acknowledged");
+                    first_error.get_or_insert(e);
+                }
             }
         }
         match first_error {
             Some(e) => Err(e),
             None => Ok(n),
+        }
+    }
+
+    /// Persists every delivery of one coupon in one unit of work; false, with nothing
+    /// persisted, if that did not work out for all of them (a store refusal or failure), and
+    /// the deliveries are then handled one by one, each with its own retries and dead letter.
+    async fn persist_together(&self, group: &[Delivery]) -> bool {
+        let Some(first) = group.first() else {
+            return true;
+        };
+        let claims: Vec<_> = group
+            .iter()
+            .map(|d| (d.request.user_id, d.request.reserved_at))
+            .collect();
+        let persisted = async {
+            let coupon = self.policy(first.request.coupon_id).await?;
+            let mut uow = self.core.ports.store.begin().await?;
+            uow.coupons().issue_batch(&coupon, &claims).await?;
+            uow.commit().await?;
+            Ok::<_, AppError>(())
+        }
+        .await;
+        match persisted {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, deliveries = group.len(), "issuances persisted one by one");
+                false
+            }
         }
     }
 
@@ -148,4 +186,19 @@ impl Stockade {
 enum Permanence {
     Passing(String),
     Permanent(String),
+}
+
+/// The deliveries grouped by coupon, each group in the order received.
+fn by_coupon(batch: Vec<Delivery>) -> Vec<Vec<Delivery>> {
+    let mut groups: Vec<Vec<Delivery>> = Vec::new();
+    for d in batch {
+        match groups.iter_mut().find(|g| {
+            g.first()
+                .is_some_and(|f| f.request.coupon_id == d.request.coupon_id)
+        }) {
+            Some(g) => g.push(d),
+            None => groups.push(vec![d]),
+        }
+    }
+    groups
 }

@@ -128,6 +128,20 @@ pub async fn ack_is_final(queue: Arc<dyn IssuanceQueue>) {
     assert_eq!(queue.depth().await.unwrap(), depth(0, 0, 0));
 }
 
+/// `ack_all` settles every delivery it is given at once (and none when given none).
+pub async fn ack_all_is_final(queue: Arc<dyn IssuanceQueue>) {
+    let coupon = fresh_coupon();
+    for u in 1..=5 {
+        queue.publish(request(coupon, u)).await.unwrap();
+    }
+    let got = receive_n(&queue, 5).await;
+    queue.ack_all(&[]).await.unwrap();
+    assert_eq!(queue.depth().await.unwrap(), depth(0, 5, 0));
+    queue.ack_all(&got).await.unwrap();
+    assert_nothing_delivered(&queue, Duration::from_millis(500)).await;
+    assert_eq!(queue.depth().await.unwrap(), depth(0, 0, 0));
+}
+
 /// `retry` keeps a request away for its delay, then delivers it again with the next attempt.
 pub async fn retry_waits_out_the_delay(queue: Arc<dyn IssuanceQueue>) {
     let r = request(fresh_coupon(), 4);
@@ -385,6 +399,12 @@ macro_rules! queue_contract {
         fn queue_ack_is_final() {
             $crate::contracts::run(CONTRACT_TIME, async {
                 $crate::contracts::queue::ack_is_final($make.await).await;
+            });
+        }
+        #[test]
+        fn queue_ack_all_is_final() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::queue::ack_all_is_final($make.await).await;
             });
         }
         #[test]

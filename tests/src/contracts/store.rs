@@ -475,6 +475,117 @@ pub async fn coupon_issue_guards(store: Arc<dyn Store>) {
     assert_eq!(c.get_user_coupon(uc.id).await.unwrap(), Some(uc));
 }
 
+/// `issue_batch` issues to the users who hold none yet (a user listed twice counts once), all
+/// or nothing: a batch whose new holders would pass the quantity issues none of them. It clears
+/// the failures of those it issues to, and each coupon carries its own reservation time.
+pub async fn coupon_issue_batch(store: Arc<dyn Store>) {
+    let coupon = coupon_with_quantity(&store, 3).await;
+    let (u1, u2, u3, u4) = (fresh_user(), fresh_user(), fresh_user(), fresh_user());
+    let later = NOW.plus_millis(7_000);
+
+    let mut uow = unit(&store).await;
+    uow.coupons().issue(&coupon, u1, NOW).await.unwrap();
+    uow.coupons()
+        .record_failure(coupon.id, u2, "contract: persist failed", NOW)
+        .await
+        .unwrap();
+    uow.commit().await.unwrap();
+
+    let mut uow = unit(&store).await;
+    assert_eq!(uow.coupons().issue_batch(&coupon, &[]).await.unwrap(), 0);
+    let n = uow
+        .coupons()
+        .issue_batch(&coupon, &[(u2, later), (u1, NOW), (u2, later)])
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "u1 held it already and u2 is listed twice");
+    uow.commit().await.unwrap();
+
+    let mut uow = unit(&store).await;
+    let r = uow
+        .coupons()
+        .issue_batch(&coupon, &[(u3, NOW), (u4, NOW)])
+        .await;
+    assert_eq!(rejected_code(r.map(|_| ())), ErrorCode::CouponSoldOut);
+    drop(uow);
+
+    let mut uow = unit(&store).await;
+    let c = uow.coupons();
+    assert_eq!(c.issued_count(coupon.id).await.unwrap(), 2);
+    assert!(c.user_coupons(u3).await.unwrap().is_empty());
+    assert!(c.failures(coupon.id).await.unwrap().is_empty());
+    let mine = c.user_coupons(u2).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(
+        (mine[0].status, mine[0].issued_at, mine[0].expires_at),
+        (UserCouponStatus::Issued, later, coupon.expiry_for(later))
+    );
+    assert_eq!(c.issue_batch(&coupon, &[(u3, NOW)]).await.unwrap(), 1);
+    uow.commit().await.unwrap();
+
+    let mut uow = unit(&store).await;
+    let c = uow.coupons();
+    assert_eq!(
+        c.issue_batch(&coupon, &[(u1, NOW), (u3, NOW)])
+            .await
+            .unwrap(),
+        0,
+        "holders only: nothing new, so not sold out"
+    );
+    assert_eq!(c.issued_count(coupon.id).await.unwrap(), 3);
+    let holders: BTreeSet<UserId> = c.holders(coupon.id).await.unwrap().into_iter().collect();
+    assert_eq!(holders, BTreeSet::from([u1, u2, u3]));
+}
+
+/// Batches of 10 users from 40 concurrent units on a coupon of quantity 100, each batch sharing
+/// three users with the next: never more than 100 issued, each to one user once, every
+/// committed batch in full, and a refusal only when fewer than 10 were left.
+pub async fn concurrent_issue_batches_stop_at_quantity(store: Arc<dyn Store>) {
+    let coupon = Arc::new(coupon_with_quantity(&store, 100).await);
+    let users: Vec<UserId> = (0..300).map(|_| fresh_user()).collect();
+    let mut tasks = Vec::new();
+    for b in 0..40_usize {
+        // Batch b takes users 7b .. 7b + 10: each overlaps the next in three users.
+        let claims: Vec<(UserId, Timestamp)> =
+            users[7 * b..7 * b + 10].iter().map(|u| (*u, NOW)).collect();
+        let (store, coupon) = (store.clone(), coupon.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let mut uow = unit(&store).await;
+                match uow.coupons().issue_batch(&coupon, &claims).await {
+                    Ok(_) => {
+                        uow.commit().await.unwrap();
+                        return Some(claims);
+                    }
+                    Err(StoreError::Rejected(e)) if e.code() == ErrorCode::CouponSoldOut => {
+                        return None
+                    }
+                    // A deadlock between batches is the backend's to break; try again.
+                    Err(StoreError::Contention) => continue,
+                    Err(e) => panic!("unexpected error: {e:?}"),
+                }
+            }
+        }));
+    }
+    let mut committed = Vec::new();
+    for t in tasks {
+        committed.extend(t.await.unwrap());
+    }
+    let mut uow = unit(&store).await;
+    let c = uow.coupons();
+    let issued = c.issued_count(coupon.id).await.unwrap();
+    let holders = c.holders(coupon.id).await.unwrap();
+    let distinct: BTreeSet<UserId> = holders.iter().copied().collect();
+    assert!((91..=100).contains(&issued), "{issued}");
+    assert_eq!(holders.len(), issued as usize);
+    assert_eq!(distinct.len(), holders.len());
+    for claims in committed {
+        for (u, _) in claims {
+            assert!(distinct.contains(&u), "a committed batch lost {u}");
+        }
+    }
+}
+
 /// 60 concurrent units issuing a coupon of quantity 20 to distinct users: exactly 20 succeed.
 pub async fn concurrent_issue_stops_at_quantity(store: Arc<dyn Store>) {
     let coupon = Arc::new(coupon_with_quantity(&store, 20).await);
@@ -865,6 +976,19 @@ macro_rules! store_contract {
         fn store_coupon_issue_guards() {
             $crate::contracts::run(CONTRACT_TIME, async {
                 $crate::contracts::store::coupon_issue_guards($make.await).await;
+            });
+        }
+        #[test]
+        fn store_coupon_issue_batch() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::store::coupon_issue_batch($make.await).await;
+            });
+        }
+        #[test]
+        fn store_concurrent_issue_batches_stop_at_quantity() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::store::concurrent_issue_batches_stop_at_quantity($make.await)
+                    .await;
             });
         }
         #[test]

@@ -625,6 +625,131 @@ async fn the_gate_reloads_its_scripts_after_the_server_forgets_them() {
     drop(nodes);
 }
 
+/// 300 reserves at once on a coupon of 100 travel in shared batches, yet each is its own script
+/// call with its own answer: exactly 100 reserved, to the users told so. Then the server
+/// forgets its scripts and 200 more arrive at once: the batch that meets `NOSCRIPT` loads the
+/// script and sends those reserves again, and every one gets its true answer. On a node of its
+/// own, so no other test sees the flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_reserves_each_get_their_own_answer() {
+    let nodes = Nodes::start(1).await;
+    let node = nodes.urls[0].clone();
+    let gate = Arc::new(gate_at(&node, &namespace()).await);
+    let mut admin = redis::Client::open(node.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let (coupon, now) = (CouponId::new(11).unwrap(), Timestamp::from_millis(1_000));
+    let config = GateConfig {
+        quantity: 100,
+        valid_from: None,
+        valid_until: None,
+    };
+    gate.init(coupon, config).await.unwrap();
+    let race = |users: std::ops::RangeInclusive<i64>| {
+        let tasks: Vec<_> = users
+            .map(|u| {
+                let gate = gate.clone();
+                tokio::spawn(async move { (u, gate.reserve(coupon, user(u), now).await.unwrap()) })
+            })
+            .collect();
+        async move {
+            let mut answers = Vec::new();
+            for t in tasks {
+                answers.push(t.await.unwrap());
+            }
+            answers
+        }
+    };
+
+    let answers = race(1..=300).await;
+    let winners: BTreeSet<UserId> = answers
+        .iter()
+        .filter(|(_, o)| *o == GateOutcome::Reserved)
+        .map(|(u, _)| user(*u))
+        .collect();
+    assert_eq!(winners.len(), 100);
+    assert!(answers
+        .iter()
+        .all(|(_, o)| matches!(o, GateOutcome::Reserved | GateOutcome::SoldOut)));
+    let holders: BTreeSet<UserId> = gate.holders(coupon).await.unwrap().into_iter().collect();
+    assert_eq!(holders, winners);
+
+    let _: String = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(gate
+        .rollback(coupon, *winners.iter().next().unwrap())
+        .await
+        .unwrap());
+    let answers = race(201..=400).await;
+    let count = |o: GateOutcome| answers.iter().filter(|(_, a)| *a == o).count();
+    // Users 201..=300 raced before: those who won hold it, except the one rolled back, who is
+    // a newcomer again; one place is free.
+    assert_eq!(count(GateOutcome::Reserved), 1, "{answers:?}");
+    assert_eq!(
+        count(GateOutcome::AlreadyIssued),
+        winners.iter().filter(|u| u.get() >= 201).count()
+            - usize::from(winners.iter().next().unwrap().get() >= 201),
+        "{answers:?}"
+    );
+    let s = gate.stats(coupon).await.unwrap().unwrap();
+    assert_eq!((s.quantity, s.remaining, s.reserved), (100, 0, 100));
+    drop(nodes);
+}
+
+/// A reserve given up while it waits for its batch (its request was cancelled) is left out of
+/// the batch: it takes no place. The server is paused so that the first reserve's trip is
+/// still on its way when the second one is given up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserve_given_up_before_its_batch_leaves_takes_no_place() {
+    let nodes = Nodes::start(1).await;
+    let node = nodes.urls[0].clone();
+    let gate = Arc::new(gate_at(&node, &namespace()).await);
+    let mut admin = redis::Client::open(node.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let (coupon, now) = (CouponId::new(12).unwrap(), Timestamp::from_millis(1_000));
+    let config = GateConfig {
+        quantity: 10,
+        valid_from: None,
+        valid_until: None,
+    };
+    gate.init(coupon, config).await.unwrap();
+    let _: String = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(500)
+        .arg("WRITE")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let first = {
+        let gate = gate.clone();
+        tokio::spawn(async move { gate.reserve(coupon, user(1), now).await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let given_up = tokio::time::timeout(
+        Duration::from_millis(100),
+        gate.reserve(coupon, user(2), now),
+    )
+    .await;
+    assert!(given_up.is_err(), "the server was paused: {given_up:?}");
+    assert_eq!(first.await.unwrap(), GateOutcome::Reserved);
+    // A later reserve goes through the same task after the one that was given up.
+    assert_eq!(
+        gate.reserve(coupon, user(3), now).await.unwrap(),
+        GateOutcome::Reserved
+    );
+    let holders: BTreeSet<UserId> = gate.holders(coupon).await.unwrap().into_iter().collect();
+    assert_eq!(holders, BTreeSet::from([user(1), user(3)]));
+    drop(nodes);
+}
+
 async fn consumer_names(queue: &RedisIssuanceQueue) -> BTreeSet<String> {
     let mut conn = redis::Client::open(url())
         .unwrap()

@@ -566,14 +566,7 @@ async fn a_malformed_entry_is_quarantined_not_blocking_its_batch() {
 /// for every script it runs. On a node of its own, so no other test sees the flush.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gate_reloads_its_scripts_after_the_server_forgets_them() {
-    let nodes = Nodes::start(1).await;
-    let node = nodes.urls[0].clone();
-    let gate = gate_at(&node, &namespace()).await;
-    let mut admin = redis::Client::open(node.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let (nodes, gate, mut admin) = gate_on_own_node().await;
     let flush = || {
         let mut admin = admin.clone();
         async move {
@@ -586,13 +579,8 @@ async fn the_gate_reloads_its_scripts_after_the_server_forgets_them() {
         }
     };
     let (coupon, now) = (CouponId::new(7).unwrap(), Timestamp::from_millis(1_000));
-    let config = GateConfig {
-        quantity: 2,
-        valid_from: None,
-        valid_until: None,
-    };
     flush().await;
-    gate.init(coupon, config).await.unwrap();
+    gate.init(coupon, open_gate(2)).await.unwrap();
     flush().await;
     assert_eq!(
         gate.reserve(coupon, user(1), now).await.unwrap(),
@@ -625,6 +613,32 @@ async fn the_gate_reloads_its_scripts_after_the_server_forgets_them() {
     drop(nodes);
 }
 
+/// A gate on a Redis node of its own, with an admin connection to that node.
+async fn gate_on_own_node() -> (
+    Nodes,
+    Arc<RedisCouponGate>,
+    redis::aio::MultiplexedConnection,
+) {
+    let nodes = Nodes::start(1).await;
+    let node = nodes.urls[0].clone();
+    let gate = Arc::new(gate_at(&node, &namespace()).await);
+    let admin = redis::Client::open(node.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    (nodes, gate, admin)
+}
+
+/// A gate of `quantity` without a validity window.
+fn open_gate(quantity: u32) -> GateConfig {
+    GateConfig {
+        quantity,
+        valid_from: None,
+        valid_until: None,
+    }
+}
+
 /// 300 reserves at once on a coupon of 100 travel in shared batches, yet each is its own script
 /// call with its own answer: exactly 100 reserved, to the users told so. Then the server
 /// forgets its scripts and 200 more arrive at once: the batch that meets `NOSCRIPT` loads the
@@ -632,21 +646,9 @@ async fn the_gate_reloads_its_scripts_after_the_server_forgets_them() {
 /// own, so no other test sees the flush.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_reserves_each_get_their_own_answer() {
-    let nodes = Nodes::start(1).await;
-    let node = nodes.urls[0].clone();
-    let gate = Arc::new(gate_at(&node, &namespace()).await);
-    let mut admin = redis::Client::open(node.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let (nodes, gate, mut admin) = gate_on_own_node().await;
     let (coupon, now) = (CouponId::new(11).unwrap(), Timestamp::from_millis(1_000));
-    let config = GateConfig {
-        quantity: 100,
-        valid_from: None,
-        valid_until: None,
-    };
-    gate.init(coupon, config).await.unwrap();
+    gate.init(coupon, open_gate(100)).await.unwrap();
     let race = |users: std::ops::RangeInclusive<i64>| {
         let tasks: Vec<_> = users
             .map(|u| {
@@ -706,21 +708,9 @@ async fn batched_reserves_each_get_their_own_answer() {
 /// still on its way when the second one is given up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reserve_given_up_before_its_batch_leaves_takes_no_place() {
-    let nodes = Nodes::start(1).await;
-    let node = nodes.urls[0].clone();
-    let gate = Arc::new(gate_at(&node, &namespace()).await);
-    let mut admin = redis::Client::open(node.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let (nodes, gate, mut admin) = gate_on_own_node().await;
     let (coupon, now) = (CouponId::new(12).unwrap(), Timestamp::from_millis(1_000));
-    let config = GateConfig {
-        quantity: 10,
-        valid_from: None,
-        valid_until: None,
-    };
-    gate.init(coupon, config).await.unwrap();
+    gate.init(coupon, open_gate(10)).await.unwrap();
     let _: String = redis::cmd("CLIENT")
         .arg("PAUSE")
         .arg(500)

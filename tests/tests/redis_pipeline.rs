@@ -703,40 +703,86 @@ async fn batched_reserves_each_get_their_own_answer() {
     drop(nodes);
 }
 
-/// A reserve given up while it waits for its batch (its request was cancelled) is left out of
-/// the batch: it takes no place. The server is paused so that the first reserve's trip is
-/// still on its way when the second one is given up.
+/// A reserve whose caller gave up (its request was cancelled) keeps no place, wherever it was:
+/// waiting for its batch (left out), already on its way (the place Redis gave it is given
+/// back), or answered `NOSCRIPT` after the server lost its scripts (not sent again). The server
+/// is paused so that a batch is still on its way when its caller gives up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reserve_given_up_before_its_batch_leaves_takes_no_place() {
+async fn a_reserve_given_up_keeps_no_place() {
     let (nodes, gate, mut admin) = gate_on_own_node().await;
     let (coupon, now) = (CouponId::new(12).unwrap(), Timestamp::from_millis(1_000));
     gate.init(coupon, open_gate(10)).await.unwrap();
-    let _: String = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(500)
-        .arg("WRITE")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    let paused = admin.clone();
+    let pause = |ms: u64| {
+        let mut admin = paused.clone();
+        async move {
+            let _: String = redis::cmd("CLIENT")
+                .arg("PAUSE")
+                .arg(ms)
+                .arg("WRITE")
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+        }
+    };
+    let give_up = |u: i64| {
+        let gate = gate.clone();
+        async move {
+            let r = tokio::time::timeout(
+                Duration::from_millis(100),
+                gate.reserve(coupon, user(u), now),
+            )
+            .await;
+            assert!(r.is_err(), "the server was paused: {r:?}");
+        }
+    };
+    let held = |gate: Arc<RedisCouponGate>| async move {
+        gate.holders(coupon)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect::<BTreeSet<UserId>>()
+    };
+
+    // Waiting: user 1's batch is on its way when user 2 gives up behind it.
+    pause(500).await;
     let first = {
         let gate = gate.clone();
         tokio::spawn(async move { gate.reserve(coupon, user(1), now).await.unwrap() })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let given_up = tokio::time::timeout(
-        Duration::from_millis(100),
-        gate.reserve(coupon, user(2), now),
-    )
-    .await;
-    assert!(given_up.is_err(), "the server was paused: {given_up:?}");
+    give_up(2).await;
     assert_eq!(first.await.unwrap(), GateOutcome::Reserved);
-    // A later reserve goes through the same task after the one that was given up.
+    assert_eq!(held(gate.clone()).await, BTreeSet::from([user(1)]));
+
+    // On its way: user 3's batch leaves at once and is answered after its caller left.
+    pause(400).await;
+    give_up(3).await;
+    // The next reserve goes through the same task, after the give-back.
     assert_eq!(
-        gate.reserve(coupon, user(3), now).await.unwrap(),
+        gate.reserve(coupon, user(4), now).await.unwrap(),
         GateOutcome::Reserved
     );
-    let holders: BTreeSet<UserId> = gate.holders(coupon).await.unwrap().into_iter().collect();
-    assert_eq!(holders, BTreeSet::from([user(1), user(3)]));
+    assert_eq!(held(gate.clone()).await, BTreeSet::from([user(1), user(4)]));
+
+    // NOSCRIPT: the server forgot the script; user 5's batch meets it after its caller left.
+    let _: String = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    pause(400).await;
+    give_up(5).await;
+    assert_eq!(
+        gate.reserve(coupon, user(6), now).await.unwrap(),
+        GateOutcome::Reserved
+    );
+    assert_eq!(
+        held(gate.clone()).await,
+        BTreeSet::from([user(1), user(4), user(6)])
+    );
+    let s = gate.stats(coupon).await.unwrap().unwrap();
+    assert_eq!((s.quantity, s.remaining, s.reserved), (10, 7, 3));
     drop(nodes);
 }
 

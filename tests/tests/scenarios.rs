@@ -115,3 +115,88 @@ async fn a_batch_the_store_refuses_whole_is_persisted_one_by_one() {
     assert!(depth.is_drained(), "{depth:?}");
     assert_eq!(depth.dead, 3);
 }
+
+/// A store that counts the units of work begun on it.
+#[derive(Debug)]
+struct CountingStore {
+    inner: std::sync::Arc<dyn stockade_application::ports::store::Store>,
+    begun: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl stockade_application::ports::store::Store for CountingStore {
+    async fn begin(
+        &self,
+    ) -> Result<
+        Box<dyn stockade_application::ports::store::UnitOfWork>,
+        stockade_application::ports::store::StoreError,
+    > {
+        self.begun.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.begin().await
+    }
+}
+
+/// Fifty reservations of one coupon received together are persisted in one unit of work (one
+/// more at most to read the coupon's policy), not one each, and all are settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_received_batch_of_one_coupon_is_persisted_in_one_unit() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+    use stockade_application::ports::clock::Clock;
+    use stockade_application::ports::queue::IssuanceRequest;
+    use stockade_application::{Settings, Stockade};
+    use stockade_domain::{Discount, NewCoupon, Timestamp};
+    use stockade_memory::{ManualClock, MemoryBackend};
+    use stockade_tests::harness::{user, EPOCH_MS};
+
+    let clock = ManualClock::at(EPOCH_MS);
+    let backend = MemoryBackend::new(Arc::new(clock) as Arc<dyn Clock>);
+    let mut ports = backend.ports();
+    let store = Arc::new(CountingStore {
+        inner: ports.store.clone(),
+        begun: AtomicUsize::new(0),
+    });
+    ports.store = store.clone();
+    let app = Stockade::new(ports, Settings::default());
+    let coupon = app
+        .create_coupon(
+            NewCoupon::new(
+                "coupon",
+                "CART",
+                Discount::new("FIXED", 100, None).unwrap(),
+                0,
+                100,
+                "FLASH",
+                None,
+                None,
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let coupon = stockade_domain::CouponId::new(coupon.id).unwrap();
+    for u in 1..=50 {
+        app.ports()
+            .queue
+            .publish(IssuanceRequest {
+                coupon_id: coupon,
+                user_id: user(u),
+                reserved_at: Timestamp::from_millis(EPOCH_MS + u),
+            })
+            .await
+            .unwrap();
+    }
+    let before = store.begun.load(Ordering::SeqCst);
+    let handled = app
+        .consume_issuances(256, Duration::from_millis(20))
+        .await
+        .unwrap();
+    assert_eq!(handled, 50);
+    let units = store.begun.load(Ordering::SeqCst) - before;
+    assert!(units <= 2, "50 reservations took {units} units of work");
+    let mut uow = app.ports().store.begin().await.unwrap();
+    assert_eq!(uow.coupons().issued_count(coupon).await.unwrap(), 50);
+    drop(uow);
+    assert!(app.ports().queue.depth().await.unwrap().is_drained());
+}

@@ -142,18 +142,27 @@ impl RedisCouponGate {
     ) -> Result<T, BackendError> {
         let mut cmd = command(&self.namespace, script, coupon);
         args(&mut cmd);
-        let mut conn = self.conn.clone();
-        match cmd.query_async(&mut conn).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                script
-                    .prepare_invoke()
-                    .load_async(&mut conn)
-                    .await
-                    .map_err(backend)?;
-                cmd.query_async(&mut conn).await.map_err(backend)
-            }
-            r => r.map_err(backend),
+        query_script(&mut self.conn.clone(), script, &cmd).await
+    }
+}
+
+/// Sends `cmd`, an `EVALSHA` of `script`; after a `NOSCRIPT` (a restarted or flushed server)
+/// loads the script and sends it once more.
+async fn query_script<T: redis::FromRedisValue>(
+    conn: &mut ConnectionManager,
+    script: &Script,
+    cmd: &redis::Cmd,
+) -> Result<T, BackendError> {
+    match cmd.query_async(conn).await {
+        Err(e) if is_noscript(&e) => {
+            script
+                .prepare_invoke()
+                .load_async(conn)
+                .await
+                .map_err(backend)?;
+            cmd.query_async(conn).await.map_err(backend)
         }
+        r => r.map_err(backend),
     }
 }
 
@@ -174,8 +183,9 @@ fn command(namespace: &str, script: &Script, coupon: CouponId) -> redis::Cmd {
 }
 
 impl RedisCouponGate {
-    /// One reserve through the batching task: started here on first use (and again should the
-    /// runtime it ran on have ended), so the gate needs no runtime of its own to be built.
+    /// One reserve through the batching task, which is started on first use (and again if it
+    /// has stopped), so that building a gate needs no runtime. The answer is awaited for at
+    /// most [`RESERVE_WAIT`].
     async fn reserve_batched(
         &self,
         coupon: CouponId,
@@ -196,12 +206,13 @@ impl RedisCouponGate {
                     Some(s) if !s.is_closed() => s.clone(),
                     _ => {
                         let (tx, rx) = mpsc::channel(4 * BATCH_MAX);
-                        tokio::spawn(send_batches(
-                            rx,
-                            self.conn.clone(),
-                            self.namespace.clone(),
-                            self.reserve.clone(),
-                        ));
+                        let trips = Trips {
+                            conn: self.conn.clone(),
+                            namespace: self.namespace.clone(),
+                            reserve: self.reserve.clone(),
+                            rollback: self.rollback.clone(),
+                        };
+                        tokio::spawn(trips.run(rx));
                         *slot = Some(tx.clone());
                         tx
                     }
@@ -209,9 +220,11 @@ impl RedisCouponGate {
             };
             match sender.send(waiting).await {
                 Ok(()) => {
-                    return answered
-                        .await
-                        .map_err(|_| backend("the reserve batch was dropped unanswered"))?;
+                    return match tokio::time::timeout(RESERVE_WAIT, answered).await {
+                        Ok(Ok(answer)) => answer,
+                        Ok(Err(_)) => Err(backend("the reserve batch was dropped unanswered")),
+                        Err(_) => Err(backend("no answer to the reserve in time")),
+                    };
                 }
                 Err(mpsc::error::SendError(back)) => waiting = back,
             }
@@ -220,32 +233,75 @@ impl RedisCouponGate {
     }
 }
 
-/// The batching task: takes what is waiting (up to [`BATCH_MAX`]), sends it as one pipeline,
-/// hands each caller its answer, and goes again; ends when the gate and its clones are gone.
-/// Callers that gave up while waiting (their request was cancelled) are left out.
-async fn send_batches(
-    mut waiting: mpsc::Receiver<Waiting>,
-    mut conn: ConnectionManager,
+/// The longest a reserve waits for its answer: a trip may take up to the connection's reply
+/// time-out (2 s), and a reserve may queue behind a few batches and a script reload.
+const RESERVE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What the batching task needs: the connection, the keys' namespace and two scripts.
+struct Trips {
+    conn: ConnectionManager,
     namespace: Arc<str>,
     reserve: Arc<Script>,
-) {
-    let mut batch = Vec::with_capacity(64);
-    while waiting.recv_many(&mut batch, BATCH_MAX).await > 0 {
-        batch.retain(|w: &Waiting| !w.answer.is_closed());
-        if batch.is_empty() {
-            continue;
+    rollback: Arc<Script>,
+}
+
+impl Trips {
+    /// Takes what is waiting (up to [`BATCH_MAX`]), sends it as one pipeline, hands each
+    /// caller its answer, and goes again; ends when the gate and its clones are gone.
+    ///
+    /// A caller that gave up (its request was cancelled, or it stopped waiting) must not keep a
+    /// place it will never hear of: while it waits it is left out of the batch (and out of a
+    /// resend after `NOSCRIPT`), and a place reserved for it after it left is given back.
+    async fn run(mut self, mut waiting: mpsc::Receiver<Waiting>) {
+        let mut batch = Vec::with_capacity(64);
+        while waiting.recv_many(&mut batch, BATCH_MAX).await > 0 {
+            batch.retain(|w: &Waiting| !w.answer.is_closed());
+            if batch.is_empty() {
+                continue;
+            }
+            let answers = self.answers(&batch).await;
+            let mut orphans = Vec::new();
+            for (w, a) in batch.drain(..).zip(answers) {
+                let reserved = matches!(a, Ok(0));
+                if w.answer.send(a.map_err(backend)).is_err() && reserved {
+                    orphans.push((w.coupon, w.user));
+                }
+            }
+            for (coupon, user) in orphans {
+                let mut cmd = command(&self.namespace, &self.rollback, coupon);
+                cmd.arg(user.get());
+                if let Err(e) = query_script::<i64>(&mut self.conn, &self.rollback, &cmd).await {
+                    tracing::warn!(error = %e, %coupon, %user, "a place reserved for a request that gave up could not be given back; reconciliation will persist it");
+                }
+            }
         }
-        let mut answers = round_trip(&mut conn, &namespace, &reserve, &batch).await;
-        if answers
-            .iter()
-            .any(|a| matches!(a, Err(e) if is_noscript(e)))
+    }
+
+    /// An answer per reserve of `batch`, in order. Reserves that met `NOSCRIPT` (the server
+    /// lost its scripts: a restart or `SCRIPT FLUSH`) never ran: the script is loaded and
+    /// those whose callers still wait are sent again.
+    async fn answers(&mut self, batch: &[Waiting]) -> Vec<redis::RedisResult<i64>> {
+        let mut answers = self.round_trip(batch.iter()).await;
+        let again: Vec<usize> = (0..answers.len())
+            .filter(|i| matches!(&answers[*i], Err(e) if is_noscript(e)))
+            .filter(|i| !batch[*i].answer.is_closed())
+            .collect();
+        if again.is_empty() {
+            return answers;
+        }
+        match self
+            .reserve
+            .prepare_invoke()
+            .load_async(&mut self.conn)
+            .await
         {
-            // The server lost its scripts (a restart or SCRIPT FLUSH): load it, send those again.
-            let loaded = reserve.prepare_invoke().load_async(&mut conn).await;
-            let again: Vec<usize> = (0..answers.len())
-                .filter(|i| matches!(&answers[*i], Err(e) if is_noscript(e)))
-                .collect();
-            if let Err(e) = loaded {
+            Ok(_) => {
+                let second = self.round_trip(again.iter().map(|i| &batch[*i])).await;
+                for (i, a) in again.into_iter().zip(second) {
+                    answers[i] = a;
+                }
+            }
+            Err(e) => {
                 let text = e.to_string();
                 for i in again {
                     answers[i] = Err(redis::RedisError::from((
@@ -254,67 +310,47 @@ async fn send_batches(
                         text.clone(),
                     )));
                 }
-            } else {
-                let retried: Vec<&Waiting> = again.iter().map(|i| &batch[*i]).collect();
-                let second = round_trip(&mut conn, &namespace, &reserve, &retried).await;
-                for (i, a) in again.into_iter().zip(second) {
-                    answers[i] = a;
-                }
             }
         }
-        for (w, a) in batch.drain(..).zip(answers) {
-            let _ = w.answer.send(a.map_err(backend));
+        answers
+    }
+
+    /// One pipeline of reserves; an answer per reserve, in order (all the same error if the
+    /// trip itself failed).
+    async fn round_trip<'a>(
+        &mut self,
+        batch: impl ExactSizeIterator<Item = &'a Waiting>,
+    ) -> Vec<redis::RedisResult<i64>> {
+        let n = batch.len();
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for w in batch {
+            let mut cmd = command(&self.namespace, &self.reserve, w.coupon);
+            cmd.arg(w.user.get()).arg(w.now.millis());
+            pipe.add_command(cmd);
+        }
+        let failed = |kind: redis::ErrorKind, what: &'static str, text: String| {
+            (0..n)
+                .map(|_| Err(redis::RedisError::from((kind, what, text.clone()))))
+                .collect()
+        };
+        match pipe
+            .query_async::<Vec<redis::RedisResult<i64>>>(&mut self.conn)
+            .await
+        {
+            Ok(answers) if answers.len() == n => answers,
+            Ok(answers) => failed(
+                redis::ErrorKind::Parse,
+                "unexpected pipeline answer",
+                format!("{} answers to {n} reserves", answers.len()),
+            ),
+            Err(e) => failed(e.kind(), "reserve batch failed", e.to_string()),
         }
     }
 }
 
 fn is_noscript(e: &redis::RedisError) -> bool {
     e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
-}
-
-/// One pipeline of reserves; an answer per reserve, in order (all the same error if the trip
-/// itself failed).
-async fn round_trip<W: std::borrow::Borrow<Waiting>>(
-    conn: &mut ConnectionManager,
-    namespace: &str,
-    reserve: &Script,
-    batch: &[W],
-) -> Vec<redis::RedisResult<i64>> {
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    for w in batch {
-        let w = w.borrow();
-        let mut cmd = command(namespace, reserve, w.coupon);
-        cmd.arg(w.user.get()).arg(w.now.millis());
-        pipe.add_command(cmd);
-    }
-    match pipe.query_async::<Vec<redis::RedisResult<i64>>>(conn).await {
-        Ok(answers) if answers.len() == batch.len() => answers,
-        Ok(answers) => {
-            let text = format!("{} answers to {} reserves", answers.len(), batch.len());
-            (0..batch.len())
-                .map(|_| {
-                    Err(redis::RedisError::from((
-                        redis::ErrorKind::Parse,
-                        "unexpected pipeline answer",
-                        text.clone(),
-                    )))
-                })
-                .collect()
-        }
-        Err(e) => {
-            let (kind, text) = (e.kind(), e.to_string());
-            (0..batch.len())
-                .map(|_| {
-                    Err(redis::RedisError::from((
-                        kind,
-                        "reserve batch failed",
-                        text.clone(),
-                    )))
-                })
-                .collect()
-        }
-    }
 }
 
 fn window(t: Option<Timestamp>) -> String {

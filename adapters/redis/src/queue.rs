@@ -96,8 +96,8 @@ redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
 return n
 ";
 
-/// The most entries one call of [`ACK`] settles (Lua's `unpack` has a stack of its own to
-/// stay within).
+/// The most entries one call of [`ACK`] settles (`unpack` puts every id on Lua's stack, which
+/// takes some thousands of values at most).
 const ACK_CHUNK: usize = 256;
 
 /// Whether the delivery `ARGV[2]` with attempt `ARGV[4]` is still consumer `ARGV[3]`'s to

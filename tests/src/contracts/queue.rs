@@ -128,15 +128,16 @@ pub async fn ack_is_final(queue: Arc<dyn IssuanceQueue>) {
     assert_eq!(queue.depth().await.unwrap(), depth(0, 0, 0));
 }
 
-/// `ack_all` settles every delivery it is given at once (and none when given none).
+/// `ack_all` settles every delivery it is given at once, 600 of them too (and none when given
+/// none).
 pub async fn ack_all_is_final(queue: Arc<dyn IssuanceQueue>) {
     let coupon = fresh_coupon();
-    for u in 1..=5 {
+    for u in 1..=600 {
         queue.publish(request(coupon, u)).await.unwrap();
     }
-    let got = receive_n(&queue, 5).await;
+    let got = receive_n(&queue, 600).await;
     queue.ack_all(&[]).await.unwrap();
-    assert_eq!(queue.depth().await.unwrap(), depth(0, 5, 0));
+    assert_eq!(queue.depth().await.unwrap(), depth(0, 600, 0));
     queue.ack_all(&got).await.unwrap();
     assert_nothing_delivered(&queue, Duration::from_millis(500)).await;
     assert_eq!(queue.depth().await.unwrap(), depth(0, 0, 0));

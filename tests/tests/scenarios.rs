@@ -49,9 +49,8 @@ async fn twenty_payments_with_different_keys_pay_once() {
 async fn a_batch_the_store_refuses_whole_is_persisted_one_by_one() {
     use std::collections::BTreeSet;
     use std::time::Duration;
-    use stockade_application::ports::queue::IssuanceRequest;
-    use stockade_domain::{Discount, Timestamp};
-    use stockade_tests::harness::{user, EPOCH_MS};
+    use stockade_domain::Discount;
+    use stockade_tests::harness::user;
 
     let t = TestApp::new();
     let tight = t
@@ -78,14 +77,7 @@ async fn a_batch_the_store_refuses_whole_is_persisted_one_by_one() {
             if coupon == roomy && u > 3 {
                 continue;
             }
-            queue
-                .publish(IssuanceRequest {
-                    coupon_id: coupon,
-                    user_id: user(uid),
-                    reserved_at: Timestamp::from_millis(EPOCH_MS + uid),
-                })
-                .await
-                .unwrap();
+            publish(&*queue, coupon, uid).await;
         }
     }
     let handled = t
@@ -144,11 +136,10 @@ async fn a_received_batch_of_one_coupon_is_persisted_in_one_unit() {
     use std::sync::Arc;
     use std::time::Duration;
     use stockade_application::ports::clock::Clock;
-    use stockade_application::ports::queue::IssuanceRequest;
     use stockade_application::{Settings, Stockade};
-    use stockade_domain::{Discount, NewCoupon, Timestamp};
+    use stockade_domain::{Discount, NewCoupon};
     use stockade_memory::{ManualClock, MemoryBackend};
-    use stockade_tests::harness::{user, EPOCH_MS};
+    use stockade_tests::harness::EPOCH_MS;
 
     let clock = ManualClock::at(EPOCH_MS);
     let backend = MemoryBackend::new(Arc::new(clock) as Arc<dyn Clock>);
@@ -177,15 +168,7 @@ async fn a_received_batch_of_one_coupon_is_persisted_in_one_unit() {
         .unwrap();
     let coupon = stockade_domain::CouponId::new(coupon.id).unwrap();
     for u in 1..=50 {
-        app.ports()
-            .queue
-            .publish(IssuanceRequest {
-                coupon_id: coupon,
-                user_id: user(u),
-                reserved_at: Timestamp::from_millis(EPOCH_MS + u),
-            })
-            .await
-            .unwrap();
+        publish(&*app.ports().queue, coupon, u).await;
     }
     let before = store.begun.load(Ordering::SeqCst);
     let handled = app
@@ -199,4 +182,22 @@ async fn a_received_batch_of_one_coupon_is_persisted_in_one_unit() {
     assert_eq!(uow.coupons().issued_count(coupon).await.unwrap(), 50);
     drop(uow);
     assert!(app.ports().queue.depth().await.unwrap().is_drained());
+}
+
+/// Publishes user `uid`'s reservation of `coupon`, made at the epoch plus `uid` ms.
+async fn publish(
+    queue: &dyn stockade_application::ports::queue::IssuanceQueue,
+    coupon: stockade_domain::CouponId,
+    uid: i64,
+) {
+    use stockade_application::ports::queue::IssuanceRequest;
+    use stockade_tests::harness::{user, EPOCH_MS};
+    queue
+        .publish(IssuanceRequest {
+            coupon_id: coupon,
+            user_id: user(uid),
+            reserved_at: stockade_domain::Timestamp::from_millis(EPOCH_MS + uid),
+        })
+        .await
+        .unwrap();
 }

@@ -93,18 +93,7 @@ impl Stockade {
                 replayed: false,
             });
         }
-        let outcome = match &result {
-            Ok(value) => serde_json::to_vec(value)
-                .map(|body| StoredOutcome { ok: true, body })
-                .ok(),
-            Err(e) if e.is_business_outcome() => serde_json::to_vec(&StoredFailure {
-                code: e.code().as_str().to_owned(),
-                message: e.to_string(),
-            })
-            .map(|body| StoredOutcome { ok: false, body })
-            .ok(),
-            Err(_) => None,
-        };
+        let outcome = outcome_of(&result);
         let recorded = match outcome {
             Some(outcome) => {
                 self.core
@@ -124,6 +113,34 @@ impl Stockade {
             value,
             replayed: false,
         })
+    }
+}
+
+/// The ticket of the keyed request the current task runs, if any.
+pub(crate) fn current_ticket() -> Option<crate::ports::idempotency::Ticket> {
+    IN_FLIGHT.try_with(|f| f.ticket.clone()).ok()
+}
+
+/// Notes that the current keyed request's outcome committed with its business write (by a turn
+/// that ran it on another task).
+pub(crate) fn mark_recorded() {
+    let _ = IN_FLIGHT.try_with(|f| f.recorded.store(true, Ordering::SeqCst));
+}
+
+/// The outcome an idempotency record keeps for `result`: a success, or a business refusal;
+/// `None` for what a retry may change (time-outs, unavailability).
+pub(crate) fn outcome_of<T: Serialize>(result: &Result<T, AppError>) -> Option<StoredOutcome> {
+    match result {
+        Ok(value) => serde_json::to_vec(value)
+            .map(|body| StoredOutcome { ok: true, body })
+            .ok(),
+        Err(e) if e.is_business_outcome() => serde_json::to_vec(&StoredFailure {
+            code: e.code().as_str().to_owned(),
+            message: e.to_string(),
+        })
+        .map(|body| StoredOutcome { ok: false, body })
+        .ok(),
+        Err(_) => None,
     }
 }
 

@@ -11,6 +11,7 @@
 //! Charge, create-order and pay take an optional [`IdempotencyKey`]: with one, the effect
 //! happens at most once and every retry gets the first answer (docs/decisions/0003).
 
+mod combine;
 mod error;
 mod idempotent;
 pub mod ports;
@@ -28,7 +29,7 @@ use ports::lock::{LockGuard, LockKey, LockOptions};
 use ports::store::UnitOfWork;
 use std::collections::HashMap;
 use std::sync::Arc;
-use stockade_domain::{Coupon, CouponId, DomainError, IdempotencyKey};
+use stockade_domain::{Coupon, CouponId, DomainError, IdempotencyKey, UserId};
 
 /// The application: every use case, over a set of ports. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -47,6 +48,10 @@ struct Core {
     policies: RwLock<HashMap<CouponId, Coupon>>,
     /// One gate rebuild at a time per coupon (see [`Stockade::init_gate`]).
     rebuilds: parking_lot::Mutex<HashMap<CouponId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Create-order requests queued per product set, run in combined turns.
+    order_lanes: usecases::create_order::OrderLanes,
+    /// LOCKED issuances queued per coupon, run in combined turns.
+    coupon_lanes: combine::Combiner<CouponId, (Coupon, UserId), Result<views::IssueView, AppError>>,
 }
 
 impl Stockade {
@@ -54,9 +59,11 @@ impl Stockade {
         Stockade {
             core: Arc::new(Core {
                 ports,
-                settings,
                 policies: RwLock::default(),
                 rebuilds: parking_lot::Mutex::default(),
+                order_lanes: combine::Combiner::new(settings.combine_max_batch),
+                coupon_lanes: combine::Combiner::new(settings.combine_max_batch),
+                settings,
             }),
         }
     }

@@ -25,6 +25,9 @@ pub struct Settings {
     /// The idempotency store keeps its records in the store's own database, so a use case's
     /// outcome is recorded in the same unit of work as its writes (see `UnitOfWork::record_outcome`).
     pub idempotency_in_store: bool,
+    /// The most requests one combined turn runs together (docs/decisions/0012); 1 turns
+    /// combining off.
+    pub combine_max_batch: usize,
 }
 
 impl Default for Settings {
@@ -40,6 +43,7 @@ impl Default for Settings {
             issuance_max_attempts: 5,
             issuance_backoff: Duration::from_millis(100),
             idempotency_in_store: false,
+            combine_max_batch: 128,
         }
     }
 }

@@ -85,14 +85,18 @@ enum Command {
         #[arg(long, default_value = "FLASH")]
         mode: String,
     },
-    /// N buyers of one product.
+    /// N buyers of one product (or of several: buyer i buys product i mod N).
     StockRush {
         #[command(flatten)]
         common: Common,
         #[arg(long, default_value_t = 1_200)]
         buyers: usize,
+        /// The stock of all products together, shared out evenly.
         #[arg(long, default_value_t = 1_000)]
         stock: i64,
+        /// How many products the buyers spread over.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        products: u32,
     },
     /// K orders, each paid R times at once with one key (or R keys).
     DoublePay {
@@ -318,9 +322,10 @@ async fn main() -> ExitCode {
             common,
             buyers,
             stock,
+            products,
         } => {
             let r = match ctx(&common) {
-                Ok(c) => scenarios::stock_rush(&c, buyers, stock).await,
+                Ok(c) => scenarios::stock_rush(&c, buyers, stock, products as usize).await,
                 Err(e) => return usage(&e),
             };
             (common, r)

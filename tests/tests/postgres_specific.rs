@@ -147,13 +147,13 @@ async fn a_taken_over_request_cannot_commit_a_second_order() {
         user_coupon_ids: vec![],
     };
     let key = IdempotencyKey::parse("one-order").unwrap();
-    // Hold the user's order lock so that both requests queue behind it.
+    // Hold the product's stock lock so that both requests queue behind it.
     let held = t
         .app
         .ports()
         .locks
         .acquire(
-            &[LockKey::new("order:user:1").unwrap()],
+            &[LockKey::new(format!("stock:product:{product}")).unwrap()],
             opts(1_000, 60_000),
         )
         .await

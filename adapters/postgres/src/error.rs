@@ -13,6 +13,9 @@ pub(crate) fn store_error(e: sqlx::Error) -> StoreError {
         }
         match db.constraint() {
             Some("ledger_reference_unique") => return StoreError::Conflict("ledger reference"),
+            Some("orders_idempotency_ref_unique") => {
+                return StoreError::Conflict("order reference")
+            }
             Some("user_coupons_coupon_user_unique") => {
                 return StoreError::Rejected(DomainError::CouponAlreadyIssued)
             }

@@ -5,6 +5,7 @@
 //! the [`PgIdempotencyStore`]. The crate owns its migrations ([`MIGRATOR`]), embedded in the
 //! binary and run by `stockade migrate` and at start.
 
+mod batch;
 mod convert;
 mod error;
 mod idempotency;

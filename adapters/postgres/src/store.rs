@@ -220,6 +220,15 @@ impl UnitOfWork for PgUnit {
         }
     }
 
+    async fn record_outcomes(
+        &mut self,
+        outcomes: &[(Ticket, StoredOutcome)],
+        ttl: std::time::Duration,
+    ) -> R<bool> {
+        crate::batch::record_outcomes(&mut self.tx, outcomes, ttl).await?;
+        Ok(true)
+    }
+
     async fn commit(self: Box<Self>) -> R<()> {
         match self.tx {
             Tx::Pooled(t) => t.commit().await.map_err(e),
@@ -751,6 +760,15 @@ impl CouponRepository for PgUnit {
         Ok(u32_of(issued))
     }
 
+    async fn issue_each(
+        &mut self,
+        c: &Coupon,
+        users: &[UserId],
+        now: Timestamp,
+    ) -> R<Vec<Result<UserCoupon, DomainError>>> {
+        crate::batch::issue_each(&mut self.tx, c, users, now).await
+    }
+
     async fn get_user_coupon(&mut self, ucid: UserCouponId) -> R<Option<UserCoupon>> {
         let row = sqlx::query(&format!(
             "SELECT {USER_COUPON_COLUMNS} FROM user_coupons WHERE id = $1"
@@ -1053,6 +1071,22 @@ impl OrderRepository for PgUnit {
             .load_orders("WHERE id = $1", Some(oid.get()))
             .await?
             .pop())
+    }
+
+    async fn insert_many(&mut self, news: Vec<NewOrder>) -> R<Vec<Order>> {
+        crate::batch::insert_orders(&mut self.tx, news).await
+    }
+
+    async fn find_by_references(&mut self, references: &[&str]) -> R<Vec<(String, Order)>> {
+        let mut found = Vec::new();
+        for (reference, oid) in
+            crate::batch::order_ids_by_reference(&mut self.tx, references).await?
+        {
+            if let Some(order) = OrderRepository::get(self, oid).await? {
+                found.push((reference, order));
+            }
+        }
+        Ok(found)
     }
 
     async fn find_by_reference(&mut self, reference: &str) -> R<Option<Order>> {

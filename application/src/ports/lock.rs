@@ -196,9 +196,6 @@ pub mod keys {
     pub fn balance(user: UserId) -> LockKey {
         LockKey::of(format!("balance:user:{user}"))
     }
-    pub fn order_user(user: UserId) -> LockKey {
-        LockKey::of(format!("order:user:{user}"))
-    }
     pub fn cart(user: UserId) -> LockKey {
         LockKey::of(format!("cart:user:{user}"))
     }

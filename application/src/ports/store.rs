@@ -109,6 +109,23 @@ pub trait UnitOfWork: Send {
         Ok(false)
     }
 
+    /// [`Self::record_outcome`] for several requests at once, all or nothing: `Ok(false)` when
+    /// the adapter cannot (nothing recorded), [`StoreError::TicketLost`] when any record no
+    /// longer belongs to its ticket (the unit must then not commit). This default records them
+    /// one by one; an adapter overrides it when it can write them in one statement.
+    async fn record_outcomes(
+        &mut self,
+        outcomes: &[(Ticket, StoredOutcome)],
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        for (ticket, outcome) in outcomes {
+            if !self.record_outcome(ticket, outcome, ttl).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 
     /// Commits, then releases `guard` (the grant this unit was begun under). An adapter whose
@@ -227,6 +244,49 @@ pub trait CouponRepository: Send {
         }
         Ok(issued)
     }
+    /// [`CouponRepository::issue`] for each of `users` in turn, as if one after the other:
+    /// each answer is the issued coupon, `COUPON_ALREADY_ISSUED` (the user holds it, or is
+    /// listed earlier) or `COUPON_SOLD_OUT` (the quantity ran out before this user). A refusal
+    /// writes nothing. For a caller holding the coupon's lock.
+    ///
+    /// This default issues them one by one, counting what is left so that it never asks for one
+    /// past the quantity; an adapter overrides it when it can do the same in one step.
+    async fn issue_each(
+        &mut self,
+        coupon: &Coupon,
+        users: &[UserId],
+        now: Timestamp,
+    ) -> Result<Vec<Result<UserCoupon, DomainError>>, StoreError> {
+        let mut issued = self.issued_count(coupon.id).await?;
+        let mut answers = Vec::with_capacity(users.len());
+        for &user in users {
+            if issued >= coupon.quantity {
+                // Serial issuance refuses a holder as such even when none are left.
+                let holds = self
+                    .user_coupons(user)
+                    .await?
+                    .iter()
+                    .any(|uc| uc.coupon_id == coupon.id);
+                answers.push(Err(if holds {
+                    DomainError::CouponAlreadyIssued
+                } else {
+                    DomainError::CouponSoldOut
+                }));
+                continue;
+            }
+            match self.issue(coupon, user, now).await {
+                Ok(uc) => {
+                    issued += 1;
+                    answers.push(Ok(uc));
+                }
+                Err(StoreError::Rejected(DomainError::CouponAlreadyIssued)) => {
+                    answers.push(Err(DomainError::CouponAlreadyIssued));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(answers)
+    }
     async fn get_user_coupon(&mut self, id: UserCouponId)
         -> Result<Option<UserCoupon>, StoreError>;
     async fn user_coupons(&mut self, user: UserId) -> Result<Vec<UserCoupon>, StoreError>;
@@ -269,9 +329,34 @@ pub struct NewOrder {
 #[async_trait]
 pub trait OrderRepository: Send {
     async fn insert(&mut self, new: NewOrder) -> Result<Order, StoreError>;
+    /// [`Self::insert`] for several orders, in the order given; the answers are in that order
+    /// too. A refused one ([`StoreError::Conflict`]) fails the call, and the unit must then be
+    /// dropped. This default inserts them one by one; an adapter overrides it when it can write
+    /// them with one statement per table.
+    async fn insert_many(&mut self, news: Vec<NewOrder>) -> Result<Vec<Order>, StoreError> {
+        let mut orders = Vec::with_capacity(news.len());
+        for new in news {
+            orders.push(self.insert(new).await?);
+        }
+        Ok(orders)
+    }
     async fn get(&mut self, id: OrderId) -> Result<Option<Order>, StoreError>;
     /// The order placed with this idempotency reference, if any.
     async fn find_by_reference(&mut self, reference: &str) -> Result<Option<Order>, StoreError>;
+    /// The orders placed with any of these references, each with its reference. This default
+    /// looks them up one by one; an adapter may do it in one query.
+    async fn find_by_references(
+        &mut self,
+        references: &[&str],
+    ) -> Result<Vec<(String, Order)>, StoreError> {
+        let mut found = Vec::new();
+        for r in references {
+            if let Some(order) = self.find_by_reference(r).await? {
+                found.push(((*r).to_owned(), order));
+            }
+        }
+        Ok(found)
+    }
     /// Moves an order from `from` to `to`; false if it was not in `from`.
     async fn update_status(
         &mut self,

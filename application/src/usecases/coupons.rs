@@ -135,19 +135,74 @@ impl Stockade {
         .await
     }
 
+    /// A LOCKED issuance: under the coupon's lock, in one unit of work. Requests for one coupon
+    /// that arrive together share one grant, one unit and one commit (docs/decisions/0012),
+    /// each answered as if issued one after the other.
     async fn issue_locked(&self, coupon: &Coupon, user: UserId) -> Result<IssueView, AppError> {
         let now = self.core.ports.clock.now();
         coupon.check_issuable(now)?;
-        let guard = self.lock(&[keys::coupon(coupon.id)]).await?;
-        let mut uow = self.begin_guarded(&guard).await?;
-        let issued = uow.coupons().issue(coupon, user, now).await?;
-        self.commit_and_release(uow, guard).await?;
-        Ok(IssueView {
-            coupon_id: coupon.id.get(),
-            user_id: user.get(),
-            user_coupon_id: Some(issued.id.get()),
-            status: "ISSUED".to_owned(),
+        let app = self.clone();
+        self.core
+            .coupon_lanes
+            .submit(
+                coupon.id,
+                (coupon.clone(), user),
+                move |jobs: Vec<(Coupon, UserId)>| {
+                    let app = app.clone();
+                    async move { app.issue_locked_batch(jobs).await }
+                },
+            )
+            .await
+            .map_err(|_| AppError::Internal("the issuance's turn failed".into()))?
+    }
+
+    /// One turn of LOCKED issuances of one coupon.
+    async fn issue_locked_batch(
+        &self,
+        jobs: Vec<(Coupon, UserId)>,
+    ) -> Vec<Result<IssueView, AppError>> {
+        metrics::histogram!("stockade_combine_batch_size", "use_case" => "issue_coupon")
+            .record(jobs.len() as f64);
+        let Some((coupon, _)) = jobs.first() else {
+            return Vec::new();
+        };
+        let users: Vec<UserId> = jobs.iter().map(|(_, u)| *u).collect();
+        match self.issue_turns(coupon, &users).await {
+            Ok(answers) => answers
+                .into_iter()
+                .map(|a| {
+                    a.map(|issued| IssueView {
+                        coupon_id: issued.coupon_id.get(),
+                        user_id: issued.user_id.get(),
+                        user_coupon_id: Some(issued.id.get()),
+                        status: "ISSUED".to_owned(),
+                    })
+                    .map_err(AppError::from)
+                })
+                .collect(),
+            Err(e) => users
+                .iter()
+                .map(|_| Err(crate::usecases::create_order::share(&e)))
+                .collect(),
+        }
+    }
+
+    /// Issues to `users` in order under the coupon's lock, running the turn again (up to three
+    /// times in all) while the store reports contention.
+    async fn issue_turns(
+        &self,
+        coupon: &Coupon,
+        users: &[UserId],
+    ) -> Result<Vec<Result<stockade_domain::UserCoupon, DomainError>>, AppError> {
+        self.retry_contention(|| async {
+            let now = self.core.ports.clock.now();
+            let guard = self.lock(&[keys::coupon(coupon.id)]).await?;
+            let mut uow = self.begin_guarded(&guard).await?;
+            let answers = uow.coupons().issue_each(coupon, users, now).await?;
+            self.commit_and_release(uow, guard).await?;
+            Ok(answers)
         })
+        .await
     }
 
     async fn issue_flash(&self, coupon: &Coupon, user: UserId) -> Result<IssueView, AppError> {

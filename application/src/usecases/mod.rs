@@ -5,6 +5,7 @@ pub mod audit;
 pub mod balance;
 pub mod cart;
 pub mod coupons;
+pub mod create_order;
 pub mod issuance;
 pub mod orders;
 pub mod payment;

@@ -815,6 +815,149 @@ pub async fn order_reference_is_unique(store: Arc<dyn Store>) {
         .unwrap();
 }
 
+/// Issuing to several users in turn answers each as serial issues would: the coupon, or
+/// ALREADY_ISSUED (held before, or listed earlier), or SOLD_OUT once the quantity is reached;
+/// refusals write nothing and the count moves by exactly the number issued.
+pub async fn coupon_issue_each(store: Arc<dyn Store>) {
+    let coupon = coupon_with_quantity(&store, 3).await;
+    let (u1, u2, u3, u4, u5) = (
+        fresh_user(),
+        fresh_user(),
+        fresh_user(),
+        fresh_user(),
+        fresh_user(),
+    );
+    let mut uow = unit(&store).await;
+    uow.coupons().issue(&coupon, u1, NOW).await.unwrap();
+    uow.commit().await.unwrap();
+
+    let mut uow = unit(&store).await;
+    assert!(uow
+        .coupons()
+        .issue_each(&coupon, &[], NOW)
+        .await
+        .unwrap()
+        .is_empty());
+    let answers = uow
+        .coupons()
+        .issue_each(&coupon, &[u2, u1, u2, u3, u4, u1], NOW)
+        .await
+        .unwrap();
+    let codes: Vec<Option<ErrorCode>> = answers
+        .iter()
+        .map(|a| a.as_ref().err().map(|e| e.code()))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            None,
+            Some(ErrorCode::CouponAlreadyIssued),
+            Some(ErrorCode::CouponAlreadyIssued),
+            None,
+            Some(ErrorCode::CouponSoldOut),
+            Some(ErrorCode::CouponAlreadyIssued),
+        ]
+    );
+    let issued: Vec<(UserId, UserCouponStatus)> = answers
+        .iter()
+        .filter_map(|a| a.as_ref().ok())
+        .map(|uc| (uc.user_id, uc.status))
+        .collect();
+    assert_eq!(
+        issued,
+        vec![
+            (u2, UserCouponStatus::Issued),
+            (u3, UserCouponStatus::Issued)
+        ]
+    );
+    uow.commit().await.unwrap();
+
+    let mut uow = unit(&store).await;
+    let c = uow.coupons();
+    assert_eq!(c.issued_count(coupon.id).await.unwrap(), 3);
+    assert!(c.user_coupons(u4).await.unwrap().is_empty());
+    let held = &c.user_coupons(u2).await.unwrap()[0];
+    let answered = answers[0].as_ref().unwrap();
+    assert_eq!((held.id, held.coupon_id), (answered.id, coupon.id));
+    let again = c.issue_each(&coupon, &[u5, u3], NOW).await.unwrap();
+    assert!(matches!(again[0], Err(ref e) if e.code() == ErrorCode::CouponSoldOut));
+    assert!(matches!(again[1], Err(ref e) if e.code() == ErrorCode::CouponAlreadyIssued));
+    assert_eq!(c.issued_count(coupon.id).await.unwrap(), 3);
+}
+
+/// Orders inserted together come back in the order given, each with its own id, lines and
+/// reference, and read back as written; a reference already taken refuses the whole call.
+pub async fn orders_insert_many(store: Arc<dyn Store>) {
+    let product = product_with_stock(&store, 100).await;
+    let (a, b) = (fresh_user(), fresh_user());
+    let r1 = format!("order:{a}:many-{}", unique_id());
+    let r2 = format!("order:{b}:many-{}", unique_id());
+    let mut uow = unit(&store).await;
+    assert!(uow
+        .orders()
+        .insert_many(Vec::new())
+        .await
+        .unwrap()
+        .is_empty());
+    let orders = uow
+        .orders()
+        .insert_many(vec![
+            NewOrder {
+                reference: Some(r1.clone()),
+                ..new_order(a, &product, 1)
+            },
+            new_order(b, &product, 3),
+            NewOrder {
+                reference: Some(r2.clone()),
+                ..new_order(b, &product, 2)
+            },
+        ])
+        .await
+        .unwrap();
+    uow.commit().await.unwrap();
+    assert_eq!(orders.len(), 3);
+    let ids: BTreeSet<OrderId> = orders.iter().map(|o| o.id).collect();
+    assert_eq!(ids.len(), 3, "each order has its own id");
+    assert_eq!(
+        orders
+            .iter()
+            .map(|o| (o.user_id, o.lines[0].quantity.get()))
+            .collect::<Vec<_>>(),
+        vec![(a, 1), (b, 3), (b, 2)]
+    );
+    let mut uow = unit(&store).await;
+    for o in &orders {
+        let read = uow.orders().get(o.id).await.unwrap().expect("order");
+        assert_eq!(&read, o);
+    }
+    let found = uow
+        .orders()
+        .find_by_references(&[r2.as_str(), "order:none", r1.as_str()])
+        .await
+        .unwrap();
+    let found: BTreeSet<(String, OrderId)> = found.into_iter().map(|(r, o)| (r, o.id)).collect();
+    assert_eq!(
+        found,
+        BTreeSet::from([(r1.clone(), orders[0].id), (r2.clone(), orders[2].id)])
+    );
+    drop(uow);
+    let mut uow = unit(&store).await;
+    let again = uow
+        .orders()
+        .insert_many(vec![
+            new_order(a, &product, 1),
+            NewOrder {
+                reference: Some(r1.clone()),
+                ..new_order(a, &product, 1)
+            },
+        ])
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict("order reference"))),
+        "{again:?}"
+    );
+}
+
 /// A payment recorded with its saga at DEBITED: read back with its order (every field as
 /// recorded), listed as an open saga, and gone with its unit if that is dropped.
 pub async fn debited_payments_read_with_their_order(store: Arc<dyn Store>) {
@@ -1005,6 +1148,18 @@ macro_rules! store_contract {
         fn store_debited_payments_read_with_their_order() {
             $crate::contracts::run(CONTRACT_TIME, async {
                 $crate::contracts::store::debited_payments_read_with_their_order($make.await).await;
+            });
+        }
+        #[test]
+        fn store_coupon_issue_each() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::store::coupon_issue_each($make.await).await;
+            });
+        }
+        #[test]
+        fn store_orders_insert_many() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::store::orders_insert_many($make.await).await;
             });
         }
         #[test]

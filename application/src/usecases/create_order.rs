@@ -1,0 +1,612 @@
+//! CreateOrder: reserve stock and coupons, with the requests for one set of products combined
+//! into turns (docs/decisions/0012).
+//!
+//! A turn takes the stock locks of its product set once, opens one unit of work, plans every
+//! order of the batch in arrival order against the turn's running state (stock left, coupons
+//! used), writes the orders that passed with one call per repository, records the idempotency
+//! outcomes in the same unit, commits once and releases. Each request gets its own answer:
+//! - a refusal by a business rule (`INSUFFICIENT_STOCK`, `INVALID_COUPON`, ...) answers that
+//!   request alone and writes nothing for it;
+//! - a backend failure (lock time-out, unavailable store, failed commit) answers every request
+//!   of the turn with it, and nothing of the turn is kept;
+//! - a write the store refuses although the plan allowed it (a row changed by a writer that does
+//!   not take the stock lock) splits the turn: each request then runs as a turn of its own, in
+//!   the batch's order, so every answer is the one serial execution gives.
+
+use crate::combine::{Combiner, Lost};
+use crate::idempotent;
+use crate::ports::idempotency::{StoredOutcome, Ticket};
+use crate::ports::lock::{keys, LockKey};
+use crate::ports::store::{NewOrder, StoreError, UnitOfWork};
+use crate::usecases::orders::{duration_ms, CreateOrder, OrderSource};
+use crate::views::OrderView;
+use crate::{AppError, BackendError, Replayable, Stockade};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+use stockade_domain::coupon::CouponKind;
+use stockade_domain::order::{price_order, HeldCoupon};
+use stockade_domain::{
+    Coupon, DomainError, IdempotencyKey, LineRequest, Order, Pricing, Product, ProductId, Quantity,
+    Timestamp, UserCoupon, UserCouponId, UserCouponStatus, UserId,
+};
+
+/// How many times create-order re-reads a cart that changed between reading and locking.
+const CART_RETRIES: usize = 3;
+
+/// The combining key of an order: its products, sorted.
+pub(crate) type ProductSet = Vec<ProductId>;
+
+/// The per-product-set queues of create-order.
+pub(crate) type OrderLanes = Combiner<ProductSet, OrderJob, OrderAnswer>;
+
+/// One create-order request on its way through a turn.
+#[derive(Debug)]
+pub(crate) struct OrderJob {
+    cmd: CreateOrder,
+    products: ProductSet,
+    /// The idempotency reference the order is placed under, if keyed.
+    reference: Option<String>,
+    /// The request's idempotency ticket, when its outcome commits with the order.
+    ticket: Option<Ticket>,
+}
+
+/// What a turn answers one request.
+#[derive(Debug)]
+pub(crate) enum OrderAnswer {
+    /// The request's own result; `recorded` when its idempotency outcome committed with it.
+    Done {
+        result: Result<OrderView, AppError>,
+        recorded: bool,
+    },
+    /// The user's cart now holds a product outside the set the request was queued under.
+    CartChanged,
+}
+
+fn done(result: Result<OrderView, AppError>) -> OrderAnswer {
+    OrderAnswer::Done {
+        result,
+        recorded: false,
+    }
+}
+
+/// Why a turn did not answer its requests.
+enum TurnError {
+    /// Every request of the turn fails with this (nothing of the turn was kept).
+    Failed(AppError),
+    /// The store refused a write the plan allowed: run each request as a turn of its own.
+    Split,
+}
+
+impl From<AppError> for TurnError {
+    fn from(e: AppError) -> Self {
+        TurnError::Failed(e)
+    }
+}
+
+impl From<StoreError> for TurnError {
+    fn from(e: StoreError) -> Self {
+        TurnError::Failed(e.into())
+    }
+}
+
+/// What a turn has read, kept current as it plans its orders: each product's stock after the
+/// orders planned so far, and the user coupons they use.
+#[derive(Default)]
+struct Running {
+    products: HashMap<ProductId, Product>,
+    coupons: HashMap<UserCouponId, (UserCoupon, Coupon)>,
+}
+
+impl Stockade {
+    /// Creates an order: deducts stock with guarded updates under the products' locks, prices
+    /// it and reserves its coupons, all in one unit of work. Requests for the same products that
+    /// arrive together share one lock grant, one unit of work and one commit.
+    ///
+    /// # Errors
+    /// `CART_EMPTY`, `INVALID_INPUT`, `PRODUCT_NOT_FOUND`, `EXCEEDED_LIMITED_QUANTITY`,
+    /// `INSUFFICIENT_STOCK`, `INVALID_COUPON`, `LOCK_TIMEOUT`, `BACKEND_UNAVAILABLE`, and the
+    /// idempotency outcomes.
+    #[tracing::instrument(skip_all, fields(user = %cmd.user_id))]
+    pub async fn create_order(
+        &self,
+        cmd: CreateOrder,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Replayable<OrderView>, AppError> {
+        let canonical = cmd.canonical();
+        let user = cmd.user_id;
+        // The key also names the order itself, so that even a second execution of the same
+        // keyed request (its idempotency record lost or taken over) finds the first order.
+        let reference = key.map(|k| format!("order:{user}:{k}"));
+        let key = key.cloned();
+        self.detached(move |app| async move {
+            let work = app.create_order_once(cmd, reference);
+            app.idempotent(user, key.as_ref(), "create-order", canonical, work)
+                .await
+        })
+        .await
+    }
+
+    async fn create_order_once(
+        &self,
+        cmd: CreateOrder,
+        reference: Option<String>,
+    ) -> Result<OrderView, AppError> {
+        if let OrderSource::Lines(lines) = &cmd.source {
+            stockade_domain::order::check_lines(lines)?;
+        }
+        let ticket = if self.core.settings.idempotency_in_store {
+            idempotent::current_ticket()
+        } else {
+            None
+        };
+        for _ in 0..CART_RETRIES {
+            // Which products to lock: from the request, or from the cart as it is now.
+            let products: BTreeSet<ProductId> = match &cmd.source {
+                OrderSource::Lines(lines) => lines.iter().map(|l| l.product_id).collect(),
+                OrderSource::FromCart => {
+                    let mut uow = self.core.ports.store.begin().await?;
+                    let cart = uow.carts().get(cmd.user_id).await?;
+                    cart.items.keys().copied().collect()
+                }
+            };
+            if products.is_empty() {
+                return Err(DomainError::CartEmpty.into());
+            }
+            let products: ProductSet = products.into_iter().collect();
+            let job = OrderJob {
+                cmd: cmd.clone(),
+                products: products.clone(),
+                reference: reference.clone(),
+                ticket: ticket.clone(),
+            };
+            let app = self.clone();
+            let answer = self
+                .core
+                .order_lanes
+                .submit(products, job, move |jobs| {
+                    let app = app.clone();
+                    async move { app.place_batch(jobs).await }
+                })
+                .await
+                .map_err(|Lost| AppError::Internal("the order's turn failed".into()))?;
+            match answer {
+                OrderAnswer::CartChanged => continue,
+                OrderAnswer::Done { result, recorded } => {
+                    if recorded {
+                        idempotent::mark_recorded();
+                    }
+                    return result;
+                }
+            }
+        }
+        Err(AppError::LockTimeout)
+    }
+
+    /// Runs one batch of create-order requests (all for one product set) and answers each.
+    async fn place_batch(&self, jobs: Vec<OrderJob>) -> Vec<OrderAnswer> {
+        metrics::histogram!("stockade_combine_batch_size", "use_case" => "create_order")
+            .record(jobs.len() as f64);
+        metrics::gauge!("stockade_combine_queue_depth", "use_case" => "create_order")
+            .set(self.core.order_lanes.depth() as f64);
+        match self.turns(&jobs).await {
+            Ok(answers) => answers,
+            Err(TurnError::Failed(e)) => jobs.iter().map(|_| done(Err(share(&e)))).collect(),
+            Err(TurnError::Split) => {
+                tracing::debug!(
+                    batch = jobs.len(),
+                    "a write of the turn was refused; running its requests one by one"
+                );
+                let mut answers = Vec::with_capacity(jobs.len());
+                for job in &jobs {
+                    let answer = match self.turns(std::slice::from_ref(job)).await {
+                        Ok(mut one) => one.pop().unwrap_or_else(|| {
+                            done(Err(AppError::Internal("a turn left a request".into())))
+                        }),
+                        Err(TurnError::Failed(e)) => done(Err(e)),
+                        Err(TurnError::Split) => {
+                            done(Err(AppError::Internal("a turn of one split".into())))
+                        }
+                    };
+                    answers.push(answer);
+                }
+                answers
+            }
+        }
+    }
+
+    /// [`Self::turn`], run again (up to three times in all) while the store answers that the
+    /// unit collided with a concurrent one.
+    async fn turns(&self, jobs: &[OrderJob]) -> Result<Vec<OrderAnswer>, TurnError> {
+        let mut tries = 0u64;
+        loop {
+            tries += 1;
+            match self.turn(jobs).await {
+                Err(TurnError::Failed(AppError::Contention)) if tries < 3 => {
+                    tracing::debug!(tries, "turn collided; running it again");
+                    tokio::time::sleep(Duration::from_millis(5 * tries)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One turn: lock, plan every request against the running state, write, record, commit.
+    async fn turn(&self, jobs: &[OrderJob]) -> Result<Vec<OrderAnswer>, TurnError> {
+        let alone = jobs.len() == 1;
+        let Some(first) = jobs.first() else {
+            return Ok(Vec::new());
+        };
+        let mut lock_keys: Vec<LockKey> = first.products.iter().map(|p| keys::stock(*p)).collect();
+        for job in jobs {
+            if job.cmd.source == OrderSource::FromCart {
+                lock_keys.push(keys::cart(job.cmd.user_id));
+            }
+        }
+        let guard = self.lock(&lock_keys).await?;
+        let mut uow = self.begin_guarded(&guard).await?;
+        let now = self.core.ports.clock.now();
+
+        // Orders already placed under a request's reference (a second execution of it).
+        let refs: Vec<&str> = jobs.iter().filter_map(|j| j.reference.as_deref()).collect();
+        let placed: HashMap<String, Order> = if refs.is_empty() {
+            HashMap::new()
+        } else {
+            uow.orders()
+                .find_by_references(&refs)
+                .await?
+                .into_iter()
+                .collect()
+        };
+
+        let mut running = Running::default();
+        let mut answers: Vec<Option<OrderAnswer>> = jobs.iter().map(|_| None).collect();
+        let mut planned: Vec<(usize, NewOrder)> = Vec::new();
+        let mut emptied: Vec<UserId> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
+        let expires_at = now.plus_millis(duration_ms(self.core.settings.order_ttl));
+        for (i, job) in jobs.iter().enumerate() {
+            let user = job.cmd.user_id;
+            if let Some(r) = job.reference.as_deref() {
+                if let Some(order) = placed.get(r) {
+                    answers[i] = Some(done(Ok(OrderView::from(order))));
+                    continue;
+                }
+                if !seen.insert(r) {
+                    answers[i] = Some(done(Err(AppError::RequestInProgress {
+                        retry_after: Duration::from_secs(1),
+                    })));
+                    continue;
+                }
+            }
+            let lines = match &job.cmd.source {
+                OrderSource::Lines(lines) => lines.clone(),
+                OrderSource::FromCart if emptied.contains(&user) => {
+                    answers[i] = Some(done(Err(DomainError::CartEmpty.into())));
+                    continue;
+                }
+                OrderSource::FromCart => {
+                    let cart = uow.carts().get(user).await?;
+                    if cart.items.keys().any(|p| !job.products.contains(p)) {
+                        // The cart changed after it was read; queue again under its new set.
+                        answers[i] = Some(OrderAnswer::CartChanged);
+                        continue;
+                    }
+                    if cart.is_empty() {
+                        answers[i] = Some(done(Err(DomainError::CartEmpty.into())));
+                        continue;
+                    }
+                    cart.items
+                        .iter()
+                        .map(|(p, q)| LineRequest {
+                            product_id: *p,
+                            quantity: *q,
+                            user_coupon_id: None,
+                        })
+                        .collect()
+                }
+            };
+            let planning = self
+                .plan(&mut *uow, &mut running, &job.cmd, lines, now)
+                .await;
+            match planning {
+                Ok(pricing) => {
+                    if job.cmd.source == OrderSource::FromCart {
+                        emptied.push(user);
+                    }
+                    planned.push((
+                        i,
+                        NewOrder {
+                            user_id: user,
+                            pricing,
+                            created_at: now,
+                            expires_at,
+                            reference: job.reference.clone(),
+                        },
+                    ));
+                }
+                Err(e) if e.is_business_outcome() => answers[i] = Some(done(Err(e))),
+                Err(e) => return Err(TurnError::Failed(e)),
+            }
+        }
+
+        let news: Vec<NewOrder> = planned.iter().map(|(_, n)| n.clone()).collect();
+        let orders = match write_orders(&mut *uow, news, &emptied).await {
+            Ok(orders) => orders,
+            Err(e) if !alone => {
+                return Err(match e {
+                    StoreError::Rejected(_) | StoreError::Conflict(_) => TurnError::Split,
+                    other => other.into(),
+                })
+            }
+            Err(StoreError::Rejected(d)) => {
+                // Serial execution meets the same refusal: the request's own answer.
+                drop(uow);
+                drop(guard);
+                return Ok(vec![done(Err(d.into()))]);
+            }
+            Err(StoreError::Conflict(_)) => {
+                // Placed meanwhile under the same reference (a second execution of the request
+                // whose record was taken over): answer with that order.
+                drop(uow);
+                drop(guard);
+                return Ok(vec![done(self.placed_order(first).await)]);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for ((i, _), order) in planned.iter().zip(&orders) {
+            answers[*i] = Some(done(Ok(OrderView::from(order))));
+        }
+
+        // Keyed outcomes commit with the turn when the idempotency store lives in the store.
+        let mut outcomes: Vec<(Ticket, StoredOutcome)> = Vec::new();
+        let mut recorded: Vec<usize> = Vec::new();
+        for (i, job) in jobs.iter().enumerate() {
+            if let (Some(ticket), Some(OrderAnswer::Done { result, .. })) =
+                (&job.ticket, &answers[i])
+            {
+                if let Some(outcome) = idempotent::outcome_of(result) {
+                    outcomes.push((ticket.clone(), outcome));
+                    recorded.push(i);
+                }
+            }
+        }
+        if !outcomes.is_empty() {
+            let ttl = self.core.settings.idempotency_ttl;
+            match uow.record_outcomes(&outcomes, ttl).await {
+                Ok(true) => {}
+                Ok(false) => recorded.clear(),
+                Err(StoreError::TicketLost) if !alone => return Err(TurnError::Split),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.commit_and_release(uow, guard).await?;
+        for i in recorded {
+            if let Some(OrderAnswer::Done { recorded, .. }) = &mut answers[i] {
+                *recorded = true;
+            }
+        }
+        Ok(answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| done(Err(AppError::Internal("unanswered".into())))))
+            .collect())
+    }
+
+    /// The order placed under `job`'s reference, read in a unit of its own.
+    async fn placed_order(&self, job: &OrderJob) -> Result<OrderView, AppError> {
+        let Some(reference) = job.reference.as_deref() else {
+            return Err(AppError::Internal("order reference without order".into()));
+        };
+        let mut uow = self.core.ports.store.begin().await?;
+        let found = uow.orders().find_by_references(&[reference]).await?;
+        found
+            .first()
+            .map(|(_, o)| OrderView::from(o))
+            .ok_or_else(|| AppError::Internal("order reference without order".into()))
+    }
+
+    /// Prices one order of a turn and checks it against the turn's running state; on success
+    /// the running state takes its stock and coupons. Writes nothing.
+    async fn plan(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        running: &mut Running,
+        cmd: &CreateOrder,
+        mut lines: Vec<LineRequest>,
+        now: Timestamp,
+    ) -> Result<Pricing, AppError> {
+        for line in &lines {
+            if !running.products.contains_key(&line.product_id) {
+                let p = uow
+                    .products()
+                    .get(line.product_id)
+                    .await?
+                    .ok_or(DomainError::ProductNotFound(line.product_id.get()))?;
+                running.products.insert(p.id, p);
+            }
+        }
+        // Every coupon named anywhere, with its policy.
+        let named: Vec<UserCouponId> = lines
+            .iter()
+            .filter_map(|l| l.user_coupon_id)
+            .chain(cmd.user_coupon_ids.iter().copied())
+            .collect();
+        for id in named {
+            if !running.coupons.contains_key(&id) {
+                let not_yours =
+                    || DomainError::InvalidCoupon(format!("user coupon {id} is not yours"));
+                let uc = uow
+                    .coupons()
+                    .get_user_coupon(id)
+                    .await?
+                    .ok_or_else(not_yours)?;
+                let policy = uow
+                    .coupons()
+                    .get(uc.coupon_id)
+                    .await?
+                    .ok_or(DomainError::CouponNotFound(uc.coupon_id.get()))?;
+                running.coupons.insert(id, (uc, policy));
+            }
+            if running.coupons[&id].0.user_id != cmd.user_id {
+                return Err(
+                    DomainError::InvalidCoupon(format!("user coupon {id} is not yours")).into(),
+                );
+            }
+        }
+        let products = &running.products;
+        let held = &running.coupons;
+        // Listed CART_ITEM coupons go to the free line where they take off the most.
+        let mut cart_coupons = Vec::new();
+        for id in &cmd.user_coupon_ids {
+            let (uc, policy) = &held[id];
+            if policy.kind != CouponKind::CartItem {
+                cart_coupons.push(*id);
+                continue;
+            }
+            let best = lines
+                .iter_mut()
+                .filter(|l| l.user_coupon_id.is_none())
+                .max_by_key(|l| {
+                    let p = &products[&l.product_id];
+                    let total = p.price.checked_mul(l.quantity.get()).unwrap_or_default();
+                    (
+                        policy.discount_on(total, now).unwrap_or_default(),
+                        std::cmp::Reverse(l.product_id),
+                    )
+                });
+            match best {
+                Some(line) => line.user_coupon_id = Some(uc.id),
+                None => {
+                    return Err(DomainError::InvalidCoupon(format!(
+                        "no line left for CART_ITEM coupon {id}"
+                    ))
+                    .into())
+                }
+            }
+        }
+        let priced_lines: Vec<(LineRequest, &Product, Option<HeldCoupon<'_>>)> = lines
+            .iter()
+            .map(|l| {
+                let coupon = l
+                    .user_coupon_id
+                    .and_then(|id| held.get(&id))
+                    .map(|(uc, p)| HeldCoupon {
+                        user_coupon: uc,
+                        policy: p,
+                    });
+                (l.clone(), &products[&l.product_id], coupon)
+            })
+            .collect();
+        let cart_held: Vec<HeldCoupon<'_>> = cart_coupons
+            .iter()
+            .map(|id| {
+                let (uc, p) = &held[id];
+                HeldCoupon {
+                    user_coupon: uc,
+                    policy: p,
+                }
+            })
+            .collect();
+        let pricing = price_order(cmd.user_id, &priced_lines, &cart_held, now)?;
+        // Stock, against what the turn has left, in product order (as the store deducts it).
+        let mut by_product: Vec<_> = pricing.lines.iter().collect();
+        by_product.sort_by_key(|l| l.product_id);
+        for line in &by_product {
+            let available = products[&line.product_id].stock;
+            if available < line.quantity.get() {
+                return Err(DomainError::InsufficientStock {
+                    product: line.product_id.get(),
+                    requested: line.quantity.get(),
+                    available,
+                }
+                .into());
+            }
+        }
+        for line in &by_product {
+            if let Some(p) = running.products.get_mut(&line.product_id) {
+                p.stock -= line.quantity.get();
+            }
+        }
+        for id in pricing.user_coupon_ids() {
+            if let Some((uc, _)) = running.coupons.get_mut(&id) {
+                uc.status = UserCouponStatus::Used;
+            }
+        }
+        Ok(pricing)
+    }
+}
+
+/// Writes a turn's planned orders: one guarded stock deduction per product (in product order,
+/// like every writer of stock rows), the orders in one call, their coupons ISSUED -> USED (in id
+/// order), and the carts they emptied.
+async fn write_orders(
+    uow: &mut dyn UnitOfWork,
+    news: Vec<NewOrder>,
+    emptied: &[UserId],
+) -> Result<Vec<Order>, StoreError> {
+    if news.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut totals: BTreeMap<ProductId, u64> = BTreeMap::new();
+    for line in news.iter().flat_map(|n| &n.pricing.lines) {
+        *totals.entry(line.product_id).or_default() += u64::from(line.quantity.get());
+    }
+    for (product, mut total) in totals {
+        // A quantity is at most `Quantity::MAX`; a turn's total may be more.
+        while total > 0 {
+            let part = total.min(u64::from(Quantity::MAX));
+            let quantity = Quantity::new(i64::try_from(part).unwrap_or(1), "quantity")?;
+            uow.products().deduct_stock(product, quantity).await?;
+            total -= part;
+        }
+    }
+    let orders = uow.orders().insert_many(news).await?;
+    let mut coupons: Vec<(UserCouponId, stockade_domain::OrderId)> = orders
+        .iter()
+        .flat_map(|o| o.user_coupon_ids().into_iter().map(move |c| (c, o.id)))
+        .collect();
+    coupons.sort();
+    for (id, order) in coupons {
+        let moved = uow
+            .coupons()
+            .set_state(
+                id,
+                UserCouponStatus::Issued,
+                UserCouponStatus::Used,
+                Some(order),
+            )
+            .await?;
+        if !moved {
+            return Err(
+                DomainError::InvalidCoupon(format!("user coupon {id} is not ISSUED")).into(),
+            );
+        }
+    }
+    for user in emptied {
+        let mut cart = uow.carts().get(*user).await?;
+        cart.items.clear();
+        uow.carts().save(&cart).await?;
+    }
+    Ok(orders)
+}
+
+/// The same failure again, for each request of a turn that failed as a whole.
+pub(crate) fn share(e: &AppError) -> AppError {
+    match e {
+        AppError::Rejected(d) => AppError::Rejected(d.clone()),
+        AppError::Replayed { code, message } => AppError::Replayed {
+            code: *code,
+            message: message.clone(),
+        },
+        AppError::IdempotencyKeyReused => AppError::IdempotencyKeyReused,
+        AppError::RequestInProgress { retry_after } => AppError::RequestInProgress {
+            retry_after: *retry_after,
+        },
+        AppError::LockTimeout => AppError::LockTimeout,
+        AppError::Contention => AppError::Contention,
+        AppError::PaymentFailed => AppError::PaymentFailed,
+        AppError::Unavailable(b) => {
+            AppError::Unavailable(BackendError::new(b.backend, b.source.to_string()))
+        }
+        AppError::Internal(s) => AppError::Internal(s.clone()),
+    }
+}

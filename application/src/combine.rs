@@ -30,13 +30,16 @@ use tokio::sync::oneshot;
 /// A request waiting for its turn, and where its answer goes.
 pub(crate) type Waiting<Req, Resp> = (Req, oneshot::Sender<Resp>);
 
+/// Each key's queue; a key present here has a drainer running.
+type Lanes<K, Req, Resp> = Arc<Mutex<HashMap<K, VecDeque<Waiting<Req, Resp>>>>>;
+
 /// The answer of a request was lost: its drainer failed before answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Lost;
 
 /// Queues of requests per key, each drained by at most one task at a time.
 pub(crate) struct Combiner<K, Req, Resp> {
-    lanes: Arc<Mutex<HashMap<K, VecDeque<Waiting<Req, Resp>>>>>,
+    lanes: Lanes<K, Req, Resp>,
     max_batch: usize,
 }
 
@@ -108,7 +111,7 @@ where
 /// The task that drains one key's queue. Its entry in the map marks it as running; it removes
 /// the entry when it finds the queue empty, or when it is dropped unfinished (a panic).
 struct Drainer<K: Hash + Eq, Req, Resp> {
-    lanes: Arc<Mutex<HashMap<K, VecDeque<Waiting<Req, Resp>>>>>,
+    lanes: Lanes<K, Req, Resp>,
     key: K,
     max_batch: usize,
     done: bool,

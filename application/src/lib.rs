@@ -86,6 +86,12 @@ impl Stockade {
         Ok(())
     }
 
+    /// How many create-order and LOCKED-issue requests wait for a combined turn now, over every
+    /// key (docs/decisions/0012).
+    pub fn combining_queue_depth(&self) -> usize {
+        self.core.order_lanes.depth() + self.core.coupon_lanes.depth()
+    }
+
     /// Forgets cached coupon policies (after the store was reset underneath).
     pub fn forget_cached_policies(&self) {
         self.core.policies.write().clear();

@@ -13,6 +13,7 @@
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod combining;
 pub mod contracts;
 pub mod e2e;
 pub mod harness;

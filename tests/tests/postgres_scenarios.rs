@@ -60,3 +60,25 @@ async fn twenty_payments_with_different_keys_pay_once() {
     with_app(|t| async move { scenarios::twenty_payments_with_different_keys_pay_once(&t).await })
         .await;
 }
+
+/// A combined turn on Postgres (set-based writes, outcomes recorded in the turn's transaction)
+/// answers each request as serial execution does: stock running out mid-turn, orders over the
+/// per-order limit, coupons used twice or someone else's, keyed and unkeyed requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_combined_turn_answers_as_serial() {
+    use stockade_tests::combining::{combined_turn_answers_as_serial, OrderSpec};
+    let specs: Vec<OrderSpec> = (0..60)
+        .map(|i: i64| OrderSpec {
+            user: i % 6 + 1,
+            quantity: i % 7 + 1,
+            coupon_of: (i % 4 == 0).then_some((i * 5) % 6 + 1),
+            keyed: i % 3 != 0,
+        })
+        .collect();
+    let (a, b) = (TestDb::new().await, TestDb::new().await);
+    let serial = TestApp::on_postgres(&a, settings()).await;
+    let combined = TestApp::on_postgres(&b, settings()).await;
+    combined_turn_answers_as_serial(serial, combined, specs, 90).await;
+    a.drop_schema().await;
+    b.drop_schema().await;
+}

@@ -21,6 +21,7 @@ use crate::ports::store::{NewOrder, StoreError, UnitOfWork};
 use crate::usecases::orders::{duration_ms, CreateOrder, OrderSource};
 use crate::views::OrderView;
 use crate::{AppError, BackendError, Replayable, Stockade};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 use stockade_domain::coupon::CouponKind;
@@ -431,7 +432,7 @@ impl Stockade {
             .chain(cmd.user_coupon_ids.iter().copied())
             .collect();
         for id in named {
-            if !running.coupons.contains_key(&id) {
+            if let Entry::Vacant(slot) = running.coupons.entry(id) {
                 let not_yours =
                     || DomainError::InvalidCoupon(format!("user coupon {id} is not yours"));
                 let uc = uow
@@ -444,7 +445,7 @@ impl Stockade {
                     .get(uc.coupon_id)
                     .await?
                     .ok_or(DomainError::CouponNotFound(uc.coupon_id.get()))?;
-                running.coupons.insert(id, (uc, policy));
+                slot.insert((uc, policy));
             }
             if running.coupons[&id].0.user_id != cmd.user_id {
                 return Err(

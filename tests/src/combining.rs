@@ -1,0 +1,280 @@
+//! Combined turns answer as serial execution does (docs/decisions/0012).
+//!
+//! The same generated order requests run twice: one by one on a `serial` application, and as
+//! one combined turn on a `combined` one: the product's stock lock is held while the first
+//! request's turn waits for it and the others queue behind it in a known order, then released.
+//! Every answer (code, total, discount) must be the serial one, and both stores must end in the
+//! same state. With a commit failure injected, every request of the turn fails with
+//! `BACKEND_UNAVAILABLE`, nothing of it is left, and the same keyed requests run again give the
+//! serial answers (their keys stayed retryable).
+
+use crate::harness::{user, TestApp};
+use proptest::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use stockade_application::ports::lock::{LockError, LockGuard, LockKey, LockManager, LockOptions};
+use stockade_application::usecases::orders::{CreateOrder, OrderSource};
+use stockade_application::Stockade;
+use stockade_domain::{
+    CouponId, Discount, IdempotencyKey, IssuanceMode, LineRequest, ProductId, Quantity,
+    UserCouponId,
+};
+
+/// A lock manager that counts its grants (a combined turn takes one; a turn split into turns
+/// of one takes one per request).
+#[derive(Debug)]
+struct CountingLocks {
+    inner: Arc<dyn LockManager>,
+    grants: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl LockManager for CountingLocks {
+    async fn acquire(
+        &self,
+        keys: &[LockKey],
+        options: LockOptions,
+    ) -> Result<LockGuard, LockError> {
+        let guard = self.inner.acquire(keys, options).await?;
+        self.grants.fetch_add(1, Ordering::SeqCst);
+        Ok(guard)
+    }
+}
+
+/// `t` with its lock grants counted.
+pub fn counting_grants(t: TestApp) -> (TestApp, Arc<AtomicUsize>) {
+    let grants = Arc::new(AtomicUsize::new(0));
+    let mut ports = t.app.ports().clone();
+    ports.locks = Arc::new(CountingLocks {
+        inner: ports.locks.clone(),
+        grants: grants.clone(),
+    });
+    let app = Stockade::new(ports, t.app.settings().clone());
+    (TestApp { app, ..t }, grants)
+}
+
+/// Users of the generated requests.
+const USERS: i64 = 6;
+
+/// One generated create-order request.
+#[derive(Debug, Clone)]
+pub struct OrderSpec {
+    /// 1..=USERS.
+    pub user: i64,
+    /// 1..=7 against a per-order limit of 5.
+    pub quantity: i64,
+    /// The CART_ITEM coupon issued to this user (1..=USERS; may be someone else's), if any.
+    pub coupon_of: Option<i64>,
+    pub keyed: bool,
+}
+
+pub fn order_spec() -> impl Strategy<Value = OrderSpec> {
+    (
+        1..=USERS,
+        1..=7i64,
+        prop::option::weighted(0.3, 1..=USERS),
+        any::<bool>(),
+    )
+        .prop_map(|(user, quantity, coupon_of, keyed)| OrderSpec {
+            user,
+            quantity,
+            coupon_of,
+            keyed,
+        })
+}
+
+/// What a request was answered, in a form both runs can be compared by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    Placed { total: i64, discount: i64 },
+    Refused(String),
+}
+
+struct Shop {
+    product: ProductId,
+    /// The coupon issued to user i at index i - 1.
+    coupons: Vec<UserCouponId>,
+}
+
+async fn shop(t: &TestApp, stock: i64) -> Shop {
+    let product = t.product(1_000, stock, 5).await;
+    let coupon: CouponId = t
+        .coupon(
+            "CART_ITEM",
+            Discount::new("FIXED", 300, None).unwrap(),
+            0,
+            1_000,
+            IssuanceMode::Locked,
+        )
+        .await;
+    let mut coupons = Vec::new();
+    for u in 1..=USERS {
+        let issued = t.app.issue_coupon(coupon, user(u)).await.unwrap();
+        coupons.push(UserCouponId::new(issued.user_coupon_id.unwrap()).unwrap());
+    }
+    Shop { product, coupons }
+}
+
+fn command(shop: &Shop, spec: &OrderSpec) -> CreateOrder {
+    CreateOrder {
+        user_id: user(spec.user),
+        source: OrderSource::Lines(vec![LineRequest {
+            product_id: shop.product,
+            quantity: Quantity::new(spec.quantity, "quantity").unwrap(),
+            user_coupon_id: spec.coupon_of.map(|u| shop.coupons[(u - 1) as usize]),
+        }]),
+        user_coupon_ids: vec![],
+    }
+}
+
+fn key(i: usize, spec: &OrderSpec) -> Option<IdempotencyKey> {
+    spec.keyed
+        .then(|| IdempotencyKey::parse(&format!("combined-{i}")).unwrap())
+}
+
+async fn place(t: &TestApp, shop: &Shop, i: usize, spec: &OrderSpec) -> Answer {
+    let key = key(i, spec);
+    match t.app.create_order(command(shop, spec), key.as_ref()).await {
+        Ok(o) => Answer::Placed {
+            total: o.value.total,
+            discount: o.value.discount,
+        },
+        Err(e) => Answer::Refused(e.code().as_str().to_owned()),
+    }
+}
+
+async fn serial_answers(t: &TestApp, shop: &Shop, specs: &[OrderSpec]) -> Vec<Answer> {
+    let mut answers = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        answers.push(place(t, shop, i, spec).await);
+    }
+    answers
+}
+
+/// Runs `specs` as one combined turn (after a first turn of one) and answers them in order.
+async fn combined_answers(t: &TestApp, shop: &Shop, specs: &[OrderSpec]) -> Vec<Answer> {
+    let stock_key = LockKey::new(format!("stock:product:{}", shop.product)).unwrap();
+    let held = t
+        .app
+        .ports()
+        .locks
+        .acquire(
+            &[stock_key],
+            LockOptions::new(Duration::from_secs(5), Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let (t2, spec) = (t.clone(), spec.clone());
+        let cmd = command(shop, &spec);
+        let key = key(i, &spec);
+        tasks.push(tokio::spawn(async move {
+            match t2.app.create_order(cmd, key.as_ref()).await {
+                Ok(o) => Answer::Placed {
+                    total: o.value.total,
+                    discount: o.value.discount,
+                },
+                Err(e) => Answer::Refused(e.code().as_str().to_owned()),
+            }
+        }));
+        // The first request's turn takes it out of the queue and waits for the lock; each
+        // later one is queued before the next is sent, so the turn takes them in this order.
+        let queued = i;
+        for _ in 0..2_000 {
+            if t.app.combining_queue_depth() == queued && (i > 0 || settled(t).await) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(t.app.combining_queue_depth(), queued, "request {i} queued");
+    }
+    held.release().await.unwrap();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+/// Gives the first request's turn time to reach the held lock.
+async fn settled(_t: &TestApp) -> bool {
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    true
+}
+
+/// The stock left, and every order's (user, total, status).
+async fn state(t: &TestApp, shop: &Shop) -> (i64, Vec<(i64, i64, String)>) {
+    let stock = t.app.product(shop.product).await.unwrap().stock;
+    let mut uow = t.app.ports().store.begin().await.unwrap();
+    let mut orders: Vec<(i64, i64, String)> = uow
+        .orders()
+        .all()
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| (o.user_id.get(), o.total.won(), o.status.as_str().to_owned()))
+        .collect();
+    orders.sort();
+    (stock.into(), orders)
+}
+
+/// Every answer of the combined run equals the serial run's, and both end in the same state.
+pub async fn combined_turn_answers_as_serial(
+    serial: TestApp,
+    combined: TestApp,
+    specs: Vec<OrderSpec>,
+    stock: i64,
+) {
+    let s_shop = shop(&serial, stock).await;
+    let c_shop = shop(&combined, stock).await;
+    let (combined, grants) = counting_grants(combined);
+    let expected = serial_answers(&serial, &s_shop, &specs).await;
+    let got = combined_answers(&combined, &c_shop, &specs).await;
+    for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
+        assert_eq!(g, e, "request {i} ({:?})", specs[i]);
+    }
+    // The test's own hold, the first request's turn, and one turn for all the others: the
+    // planned turn was written as planned, never split into turns of one.
+    assert_eq!(grants.load(Ordering::SeqCst), 3, "lock grants");
+    assert_eq!(
+        state(&combined, &c_shop).await,
+        state(&serial, &s_shop).await
+    );
+    combined.assert_invariants(&[]).await;
+}
+
+/// A turn whose commit fails answers every request BACKEND_UNAVAILABLE and leaves nothing;
+/// the keyed requests sent again then get the serial answers.
+pub async fn failed_turn_leaves_nothing(serial: TestApp, combined: TestApp, specs: Vec<OrderSpec>) {
+    let stock = 20;
+    let s_shop = shop(&serial, stock).await;
+    let c_shop = shop(&combined, stock).await;
+    let before = state(&combined, &c_shop).await;
+    combined
+        .backend
+        .store
+        .faults()
+        .fail_commit
+        .store(true, Ordering::SeqCst);
+    let got = combined_answers(&combined, &c_shop, &specs).await;
+    combined.backend.store.faults().clear();
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(
+            g,
+            &Answer::Refused("BACKEND_UNAVAILABLE".into()),
+            "request {i} ({:?})",
+            specs[i]
+        );
+    }
+    assert_eq!(
+        state(&combined, &c_shop).await,
+        before,
+        "nothing of the turn is left"
+    );
+    let expected = serial_answers(&serial, &s_shop, &specs).await;
+    let again = serial_answers(&combined, &c_shop, &specs).await;
+    assert_eq!(again, expected, "the keys stayed retryable");
+    combined.assert_invariants(&[]).await;
+}

@@ -108,6 +108,20 @@ impl Nodes {
         wait_ready(&self.urls[i]).await;
     }
 
+    /// Freezes (`thaw = false`, SIGSTOP) or thaws (SIGCONT) node `i`: a frozen node keeps its
+    /// connections open and answers nothing, as a hung or partitioned server.
+    pub fn freeze(&self, i: usize, thaw: bool) {
+        if let Some(child) = &self.children[i] {
+            let signal = if thaw { "-CONT" } else { "-STOP" };
+            let status = std::process::Command::new("kill")
+                .arg(signal)
+                .arg(child.id().to_string())
+                .status()
+                .expect("kill runs");
+            assert!(status.success(), "could not signal redis node {i}");
+        }
+    }
+
     /// Stops node `i` at once (SIGKILL: no goodbye, as a crash).
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.children[i].take() {

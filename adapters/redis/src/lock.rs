@@ -10,7 +10,9 @@
 //!   if a majority restarted at once tokens could go backwards — Redlock's known weakness (it
 //!   assumes nodes keep their data, or stay down longer than the longest lease). The store's
 //!   fencing check stays the safety net: it refuses any token lower than one it has seen.
-//! - **Waiting** is bounded by `wait`, with exponential backoff and jitter; 50 ms per node.
+//! - **Waiting** is bounded by `wait`, with exponential backoff and jitter; 50 ms per node. An
+//!   attempt is decided as soon as a majority granted or can no longer grant: a dead node costs
+//!   no time-out per acquisition.
 //! - **Cancel-safety**: each attempt runs in a task of its own; abandoned at the deadline or by a
 //!   caller that went away, it is left to finish and a lock it got is released at once.
 //! - **Watchdog**: while a guard lives its leases are extended (rslock's value-checked
@@ -21,6 +23,7 @@
 
 use async_trait::async_trait;
 use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
 use redis::aio::ConnectionManager;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -182,33 +185,60 @@ impl Inner {
     /// live nodes move together). Granted on a majority within the validity time: the token is
     /// the largest counter any node answered, written back to the nodes that answered less, so
     /// that every later majority answers more. Otherwise the nodes that granted are released.
-    async fn acquire_once(&self, key: &LockKey, lease: Duration) -> Option<(rslock::Lock, u64)> {
+    async fn acquire_once(
+        self: &Arc<Self>,
+        key: &LockKey,
+        lease: Duration,
+    ) -> Option<(rslock::Lock, u64)> {
         let resource = self.resource(key);
         let counter = format!("{}:fence", self.namespace);
         let value = self.rs.get_unique_lock_id().ok()?;
         let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
         let started = Instant::now();
-        let answers: Vec<Option<i64>> = join_all(self.nodes.iter().map(|node| {
-            let mut node = node.clone();
-            let script = self.acquire_script.clone();
-            let (resource, counter, value) = (resource.clone(), counter.clone(), value.clone());
-            async move {
-                tokio::time::timeout(
-                    self.node_timeout,
-                    script
-                        .key(resource)
-                        .key(counter)
-                        .arg(value)
-                        .arg(lease_ms)
-                        .invoke_async::<i64>(&mut node),
-                )
-                .await
-                .ok()
-                .and_then(Result::ok)
-            }
-        }))
-        .await;
+        // Every node is asked at once; the attempt is decided as soon as a majority granted or
+        // a majority can no longer be reached, so a dead or slow node never adds its time-out to
+        // the acquisition. The answers still on their way are awaited in the background (a late
+        // grant is removed by the release that follows a failed attempt or ends the guard).
         let quorum = self.nodes.len() / 2 + 1;
+        let mut pending: FuturesUnordered<_> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                let mut node = node.clone();
+                let script = self.acquire_script.clone();
+                let (resource, counter, value) = (resource.clone(), counter.clone(), value.clone());
+                let node_timeout = self.node_timeout;
+                async move {
+                    let answer = tokio::time::timeout(
+                        node_timeout,
+                        script
+                            .key(resource)
+                            .key(counter)
+                            .arg(value)
+                            .arg(lease_ms)
+                            .invoke_async::<i64>(&mut node),
+                    )
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+                    (i, answer)
+                }
+            })
+            .collect();
+        let mut answers: Vec<Option<i64>> = vec![None; self.nodes.len()];
+        let (mut yes, mut no) = (0, 0);
+        while let Some((i, answer)) = pending.next().await {
+            answers[i] = answer;
+            if answer.is_some_and(|t| t > 0) {
+                yes += 1;
+            } else {
+                no += 1;
+            }
+            if yes >= quorum || no > self.nodes.len() - quorum {
+                break;
+            }
+        }
         let granted = answers.iter().flatten().filter(|t| **t > 0).count();
         let token = answers
             .iter()
@@ -224,7 +254,28 @@ impl Inner {
             validity_time: validity.map_or(0, |v| usize::try_from(v.as_millis()).unwrap_or(0)),
             lock_manager: self.rs.clone(),
         };
-        if granted < quorum || validity.is_none() || token == 0 {
+        let failed = granted < quorum || validity.is_none() || token == 0;
+        if !pending.is_empty() {
+            // A grant that arrives after a failed attempt was released is released too; one that
+            // arrives for a granted lock is part of it, and goes with its release.
+            let (inner, resource, val) = (self.clone(), lock.resource.clone(), lock.val.clone());
+            tokio::spawn(async move {
+                let mut late = false;
+                while let Some((_, answer)) = pending.next().await {
+                    late |= answer.is_some_and(|t| t > 0);
+                }
+                if late && failed {
+                    let lock = rslock::Lock {
+                        resource,
+                        val,
+                        validity_time: 0,
+                        lock_manager: inner.rs.clone(),
+                    };
+                    inner.unlock(&lock).await;
+                }
+            });
+        }
+        if failed {
             self.unlock(&lock).await;
             return None;
         }

@@ -16,6 +16,7 @@ mod error;
 mod idempotent;
 pub mod ports;
 mod settings;
+mod soldout;
 pub mod usecases;
 pub mod views;
 
@@ -50,6 +51,8 @@ struct Core {
     rebuilds: parking_lot::Mutex<HashMap<CouponId, Arc<tokio::sync::Mutex<()>>>>,
     /// Create-order requests queued per product set, run in combined turns.
     order_lanes: usecases::create_order::OrderLanes,
+    /// What this instance knows to be sold out (the fast path).
+    sold_out: soldout::SoldOut,
     /// LOCKED issuances queued per coupon, run in combined turns.
     coupon_lanes: combine::Combiner<CouponId, (Coupon, UserId), Result<views::IssueView, AppError>>,
 }
@@ -63,6 +66,7 @@ impl Stockade {
                 rebuilds: parking_lot::Mutex::default(),
                 order_lanes: combine::Combiner::new(settings.combine_max_batch),
                 coupon_lanes: combine::Combiner::new(settings.combine_max_batch),
+                sold_out: soldout::SoldOut::new(settings.sold_out_ttl),
                 settings,
             }),
         }
@@ -95,6 +99,45 @@ impl Stockade {
     /// Forgets cached coupon policies (after the store was reset underneath).
     pub fn forget_cached_policies(&self) {
         self.core.policies.write().clear();
+        self.core.sold_out.forget_coupons();
+        self.core.sold_out.forget_all();
+    }
+
+    /// Follows the change feed until `shutdown` turns true, dropping the sold-out marks of
+    /// products restocked anywhere. Run one per process (bootstrap's workers do).
+    pub async fn follow_changes(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        use ports::changes::Change;
+        use tokio::sync::broadcast::error::RecvError;
+        let mut changes = self.core.ports.changes.subscribe();
+        // Marks made before the subscription may have missed a change.
+        self.core.sold_out.forget_all();
+        loop {
+            tokio::select! {
+                change = changes.recv() => match change {
+                    Ok(Change::Restocked(p)) => self.core.sold_out.forget(p),
+                    Ok(Change::Everything) | Err(RecvError::Lagged(_)) => {
+                        self.core.sold_out.forget_all();
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// Tells this instance and every other that `products` have stock again: after the commit
+    /// that restored it. A failed publish is logged; the marks' time-to-live covers it.
+    async fn restocked(&self, products: Vec<stockade_domain::ProductId>) {
+        for p in products {
+            self.core.sold_out.forget(p);
+            let change = ports::changes::Change::Restocked(p);
+            if let Err(e) = self.core.ports.changes.publish(change).await {
+                tracing::warn!(error = %e, product = %p, "restock not published");
+            }
+        }
     }
 
     /// Runs a use case in a task of its own, so that a caller that goes away (a client that

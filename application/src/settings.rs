@@ -28,6 +28,9 @@ pub struct Settings {
     /// The most requests one combined turn runs together (docs/decisions/0012); 1 turns
     /// combining off.
     pub combine_max_batch: usize,
+    /// How long a product stays known as sold out without news of a restock (zero turns the
+    /// sold-out fast path off).
+    pub sold_out_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -44,6 +47,7 @@ impl Default for Settings {
             issuance_backoff: Duration::from_millis(100),
             idempotency_in_store: false,
             combine_max_batch: 128,
+            sold_out_ttl: Duration::from_secs(2),
         }
     }
 }

@@ -175,6 +175,8 @@ impl Service {
                 pg_locks = Some(PgLockManager::new(lock_pool, namespace));
             }
             if choices["store"] == Backend::Postgres {
+                // Every instance shares the database: restocks are told to all through it.
+                ports.changes = Arc::new(stockade_postgres::PgChangeFeed::start(pool.clone()));
                 let store = PgStore::new(pool.clone());
                 // Guarded units run on the sessions holding their locks (PgStore docs).
                 ports.store = Arc::new(match &pg_locks {

@@ -51,6 +51,8 @@ pub fn spawn(
         set.spawn(async move { app.run_issuance_consumer(rx).await });
     }
     let (a, rx) = (app.clone(), shutdown.clone());
+    set.spawn(async move { a.follow_changes(rx).await });
+    let (a, rx) = (app.clone(), shutdown.clone());
     set.spawn(periodic(intervals.expiry, rx, move || {
         let a = a.clone();
         async move {

@@ -278,3 +278,112 @@ pub async fn failed_turn_leaves_nothing(serial: TestApp, combined: TestApp, spec
     assert_eq!(again, expected, "the keys stayed retryable");
     combined.assert_invariants(&[]).await;
 }
+
+fn one(product: ProductId, u: i64, quantity: i64) -> CreateOrder {
+    CreateOrder {
+        user_id: user(u),
+        source: OrderSource::Lines(vec![LineRequest {
+            product_id: product,
+            quantity: Quantity::new(quantity, "quantity").unwrap(),
+            user_coupon_id: None,
+        }]),
+        user_coupon_ids: vec![],
+    }
+}
+
+/// The code of an order's refusal, or "OK".
+async fn order_code(t: &TestApp, product: ProductId, u: i64, quantity: i64) -> String {
+    match t.app.create_order(one(product, u, quantity), None).await {
+        Ok(_) => "OK".into(),
+        Err(e) => e.code().as_str().to_owned(),
+    }
+}
+
+/// Once a product sold out, orders for it are refused without a lock grant (nor a unit of work);
+/// a cancelled order and a stock edit each bring its orders back at once; a request over the
+/// per-order limit still gets that answer from its turn. A LOCKED coupon that sold out is
+/// refused the same way.
+pub async fn sold_out_is_refused_without_a_lock(t: TestApp) {
+    let (t, grants) = counting_grants(t);
+    let grants_now = || grants.load(Ordering::SeqCst);
+    let product = t.product(1_000, 2, 5).await;
+    let first = t.app.create_order(one(product, 1, 2), None).await.unwrap();
+    let before = grants_now();
+    assert_eq!(order_code(&t, product, 2, 1).await, "INSUFFICIENT_STOCK");
+    assert_eq!(grants_now(), before, "refused without a lock");
+    assert_eq!(
+        order_code(&t, product, 2, 6).await,
+        "EXCEEDED_LIMITED_QUANTITY"
+    );
+    assert_eq!(grants_now(), before + 1, "over the limit: judged by a turn");
+
+    t.app
+        .cancel_order(
+            user(1),
+            stockade_domain::OrderId::new(first.value.order_id).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        order_code(&t, product, 3, 1).await,
+        "OK",
+        "cancelled: stock is back"
+    );
+    assert_eq!(order_code(&t, product, 4, 1).await, "OK");
+    let before = grants_now();
+    assert_eq!(order_code(&t, product, 5, 1).await, "INSUFFICIENT_STOCK");
+    assert_eq!(grants_now(), before);
+    t.app.set_stock(product, 1).await.unwrap();
+    assert_eq!(order_code(&t, product, 5, 1).await, "OK", "restocked");
+
+    let coupon = t
+        .coupon(
+            "CART",
+            Discount::new("FIXED", 100, None).unwrap(),
+            0,
+            2,
+            IssuanceMode::Locked,
+        )
+        .await;
+    for u in 1..=3 {
+        let _ = t.app.issue_coupon(coupon, user(u)).await;
+    }
+    let before = grants_now();
+    let late = t.app.issue_coupon(coupon, user(9)).await;
+    assert_eq!(late.unwrap_err().code().as_str(), "COUPON_SOLD_OUT");
+    assert_eq!(
+        grants_now(),
+        before,
+        "a sold-out LOCKED coupon is refused without a lock"
+    );
+    t.assert_invariants(&[]).await;
+}
+
+/// Two instances on one database: `a` knows the product sold out (and its marks would last a
+/// minute), `b` restocks it, and `a` takes orders again as soon as the change reaches it.
+pub async fn a_restock_elsewhere_reaches_every_instance(a: TestApp, b: TestApp) {
+    let (a, grants) = counting_grants(a);
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let follower = {
+        let app = a.app.clone();
+        tokio::spawn(async move { app.follow_changes(rx).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let product = a.product(1_000, 1, 5).await;
+    assert_eq!(order_code(&a, product, 1, 1).await, "OK");
+    let before = grants.load(Ordering::SeqCst);
+    assert_eq!(order_code(&a, product, 2, 1).await, "INSUFFICIENT_STOCK");
+    assert_eq!(grants.load(Ordering::SeqCst), before, "a knows it sold out");
+    b.app.set_stock(product, 3).await.unwrap();
+    let mut answer = String::new();
+    for _ in 0..100 {
+        answer = order_code(&a, product, 3, 1).await;
+        if answer == "OK" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(answer, "OK", "the restock on b reached a within 2 s");
+    stop.send(true).unwrap();
+    follower.await.unwrap();
+}

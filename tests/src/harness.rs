@@ -56,6 +56,7 @@ impl TestApp {
         ports.store = Arc::new(db.store().hosting_units_of(&locks));
         ports.locks = Arc::new(locks);
         ports.idempotency = Arc::new(db.idempotency(ports.ids.clone()));
+        ports.changes = Arc::new(stockade_postgres::PgChangeFeed::start(db.pool.clone()));
         let settings = Settings {
             idempotency_in_store: true,
             ..settings

@@ -62,3 +62,24 @@ mod store {
     use super::*;
     stockade_tests::store_contract!(async { Arc::new(MemoryStore::new()) as Arc<dyn Store> });
 }
+
+mod changes {
+    use super::*;
+    use stockade_application::ports::changes::ChangeFeed;
+    use stockade_memory::MemoryChangeFeed;
+
+    /// One process: the same feed is every instance.
+    #[test]
+    fn changes_reach_every_instance() {
+        stockade_tests::contracts::run(CONTRACT_TIME, async {
+            let feed = Arc::new(MemoryChangeFeed::default()) as Arc<dyn ChangeFeed>;
+            stockade_tests::contracts::changes::a_change_reaches_every_instance(feed.clone(), feed)
+                .await;
+        });
+    }
+
+    #[test]
+    fn changes_encode_and_decode() {
+        stockade_tests::contracts::changes::changes_encode_and_decode();
+    }
+}

@@ -69,3 +69,20 @@ mod store {
         Arc::new(db.store()) as Arc<dyn Store>
     });
 }
+
+mod changes {
+    use super::*;
+    use stockade_application::ports::changes::ChangeFeed;
+    use stockade_postgres::PgChangeFeed;
+
+    /// Two instances' feeds on one database.
+    #[test]
+    fn changes_reach_every_instance() {
+        stockade_tests::contracts::run(CONTRACT_TIME, async {
+            let db = db().await;
+            let a = Arc::new(PgChangeFeed::start(db.pool.clone())) as Arc<dyn ChangeFeed>;
+            let b = Arc::new(PgChangeFeed::start(db.pool.clone())) as Arc<dyn ChangeFeed>;
+            stockade_tests::contracts::changes::a_change_reaches_every_instance(a, b).await;
+        });
+    }
+}

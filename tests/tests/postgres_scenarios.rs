@@ -82,3 +82,23 @@ async fn a_combined_turn_answers_as_serial() {
     a.drop_schema().await;
     b.drop_schema().await;
 }
+
+/// The sold-out fast path on Postgres, and a restock by another instance on the same database
+/// reaching an instance that holds a sold-out mark (by the change feed, well before its
+/// time-to-live).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sold_out_marks_follow_restocks_on_every_instance() {
+    let db = TestDb::new().await;
+    stockade_tests::combining::sold_out_is_refused_without_a_lock(
+        TestApp::on_postgres(&db, settings()).await,
+    )
+    .await;
+    let long_marks = Settings {
+        sold_out_ttl: Duration::from_secs(60),
+        ..settings()
+    };
+    let a = TestApp::on_postgres(&db, long_marks.clone()).await;
+    let b = TestApp::on_postgres(&db, long_marks).await;
+    stockade_tests::combining::a_restock_elsewhere_reaches_every_instance(a, b).await;
+    db.drop_schema().await;
+}

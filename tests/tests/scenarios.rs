@@ -201,3 +201,9 @@ async fn publish(
         .await
         .unwrap();
 }
+
+/// The sold-out fast path on the memory backend: refusals without a lock, restocks seen at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sold_out_is_refused_without_a_lock() {
+    stockade_tests::combining::sold_out_is_refused_without_a_lock(TestApp::new()).await;
+}

@@ -8,6 +8,7 @@
 //! (to inject faults or inspect state) while [`MemoryBackend::ports`] gives the application
 //! its `Arc<dyn Port>` bundle.
 
+mod changes;
 mod gate;
 mod idempotency;
 mod lock;
@@ -15,6 +16,7 @@ mod queue;
 mod store;
 mod support;
 
+pub use changes::MemoryChangeFeed;
 pub use gate::MemoryCouponGate;
 pub use idempotency::MemoryIdempotencyStore;
 pub use lock::MemoryLockManager;
@@ -39,6 +41,7 @@ pub struct MemoryBackend {
     pub queue: MemoryIssuanceQueue,
     pub platform: MemoryPlatform,
     pub popularity: MemoryPopularityCache,
+    pub changes: MemoryChangeFeed,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGenerator>,
 }
@@ -54,6 +57,7 @@ impl MemoryBackend {
             queue: MemoryIssuanceQueue::default(),
             platform: MemoryPlatform::new(),
             popularity: MemoryPopularityCache::new(clock.clone()),
+            changes: MemoryChangeFeed::default(),
             clock,
             ids,
         }
@@ -72,6 +76,7 @@ impl MemoryBackend {
             sales: None,
             clock: self.clock.clone(),
             ids: self.ids.clone(),
+            changes: Arc::new(self.changes.clone()),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! binary and run by `stockade migrate` and at start.
 
 mod batch;
+mod changes;
 mod convert;
 mod error;
 mod idempotency;
@@ -13,6 +14,7 @@ mod lock;
 mod sessions;
 mod store;
 
+pub use changes::PgChangeFeed;
 pub use idempotency::PgIdempotencyStore;
 pub use lock::{lock_id, PgLockManager};
 pub use store::PgStore;

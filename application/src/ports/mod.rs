@@ -4,6 +4,7 @@
 //! crate check them against every adapter. Ports are used as `Arc<dyn Port>` and bundled in
 //! [`Ports`], which bootstrap builds.
 
+pub mod changes;
 pub mod clock;
 pub mod gate;
 pub mod idempotency;
@@ -29,4 +30,6 @@ pub struct Ports {
     pub sales: Option<Arc<dyn popularity::SalesCounter>>,
     pub clock: Arc<dyn clock::Clock>,
     pub ids: Arc<dyn clock::IdGenerator>,
+    /// How instances tell each other of restocks (drops sold-out marks).
+    pub changes: Arc<dyn changes::ChangeFeed>,
 }

@@ -141,6 +141,11 @@ impl Stockade {
     async fn issue_locked(&self, coupon: &Coupon, user: UserId) -> Result<IssueView, AppError> {
         let now = self.core.ports.clock.now();
         coupon.check_issuable(now)?;
+        if self.core.sold_out.coupon_sold_out(coupon.id) {
+            metrics::counter!("stockade_fast_path_refusals_total", "use_case" => "issue_coupon")
+                .increment(1);
+            return Err(DomainError::CouponSoldOut.into());
+        }
         let app = self.clone();
         self.core
             .coupon_lanes
@@ -168,18 +173,26 @@ impl Stockade {
         };
         let users: Vec<UserId> = jobs.iter().map(|(_, u)| *u).collect();
         match self.issue_turns(coupon, &users).await {
-            Ok(answers) => answers
-                .into_iter()
-                .map(|a| {
-                    a.map(|issued| IssueView {
-                        coupon_id: issued.coupon_id.get(),
-                        user_id: issued.user_id.get(),
-                        user_coupon_id: Some(issued.id.get()),
-                        status: "ISSUED".to_owned(),
+            Ok(answers) => {
+                if answers
+                    .iter()
+                    .any(|a| matches!(a, Err(DomainError::CouponSoldOut)))
+                {
+                    self.core.sold_out.mark_coupon(coupon.id);
+                }
+                answers
+                    .into_iter()
+                    .map(|a| {
+                        a.map(|issued| IssueView {
+                            coupon_id: issued.coupon_id.get(),
+                            user_id: issued.user_id.get(),
+                            user_coupon_id: Some(issued.id.get()),
+                            status: "ISSUED".to_owned(),
+                        })
+                        .map_err(AppError::from)
                     })
-                    .map_err(AppError::from)
-                })
-                .collect(),
+                    .collect()
+            }
             Err(e) => users
                 .iter()
                 .map(|_| Err(crate::usecases::create_order::share(&e)))

@@ -135,6 +135,9 @@ impl Stockade {
         if let OrderSource::Lines(lines) = &cmd.source {
             stockade_domain::order::check_lines(lines)?;
         }
+        if let Some(refusal) = self.refused_fast(&cmd) {
+            return Err(refusal);
+        }
         let ticket = if self.core.settings.idempotency_in_store {
             idempotent::current_ticket()
         } else {
@@ -181,6 +184,37 @@ impl Stockade {
             }
         }
         Err(AppError::LockTimeout)
+    }
+
+    /// The sold-out fast path: a one-line order without coupons, for a product known to have no
+    /// stock, is refused as its turn would refuse it, without queueing for one.
+    fn refused_fast(&self, cmd: &CreateOrder) -> Option<AppError> {
+        let OrderSource::Lines(lines) = &cmd.source else {
+            return None;
+        };
+        let [line] = lines.as_slice() else {
+            return None;
+        };
+        if line.user_coupon_id.is_some() || !cmd.user_coupon_ids.is_empty() {
+            return None;
+        }
+        if !self
+            .core
+            .sold_out
+            .refuses(line.product_id, line.quantity.get())
+        {
+            return None;
+        }
+        metrics::counter!("stockade_fast_path_refusals_total", "use_case" => "create_order")
+            .increment(1);
+        Some(
+            DomainError::InsufficientStock {
+                product: line.product_id.get(),
+                requested: line.quantity.get(),
+                available: 0,
+            }
+            .into(),
+        )
     }
 
     /// Runs one batch of create-order requests (all for one product set) and answers each.
@@ -243,6 +277,7 @@ impl Stockade {
                 lock_keys.push(keys::cart(job.cmd.user_id));
             }
         }
+        let generation = self.core.sold_out.generation();
         let guard = self.lock(&lock_keys).await?;
         let mut uow = self.begin_guarded(&guard).await?;
         let now = self.core.ports.clock.now();
@@ -381,6 +416,9 @@ impl Stockade {
             }
         }
         self.commit_and_release(uow, guard).await?;
+        for p in running.products.values().filter(|p| p.stock == 0) {
+            self.core.sold_out.mark(p.id, p.max_per_order, generation);
+        }
         for i in recorded {
             if let Some(OrderAnswer::Done { recorded, .. }) = &mut answers[i] {
                 *recorded = true;

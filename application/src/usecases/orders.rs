@@ -96,6 +96,10 @@ impl Stockade {
             let now = self.core.ports.clock.now();
             let released = release_order(&mut *uow, &order, OrderStatus::Cancelled, now).await?;
             self.commit_and_release(uow, guard).await?;
+            if order.status.holds_reservations() {
+                self.restocked(order.lines.iter().map(|l| l.product_id).collect())
+                    .await;
+            }
             if order.status == OrderStatus::Paid {
                 // The sale no longer counts (it was counted on the day it was paid).
                 self.count_sales(&order, now, false).await;
@@ -155,6 +159,8 @@ impl Stockade {
         }
         release_order(&mut *uow, &order, OrderStatus::Expired, now).await?;
         self.commit_and_release(uow, guard).await?;
+        self.restocked(order.lines.iter().map(|l| l.product_id).collect())
+            .await;
         Ok(true)
     }
 }

@@ -289,6 +289,8 @@ impl Stockade {
                 tracing::warn!(%reason, "data platform failed; compensating the payment");
                 release_order(&mut *uow, &order, OrderStatus::PaymentFailed, now).await?;
                 self.commit_and_release(uow, guard).await?;
+                self.restocked(order.lines.iter().map(|l| l.product_id).collect())
+                    .await;
                 Err(AppError::PaymentFailed)
             }
         }

@@ -54,6 +54,7 @@ impl Stockade {
             .await?
             .ok_or(DomainError::ProductNotFound(id.get()))?;
         self.commit_and_release(uow, guard).await?;
+        self.restocked(vec![id]).await;
         Ok(ProductView::from(&product))
     }
 }

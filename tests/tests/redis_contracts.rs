@@ -24,7 +24,8 @@ mod lock {
                     .expect("Redis answers at REDIS_URL"),
             ) as Arc<dyn LockManager>
         },
-        async { Arc::new(MemoryStore::new()) as Arc<dyn Store> }
+        async { Arc::new(MemoryStore::new()) as Arc<dyn Store> },
+        fair
     );
 }
 

@@ -25,6 +25,7 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
 use redis::aio::ConnectionManager;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -52,6 +53,9 @@ struct Inner {
     node_timeout: Duration,
     watchdog: bool,
     jitter: AtomicU64,
+    /// This process's waiters per key, queued first come first served: only the head of a
+    /// key's queue asks Redis, and it is woken the moment the holder before it releases.
+    local: parking_lot::Mutex<HashMap<LockKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl fmt::Debug for RedisLockManager {
@@ -98,6 +102,7 @@ impl RedisLockManager {
                 node_timeout: Duration::from_millis(50),
                 watchdog,
                 jitter: AtomicU64::new(seed()),
+                local: parking_lot::Mutex::default(),
             }),
         })
     }
@@ -115,6 +120,21 @@ fn seed() -> u64 {
 }
 
 impl Inner {
+    /// The in-process queue of `key`.
+    fn queue(&self, key: &LockKey) -> Arc<tokio::sync::Mutex<()>> {
+        self.local.lock().entry(key.clone()).or_default().clone()
+    }
+
+    /// Forgets the queues of `keys` that nobody holds or waits in.
+    fn tidy(&self, keys: &[LockKey]) {
+        let mut local = self.local.lock();
+        for key in keys {
+            if local.get(key).is_some_and(|q| Arc::strong_count(q) == 1) {
+                local.remove(key);
+            }
+        }
+    }
+
     fn resource(&self, key: &LockKey) -> Vec<u8> {
         format!("{}:lock:{}", self.namespace, key.as_str()).into_bytes()
     }
@@ -364,12 +384,24 @@ impl LockManager for RedisLockManager {
         options: LockOptions,
     ) -> Result<LockGuard, LockError> {
         let deadline = Instant::now() + options.wait;
+        let keys = normalize_keys(keys);
         let mut held = Held {
             inner: self.inner.clone(),
             locks: Vec::new(),
+            queued: Vec::new(),
+            keys: keys.clone(),
         };
+        // First in this process's queues (in key order, so they cannot deadlock), then in Redis.
+        for key in &keys {
+            let queue = self.inner.queue(key);
+            match tokio::time::timeout_at(deadline, queue.lock_owned()).await {
+                Ok(turn) => held.queued.push(turn),
+                // `held` is dropped: the places taken so far are given up.
+                Err(_) => return Err(LockError::Timeout),
+            }
+        }
         let mut fences = Vec::new();
-        for key in normalize_keys(keys) {
+        for key in keys {
             let mut backoff = Duration::from_millis(5);
             let (lock, token) = loop {
                 if let Some(granted) = self
@@ -401,29 +433,41 @@ impl LockManager for RedisLockManager {
     }
 }
 
-/// Locks taken so far; dropped, they are released in the background.
+/// Locks taken so far, and this process's queue places; dropped, they are released in the
+/// background.
 struct Held {
     inner: Arc<Inner>,
     locks: Vec<rslock::Lock>,
+    /// The head places of this process's queues, given up after the Redis keys are released
+    /// (so the next local waiter finds them free).
+    queued: Vec<tokio::sync::OwnedMutexGuard<()>>,
+    keys: Vec<LockKey>,
 }
 
 impl Held {
     async fn release(&mut self) {
         let locks = std::mem::take(&mut self.locks);
         join_all(locks.iter().map(|l| self.inner.unlock(l))).await;
+        self.queued.clear();
+        self.inner.tidy(&self.keys);
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if self.locks.is_empty() {
+        let locks = std::mem::take(&mut self.locks);
+        let queued = std::mem::take(&mut self.queued);
+        let (inner, keys) = (self.inner.clone(), std::mem::take(&mut self.keys));
+        if locks.is_empty() {
+            drop(queued);
+            inner.tidy(&keys);
             return;
         }
-        let locks = std::mem::take(&mut self.locks);
-        let inner = self.inner.clone();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 join_all(locks.iter().map(|l| inner.unlock(l))).await;
+                drop(queued);
+                inner.tidy(&keys);
             });
         }
     }
@@ -435,6 +479,8 @@ struct RedisHeld {
     /// When the current leases run out unless extended.
     lease_end: Arc<parking_lot_free::Deadline>,
     watchdog: Option<JoinHandle<()>>,
+    /// Gives up the local queue places once the lease ran out.
+    expiry: Option<JoinHandle<()>>,
 }
 
 /// A deadline shared between a guard and its watchdog, without a lock.
@@ -461,6 +507,14 @@ mod parking_lot_free {
             let us = at.saturating_duration_since(self.origin).as_micros();
             self.micros
                 .store(u64::try_from(us).unwrap_or(u64::MAX), Ordering::SeqCst);
+        }
+        /// How long until the deadline (zero once it passed).
+        pub fn remaining(&self) -> std::time::Duration {
+            let now = Instant::now()
+                .saturating_duration_since(self.origin)
+                .as_micros();
+            let now = u64::try_from(now).unwrap_or(u64::MAX);
+            std::time::Duration::from_micros(self.micros.load(Ordering::SeqCst).saturating_sub(now))
         }
         pub fn passed(&self) -> bool {
             let us = Instant::now()
@@ -513,11 +567,30 @@ impl RedisHeld {
                 }
             })
         });
+        // A grant whose lease ran out gives up its places in this process's queues too, so the
+        // next local waiter goes to Redis (where the key has expired) instead of waiting for a
+        // holder that may never come back.
+        let expiry = {
+            let (held, lease_end) = (held.clone(), lease_end.clone());
+            tokio::spawn(async move {
+                loop {
+                    let left = lease_end.remaining();
+                    if left.is_zero() {
+                        break;
+                    }
+                    tokio::time::sleep(left).await;
+                }
+                let mut held = held.lock().await;
+                held.queued.clear();
+                held.inner.tidy(&held.keys);
+            })
+        };
         RedisHeld {
             held,
             lost,
             lease_end,
             watchdog,
+            expiry: Some(expiry),
         }
     }
 }
@@ -526,6 +599,9 @@ impl Drop for RedisHeld {
     fn drop(&mut self) {
         if let Some(w) = self.watchdog.take() {
             w.abort();
+        }
+        if let Some(e) = self.expiry.take() {
+            e.abort();
         }
         // `Held`'s own Drop releases in the background once the last reference goes.
     }
@@ -540,6 +616,9 @@ impl HeldLock for RedisHeld {
     async fn release(mut self: Box<Self>) -> Result<(), LockError> {
         if let Some(w) = self.watchdog.take() {
             w.abort();
+        }
+        if let Some(e) = self.expiry.take() {
+            e.abort();
         }
         self.held.lock().await.release().await;
         Ok(())

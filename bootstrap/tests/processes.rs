@@ -534,3 +534,149 @@ async fn a_crash_mid_payment_is_finished_by_recovery() {
 async fn a_crash_mid_payment_is_compensated_when_the_platform_refuses() {
     crash_in_the_middle_of_payments("fail", "PAYMENT_FAILED").await;
 }
+
+/// A stock rush on Postgres whose instance is killed (SIGKILL) while combined turns are in
+/// flight, then started again: every buyer answered 201 holds an order, the store holds no more
+/// orders than were answered 201 plus those that got no answer, stock + orders == the stock
+/// put up, every outcome recorded as done has its order, and the buyers left without an answer
+/// who retry with their keys end with exactly one order each or a refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_mid_rush_loses_nothing_answered() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let db = TestDb::new().await;
+    let client = reqwest::Client::new();
+    // Claims of requests that die with the instance hold their keys for 3 s.
+    let mut first = start(&db, &["--idempotency-lease-secs", "3"]).await;
+    let (s, product) = call(
+        &client,
+        reqwest::Method::POST,
+        format!("{}/api/v1/admin/products", first.base),
+        1_000,
+        None,
+        Some(json!({"name": "Rush", "price": 1_000, "stock": 600, "maxPerOrder": 1})),
+    )
+    .await;
+    assert_eq!(s, 201, "{product}");
+    let pid = product["data"]["id"].as_i64().unwrap();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for u in 1..=900i64 {
+        let (client, base, answered) = (client.clone(), first.base.clone(), answered.clone());
+        tasks.push(tokio::spawn(async move {
+            let (s, _) = call(
+                &client,
+                reqwest::Method::POST,
+                format!("{base}/api/v1/orders"),
+                u,
+                Some(format!("rush-{u}")),
+                Some(json!({"items": [{"productId": pid, "quantity": 1}]})),
+            )
+            .await;
+            answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            (u, s)
+        }));
+    }
+    while answered.load(std::sync::atomic::Ordering::SeqCst) < 200 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let mut created = Vec::new();
+    let mut unanswered = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (u, 201) => created.push(u),
+            (u, 0 | 502 | 503) => unanswered.push(u),
+            (_, 400) => {}
+            (u, other) => panic!("buyer {u} answered {other}"),
+        }
+    }
+    assert!(!unanswered.is_empty(), "the kill came after the rush ended");
+    let users: Vec<i64> = sqlx::query_scalar("SELECT user_id FROM orders ORDER BY user_id")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let stock_left = || async {
+        sqlx::query_scalar::<_, i64>("SELECT stock FROM products WHERE id = $1")
+            .bind(pid)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+    };
+    for u in &created {
+        assert!(
+            users.contains(u),
+            "buyer {u} was answered 201 and holds no order"
+        );
+    }
+    assert!(
+        users.len() <= created.len() + unanswered.len(),
+        "{} orders for {} answered 201 and {} unanswered",
+        users.len(),
+        created.len(),
+        unanswered.len()
+    );
+    assert_eq!(
+        stock_left().await + users.len() as i64,
+        600,
+        "stock is conserved"
+    );
+    let done_without_order: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM idempotency_keys k
+         WHERE k.state = 'DONE' AND k.ok
+           AND NOT EXISTS (SELECT 1 FROM orders o
+                           WHERE o.idempotency_ref = 'order:' || substr(k.scope, 6) || ':' || k.key)",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        done_without_order, 0,
+        "a recorded outcome without its order"
+    );
+
+    // Start again; the unanswered buyers retry with their keys (once their in-flight claims
+    // have lapsed, answered 409 until then).
+    let second = start(&db, &["--idempotency-lease-secs", "3"]).await;
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    for u in &unanswered {
+        let mut status = 0;
+        for _ in 0..100 {
+            let (s, _) = call(
+                &client,
+                reqwest::Method::POST,
+                format!("{}/api/v1/orders", second.base),
+                *u,
+                Some(format!("rush-{u}")),
+                Some(json!({"items": [{"productId": pid, "quantity": 1}]})),
+            )
+            .await;
+            status = s;
+            if s != 409 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            status == 201 || status == 400,
+            "retry of buyer {u} answered {status}"
+        );
+    }
+    let per_user: Vec<i64> =
+        sqlx::query_scalar("SELECT count(*) FROM orders GROUP BY user_id HAVING count(*) > 1")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert!(per_user.is_empty(), "a buyer holds two orders");
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        stock_left().await + orders,
+        600,
+        "stock is conserved after the retries"
+    );
+    drop(second);
+    db.drop_schema().await;
+}

@@ -153,21 +153,42 @@ impl Inner {
     /// Deletes the lock's key on every node where it still holds the lock's value, on the
     /// connections already open (one round trip per node).
     async fn unlock(&self, lock: &rslock::Lock) {
-        join_all(self.nodes.iter().map(|node| {
-            let mut node = node.clone();
-            let script = self.release_script.clone();
-            async move {
-                let _ = tokio::time::timeout(
-                    self.node_timeout,
-                    script
-                        .key(lock.resource.as_slice())
-                        .arg(lock.val.as_slice())
-                        .invoke_async::<i64>(&mut node),
-                )
-                .await;
+        // Done once a majority deleted the key (or every node answered): a hung node's delete is
+        // left to finish in the background instead of adding its time-out to every release.
+        let quorum = self.nodes.len() / 2 + 1;
+        let mut pending: FuturesUnordered<_> = self
+            .nodes
+            .iter()
+            .map(|node| {
+                let mut node = node.clone();
+                let script = self.release_script.clone();
+                let (resource, val) = (lock.resource.clone(), lock.val.clone());
+                let node_timeout = self.node_timeout;
+                async move {
+                    tokio::time::timeout(
+                        node_timeout,
+                        script
+                            .key(resource.as_slice())
+                            .arg(val.as_slice())
+                            .invoke_async::<i64>(&mut node),
+                    )
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+                }
+            })
+            .collect();
+        let mut answered = 0;
+        while let Some(ok) = pending.next().await {
+            if ok {
+                answered += 1;
+                if answered >= quorum {
+                    break;
+                }
             }
-        }))
-        .await;
+        }
+        if !pending.is_empty() {
+            tokio::spawn(async move { while pending.next().await.is_some() {} });
+        }
     }
 
     /// One quorum attempt, abandoned at `deadline` without leaving anything held: the lock and

@@ -80,13 +80,15 @@ impl Stockade {
         &self.core.settings
     }
 
-    /// Whether the backends answer: the store opens a unit and the queue reports its depth.
+    /// Whether the backends answer: the store opens a unit, the queue reports its depth and the
+    /// lock manager could grant (a Redlock majority answers).
     ///
     /// # Errors
     /// `BACKEND_UNAVAILABLE` naming nothing but the failure.
     pub async fn ready(&self) -> Result<(), AppError> {
         drop(self.core.ports.store.begin().await?);
         self.core.ports.queue.depth().await?;
+        self.core.ports.locks.check().await?;
         Ok(())
     }
 

@@ -40,6 +40,10 @@ impl LockManager for MeteredLocks {
         }
         r
     }
+
+    async fn check(&self) -> Result<(), LockError> {
+        self.inner.check().await
+    }
 }
 
 #[derive(Debug)]

@@ -175,3 +175,18 @@ async fn the_watchdog_keeps_a_short_lease_alive_through_a_long_section() {
         .await
         .is_ok());
 }
+
+/// Readiness follows the quorum: ready with all three nodes, still with one hung, not with
+/// two gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_follows_the_quorum() {
+    let mut nodes = Nodes::start(3).await;
+    let locks = manager(&nodes, false).await;
+    locks.check().await.unwrap();
+    nodes.freeze(1, false);
+    locks.check().await.unwrap();
+    nodes.freeze(1, true);
+    nodes.kill(0);
+    nodes.kill(2);
+    assert!(matches!(locks.check().await, Err(LockError::Backend(_))));
+}

@@ -399,6 +399,35 @@ impl Drop for Attempt {
 
 #[async_trait]
 impl LockManager for RedisLockManager {
+    /// Every node is pinged at once; ready when a majority answers within the node time-out.
+    async fn check(&self) -> Result<(), LockError> {
+        let answers = join_all(self.inner.nodes.iter().map(|node| {
+            let mut node = node.clone();
+            async move {
+                tokio::time::timeout(
+                    self.inner.node_timeout * 4,
+                    redis::cmd("PING").query_async::<String>(&mut node),
+                )
+                .await
+                .is_ok_and(|r| r.is_ok())
+            }
+        }))
+        .await;
+        let up = answers.iter().filter(|ok| **ok).count();
+        if up >= self.quorum() {
+            Ok(())
+        } else {
+            Err(LockError::Backend(stockade_application::BackendError::new(
+                "redis",
+                format!(
+                    "{up} of {} lock nodes answer; {} needed",
+                    answers.len(),
+                    self.quorum()
+                ),
+            )))
+        }
+    }
+
     async fn acquire(
         &self,
         keys: &[LockKey],

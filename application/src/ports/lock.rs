@@ -178,6 +178,15 @@ pub trait LockManager: Send + Sync + fmt::Debug {
     /// fails. An empty key set is granted at once.
     async fn acquire(&self, keys: &[LockKey], options: LockOptions)
         -> Result<LockGuard, LockError>;
+
+    /// Whether a grant could be had now: the backend answers (for Redlock, a majority of its
+    /// nodes). For readiness probes; takes nothing.
+    ///
+    /// # Errors
+    /// [`LockError::Backend`] when it could not.
+    async fn check(&self) -> Result<(), LockError> {
+        Ok(())
+    }
 }
 
 /// Sorts and de-duplicates keys: the one acquisition order every adapter uses.

@@ -81,6 +81,29 @@ impl AppError {
         }
     }
 
+    /// The same outcome again, for another request of a combined turn that failed as a whole
+    /// (a backend failure keeps its backend's name; its cause stays with the first).
+    pub(crate) fn shared(&self) -> AppError {
+        match self {
+            AppError::Rejected(d) => AppError::Rejected(d.clone()),
+            AppError::Replayed { code, message } => AppError::Replayed {
+                code: *code,
+                message: message.clone(),
+            },
+            AppError::IdempotencyKeyReused => AppError::IdempotencyKeyReused,
+            AppError::RequestInProgress { retry_after } => AppError::RequestInProgress {
+                retry_after: *retry_after,
+            },
+            AppError::LockTimeout => AppError::LockTimeout,
+            AppError::Contention => AppError::Contention,
+            AppError::PaymentFailed => AppError::PaymentFailed,
+            AppError::Unavailable(b) => {
+                AppError::Unavailable(BackendError::new(b.backend, b.source.to_string()))
+            }
+            AppError::Internal(s) => AppError::Internal(s.clone()),
+        }
+    }
+
     /// Whether this is a business outcome that an idempotency record keeps (a refusal decided
     /// after the use case ran). Time-outs, unavailability and failures of the platform are not
     /// kept: the client may retry with the same key.

@@ -225,6 +225,9 @@ impl UnitOfWork for PgUnit {
         outcomes: &[(Ticket, StoredOutcome)],
         ttl: std::time::Duration,
     ) -> R<bool> {
+        if let [(ticket, outcome)] = outcomes {
+            return self.record_outcome(ticket, outcome, ttl).await;
+        }
         crate::batch::record_outcomes(&mut self.tx, outcomes, ttl).await?;
         Ok(true)
     }
@@ -1073,7 +1076,13 @@ impl OrderRepository for PgUnit {
             .pop())
     }
 
-    async fn insert_many(&mut self, news: Vec<NewOrder>) -> R<Vec<Order>> {
+    async fn insert_many(&mut self, mut news: Vec<NewOrder>) -> R<Vec<Order>> {
+        // One order: the single statement is lighter to plan than the batch's.
+        if news.len() == 1 {
+            if let Some(new) = news.pop() {
+                return Ok(vec![OrderRepository::insert(self, new).await?]);
+            }
+        }
         crate::batch::insert_orders(&mut self.tx, news).await
     }
 

@@ -193,10 +193,7 @@ impl Stockade {
                     })
                     .collect()
             }
-            Err(e) => users
-                .iter()
-                .map(|_| Err(crate::usecases::create_order::share(&e)))
-                .collect(),
+            Err(e) => users.iter().map(|_| Err(e.shared())).collect(),
         }
     }
 

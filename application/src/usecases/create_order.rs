@@ -20,7 +20,7 @@ use crate::ports::lock::{keys, LockKey};
 use crate::ports::store::{NewOrder, StoreError, UnitOfWork};
 use crate::usecases::orders::{duration_ms, CreateOrder, OrderSource};
 use crate::views::OrderView;
-use crate::{AppError, BackendError, Replayable, Stockade};
+use crate::{AppError, Replayable, Stockade};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
@@ -70,24 +70,13 @@ fn done(result: Result<OrderView, AppError>) -> OrderAnswer {
     }
 }
 
-/// Why a turn did not answer its requests.
-enum TurnError {
-    /// Every request of the turn fails with this (nothing of the turn was kept).
-    Failed(AppError),
-    /// The store refused a write the plan allowed: run each request as a turn of its own.
+/// How a turn ended when it did not fail as a whole.
+enum Turn {
+    /// Every request answered, in order.
+    Answered(Vec<OrderAnswer>),
+    /// The store refused a write the plan allowed (nothing of the turn was kept): run each
+    /// request as a turn of its own.
     Split,
-}
-
-impl From<AppError> for TurnError {
-    fn from(e: AppError) -> Self {
-        TurnError::Failed(e)
-    }
-}
-
-impl From<StoreError> for TurnError {
-    fn from(e: StoreError) -> Self {
-        TurnError::Failed(e.into())
-    }
 }
 
 /// What a turn has read, kept current as it plans its orders: each product's stock after the
@@ -223,24 +212,25 @@ impl Stockade {
             .record(jobs.len() as f64);
         metrics::gauge!("stockade_combine_queue_depth", "use_case" => "create_order")
             .set(self.core.order_lanes.depth() as f64);
-        match self.turns(&jobs).await {
-            Ok(answers) => answers,
-            Err(TurnError::Failed(e)) => jobs.iter().map(|_| done(Err(share(&e)))).collect(),
-            Err(TurnError::Split) => {
+        match self.retry_contention(|| self.turn(&jobs)).await {
+            Ok(Turn::Answered(answers)) => answers,
+            Err(e) => jobs.iter().map(|_| done(Err(e.shared()))).collect(),
+            Ok(Turn::Split) => {
                 tracing::debug!(
                     batch = jobs.len(),
                     "a write of the turn was refused; running its requests one by one"
                 );
                 let mut answers = Vec::with_capacity(jobs.len());
                 for job in &jobs {
-                    let answer = match self.turns(std::slice::from_ref(job)).await {
-                        Ok(mut one) => one.pop().unwrap_or_else(|| {
+                    let one = std::slice::from_ref(job);
+                    let answer = match self.retry_contention(|| self.turn(one)).await {
+                        Ok(Turn::Answered(mut a)) => a.pop().unwrap_or_else(|| {
                             done(Err(AppError::Internal("a turn left a request".into())))
                         }),
-                        Err(TurnError::Failed(e)) => done(Err(e)),
-                        Err(TurnError::Split) => {
+                        Ok(Turn::Split) => {
                             done(Err(AppError::Internal("a turn of one split".into())))
                         }
+                        Err(e) => done(Err(e)),
                     };
                     answers.push(answer);
                 }
@@ -249,27 +239,11 @@ impl Stockade {
         }
     }
 
-    /// [`Self::turn`], run again (up to three times in all) while the store answers that the
-    /// unit collided with a concurrent one.
-    async fn turns(&self, jobs: &[OrderJob]) -> Result<Vec<OrderAnswer>, TurnError> {
-        let mut tries = 0u64;
-        loop {
-            tries += 1;
-            match self.turn(jobs).await {
-                Err(TurnError::Failed(AppError::Contention)) if tries < 3 => {
-                    tracing::debug!(tries, "turn collided; running it again");
-                    tokio::time::sleep(Duration::from_millis(5 * tries)).await;
-                }
-                other => return other,
-            }
-        }
-    }
-
     /// One turn: lock, plan every request against the running state, write, record, commit.
-    async fn turn(&self, jobs: &[OrderJob]) -> Result<Vec<OrderAnswer>, TurnError> {
+    async fn turn(&self, jobs: &[OrderJob]) -> Result<Turn, AppError> {
         let alone = jobs.len() == 1;
         let Some(first) = jobs.first() else {
-            return Ok(Vec::new());
+            return Ok(Turn::Answered(Vec::new()));
         };
         let mut lock_keys: Vec<LockKey> = first.products.iter().map(|p| keys::stock(*p)).collect();
         for job in jobs {
@@ -282,18 +256,6 @@ impl Stockade {
         let mut uow = self.begin_guarded(&guard).await?;
         let now = self.core.ports.clock.now();
 
-        // Orders already placed under a request's reference (a second execution of it).
-        let refs: Vec<&str> = jobs.iter().filter_map(|j| j.reference.as_deref()).collect();
-        let placed: HashMap<String, Order> = if refs.is_empty() {
-            HashMap::new()
-        } else {
-            uow.orders()
-                .find_by_references(&refs)
-                .await?
-                .into_iter()
-                .collect()
-        };
-
         let mut running = Running::default();
         let mut answers: Vec<Option<OrderAnswer>> = jobs.iter().map(|_| None).collect();
         let mut planned: Vec<(usize, NewOrder)> = Vec::new();
@@ -303,10 +265,9 @@ impl Stockade {
         for (i, job) in jobs.iter().enumerate() {
             let user = job.cmd.user_id;
             if let Some(r) = job.reference.as_deref() {
-                if let Some(order) = placed.get(r) {
-                    answers[i] = Some(done(Ok(OrderView::from(order))));
-                    continue;
-                }
+                // An order already placed under the reference (a second execution of the
+                // request) is met by the insert, which refuses the turn; run alone, the request
+                // is then answered with that order.
                 if !seen.insert(r) {
                     answers[i] = Some(done(Err(AppError::RequestInProgress {
                         retry_after: Duration::from_secs(1),
@@ -361,31 +322,28 @@ impl Stockade {
                     ));
                 }
                 Err(e) if e.is_business_outcome() => answers[i] = Some(done(Err(e))),
-                Err(e) => return Err(TurnError::Failed(e)),
+                Err(e) => return Err(e),
             }
         }
 
         let news: Vec<NewOrder> = planned.iter().map(|(_, n)| n.clone()).collect();
         let orders = match write_orders(&mut *uow, news, &emptied).await {
             Ok(orders) => orders,
-            Err(e) if !alone => {
-                return Err(match e {
-                    StoreError::Rejected(_) | StoreError::Conflict(_) => TurnError::Split,
-                    other => other.into(),
-                })
+            Err(StoreError::Rejected(_) | StoreError::Conflict(_)) if !alone => {
+                return Ok(Turn::Split)
             }
             Err(StoreError::Rejected(d)) => {
                 // Serial execution meets the same refusal: the request's own answer.
                 drop(uow);
                 drop(guard);
-                return Ok(vec![done(Err(d.into()))]);
+                return Ok(Turn::Answered(vec![done(Err(d.into()))]));
             }
             Err(StoreError::Conflict(_)) => {
                 // Placed meanwhile under the same reference (a second execution of the request
                 // whose record was taken over): answer with that order.
                 drop(uow);
                 drop(guard);
-                return Ok(vec![done(self.placed_order(first).await)]);
+                return Ok(Turn::Answered(vec![done(self.placed_order(first).await)]));
             }
             Err(e) => return Err(e.into()),
         };
@@ -411,7 +369,7 @@ impl Stockade {
             match uow.record_outcomes(&outcomes, ttl).await {
                 Ok(true) => {}
                 Ok(false) => recorded.clear(),
-                Err(StoreError::TicketLost) if !alone => return Err(TurnError::Split),
+                Err(StoreError::TicketLost) if !alone => return Ok(Turn::Split),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -424,10 +382,12 @@ impl Stockade {
                 *recorded = true;
             }
         }
-        Ok(answers
-            .into_iter()
-            .map(|a| a.unwrap_or_else(|| done(Err(AppError::Internal("unanswered".into())))))
-            .collect())
+        Ok(Turn::Answered(
+            answers
+                .into_iter()
+                .map(|a| a.unwrap_or_else(|| done(Err(AppError::Internal("unanswered".into())))))
+                .collect(),
+        ))
     }
 
     /// The order placed under `job`'s reference, read in a unit of its own.
@@ -626,26 +586,4 @@ async fn write_orders(
         uow.carts().save(&cart).await?;
     }
     Ok(orders)
-}
-
-/// The same failure again, for each request of a turn that failed as a whole.
-pub(crate) fn share(e: &AppError) -> AppError {
-    match e {
-        AppError::Rejected(d) => AppError::Rejected(d.clone()),
-        AppError::Replayed { code, message } => AppError::Replayed {
-            code: *code,
-            message: message.clone(),
-        },
-        AppError::IdempotencyKeyReused => AppError::IdempotencyKeyReused,
-        AppError::RequestInProgress { retry_after } => AppError::RequestInProgress {
-            retry_after: *retry_after,
-        },
-        AppError::LockTimeout => AppError::LockTimeout,
-        AppError::Contention => AppError::Contention,
-        AppError::PaymentFailed => AppError::PaymentFailed,
-        AppError::Unavailable(b) => {
-            AppError::Unavailable(BackendError::new(b.backend, b.source.to_string()))
-        }
-        AppError::Internal(s) => AppError::Internal(s.clone()),
-    }
 }

@@ -133,9 +133,8 @@ fn key(i: usize, spec: &OrderSpec) -> Option<IdempotencyKey> {
         .then(|| IdempotencyKey::parse(&format!("combined-{i}")).unwrap())
 }
 
-async fn place(t: &TestApp, shop: &Shop, i: usize, spec: &OrderSpec) -> Answer {
-    let key = key(i, spec);
-    match t.app.create_order(command(shop, spec), key.as_ref()).await {
+async fn place(app: Stockade, cmd: CreateOrder, key: Option<IdempotencyKey>) -> Answer {
+    match app.create_order(cmd, key.as_ref()).await {
         Ok(o) => Answer::Placed {
             total: o.value.total,
             discount: o.value.discount,
@@ -147,7 +146,7 @@ async fn place(t: &TestApp, shop: &Shop, i: usize, spec: &OrderSpec) -> Answer {
 async fn serial_answers(t: &TestApp, shop: &Shop, specs: &[OrderSpec]) -> Vec<Answer> {
     let mut answers = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
-        answers.push(place(t, shop, i, spec).await);
+        answers.push(place(t.app.clone(), command(shop, spec), key(i, spec)).await);
     }
     answers
 }
@@ -167,18 +166,11 @@ async fn combined_answers(t: &TestApp, shop: &Shop, specs: &[OrderSpec]) -> Vec<
         .unwrap();
     let mut tasks = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
-        let (t2, spec) = (t.clone(), spec.clone());
-        let cmd = command(shop, &spec);
-        let key = key(i, &spec);
-        tasks.push(tokio::spawn(async move {
-            match t2.app.create_order(cmd, key.as_ref()).await {
-                Ok(o) => Answer::Placed {
-                    total: o.value.total,
-                    discount: o.value.discount,
-                },
-                Err(e) => Answer::Refused(e.code().as_str().to_owned()),
-            }
-        }));
+        tasks.push(tokio::spawn(place(
+            t.app.clone(),
+            command(shop, spec),
+            key(i, spec),
+        )));
         // The first request's turn takes it out of the queue and waits for the lock; each
         // later one is queued before the next is sent, so the turn takes them in this order.
         let queued = i;

@@ -141,23 +141,6 @@ pub(crate) async fn insert_orders(conn: &mut PgConnection, news: Vec<NewOrder>) 
         .collect()
 }
 
-/// The ids of the orders placed under any of `references`, with their reference.
-pub(crate) async fn order_ids_by_reference(
-    conn: &mut PgConnection,
-    references: &[&str],
-) -> R<Vec<(String, OrderId)>> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT idempotency_ref, id FROM orders WHERE idempotency_ref = ANY($1::text[])",
-    )
-    .bind(references)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(store_error)?;
-    rows.into_iter()
-        .map(|(r, oid)| Ok((r, id(oid, OrderId::new)?)))
-        .collect()
-}
-
 /// Completes every record of `outcomes` in one statement; [`StoreError::TicketLost`] when any
 /// no longer belongs to its ticket.
 pub(crate) async fn record_outcomes(

@@ -1086,18 +1086,6 @@ impl OrderRepository for PgUnit {
         crate::batch::insert_orders(&mut self.tx, news).await
     }
 
-    async fn find_by_references(&mut self, references: &[&str]) -> R<Vec<(String, Order)>> {
-        let mut found = Vec::new();
-        for (reference, oid) in
-            crate::batch::order_ids_by_reference(&mut self.tx, references).await?
-        {
-            if let Some(order) = OrderRepository::get(self, oid).await? {
-                found.push((reference, order));
-            }
-        }
-        Ok(found)
-    }
-
     async fn find_by_reference(&mut self, reference: &str) -> R<Option<Order>> {
         let oid: Option<i64> =
             sqlx::query_scalar("SELECT id FROM orders WHERE idempotency_ref = $1")

@@ -343,20 +343,6 @@ pub trait OrderRepository: Send {
     async fn get(&mut self, id: OrderId) -> Result<Option<Order>, StoreError>;
     /// The order placed with this idempotency reference, if any.
     async fn find_by_reference(&mut self, reference: &str) -> Result<Option<Order>, StoreError>;
-    /// The orders placed with any of these references, each with its reference. This default
-    /// looks them up one by one; an adapter may do it in one query.
-    async fn find_by_references(
-        &mut self,
-        references: &[&str],
-    ) -> Result<Vec<(String, Order)>, StoreError> {
-        let mut found = Vec::new();
-        for r in references {
-            if let Some(order) = self.find_by_reference(r).await? {
-                found.push(((*r).to_owned(), order));
-            }
-        }
-        Ok(found)
-    }
     /// Moves an order from `from` to `to`; false if it was not in `from`.
     async fn update_status(
         &mut self,

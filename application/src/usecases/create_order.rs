@@ -396,10 +396,10 @@ impl Stockade {
             return Err(AppError::Internal("order reference without order".into()));
         };
         let mut uow = self.core.ports.store.begin().await?;
-        let found = uow.orders().find_by_references(&[reference]).await?;
-        found
-            .first()
-            .map(|(_, o)| OrderView::from(o))
+        uow.orders()
+            .find_by_reference(reference)
+            .await?
+            .map(|o| OrderView::from(&o))
             .ok_or_else(|| AppError::Internal("order reference without order".into()))
     }
 

@@ -1,26 +1,51 @@
 //! Idempotency at the use-case level: a library user gets it without HTTP.
 
 use crate::error::AppError;
-use crate::ports::idempotency::{Begin, Fingerprint, Scope, StoredOutcome};
+use crate::ports::idempotency::{Begin, Fingerprint, Scope, StoredOutcome, Ticket};
 use crate::Stockade;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use stockade_domain::{ErrorCode, IdempotencyKey, UserId};
 
-/// The ticket of the idempotent request the current task is running, if any.
-#[derive(Debug, Clone)]
-pub(crate) struct InFlight {
-    pub(crate) ticket: crate::ports::idempotency::Ticket,
-    /// Set once the outcome was committed with the business write.
-    pub(crate) recorded: Arc<AtomicBool>,
+/// A use case's answer, and whether its idempotency outcome was recorded with the commit that
+/// produced it (see `Guarded::answer`).
+#[derive(Debug)]
+pub(crate) struct Answered<T> {
+    pub(crate) value: T,
+    pub(crate) recorded: bool,
 }
 
-tokio::task_local! {
-    pub(crate) static IN_FLIGHT: InFlight;
+/// How a keyed request's work ended: its result, and whether the result's outcome is already
+/// recorded (committed with the work's writes), so that [`Stockade::idempotent`] records only
+/// what is not.
+#[derive(Debug)]
+pub(crate) struct Settled<T> {
+    pub(crate) result: Result<T, AppError>,
+    pub(crate) recorded: bool,
+}
+
+impl<T> Settled<T> {
+    /// A result whose outcome the work did not record.
+    pub(crate) fn unrecorded(result: Result<T, AppError>) -> Self {
+        Settled {
+            result,
+            recorded: false,
+        }
+    }
+}
+
+impl<T> From<Result<Answered<T>, AppError>> for Settled<T> {
+    fn from(result: Result<Answered<T>, AppError>) -> Self {
+        match result {
+            Ok(a) => Settled {
+                result: Ok(a.value),
+                recorded: a.recorded,
+            },
+            Err(e) => Settled::unrecorded(Err(e)),
+        }
+    }
 }
 
 /// A use case's answer, and whether it is the replay of an earlier request's.
@@ -41,8 +66,10 @@ impl Stockade {
     ///
     /// `op` names the operation and `canonical` is the command in a canonical text form; their
     /// digest is the fingerprint, so the same key with a different command is refused. Without
-    /// a key, `work` simply runs.
-    pub(crate) async fn idempotent<T, F>(
+    /// a key, `work` simply runs. `work` is given the request's ticket, to record its outcome
+    /// with the commit of its writes where it can (it then says so in what it returns); the
+    /// outcomes it did not record are recorded here.
+    pub(crate) async fn idempotent<T, F, Fut>(
         &self,
         user: UserId,
         key: Option<&IdempotencyKey>,
@@ -52,10 +79,11 @@ impl Stockade {
     ) -> Result<Replayable<T>, AppError>
     where
         T: Serialize + DeserializeOwned,
-        F: Future<Output = Result<T, AppError>>,
+        F: FnOnce(Option<Ticket>) -> Fut,
+        Fut: Future<Output = Settled<T>>,
     {
         let Some(key) = key else {
-            return work.await.map(|value| Replayable {
+            return work(None).await.result.map(|value| Replayable {
                 value,
                 replayed: false,
             });
@@ -81,12 +109,8 @@ impl Stockade {
             }
             Begin::Mismatch => return Err(AppError::IdempotencyKeyReused),
         };
-        let in_flight = InFlight {
-            ticket: ticket.clone(),
-            recorded: Arc::new(AtomicBool::new(false)),
-        };
-        let result = IN_FLIGHT.scope(in_flight.clone(), work).await;
-        if in_flight.recorded.load(Ordering::SeqCst) {
+        let Settled { result, recorded } = work(Some(ticket.clone())).await;
+        if recorded {
             // Committed together with the business write: nothing left to record.
             return result.map(|value| Replayable {
                 value,
@@ -114,17 +138,6 @@ impl Stockade {
             replayed: false,
         })
     }
-}
-
-/// The ticket of the keyed request the current task runs, if any.
-pub(crate) fn current_ticket() -> Option<crate::ports::idempotency::Ticket> {
-    IN_FLIGHT.try_with(|f| f.ticket.clone()).ok()
-}
-
-/// Notes that the current keyed request's outcome committed with its business write (by a turn
-/// that ran it on another task).
-pub(crate) fn mark_recorded() {
-    let _ = IN_FLIGHT.try_with(|f| f.recorded.store(true, Ordering::SeqCst));
 }
 
 /// The outcome an idempotency record keeps for `result`: a success, or a business refusal;

@@ -15,6 +15,7 @@ mod combine;
 mod error;
 mod idempotent;
 pub mod ports;
+mod section;
 mod settings;
 mod soldout;
 pub mod usecases;
@@ -23,11 +24,13 @@ pub mod views;
 pub use error::{AppError, BackendError};
 pub use idempotent::Replayable;
 pub use ports::Ports;
+pub use section::FencedSections;
 pub use settings::Settings;
 
 use parking_lot::RwLock;
-use ports::lock::{LockGuard, LockKey, LockOptions};
-use ports::store::UnitOfWork;
+use ports::lock::{LockKey, LockOptions};
+use ports::section::Sections;
+use section::Guarded;
 use std::collections::HashMap;
 use std::sync::Arc;
 use stockade_domain::{Coupon, CouponId, DomainError, IdempotencyKey, UserId};
@@ -44,6 +47,8 @@ pub struct Stockade {
 struct Core {
     ports: Ports,
     settings: Settings,
+    /// The write path: the ports' own sections, or the generic ones over their locks and store.
+    sections: Arc<dyn Sections>,
     /// Coupon policies never change once created, so the FLASH hot path reads them from here
     /// instead of the store.
     policies: RwLock<HashMap<CouponId, Coupon>>,
@@ -61,6 +66,12 @@ impl Stockade {
     pub fn new(ports: Ports, settings: Settings) -> Self {
         Stockade {
             core: Arc::new(Core {
+                sections: ports.sections.clone().unwrap_or_else(|| {
+                    Arc::new(FencedSections::new(
+                        ports.locks.clone(),
+                        ports.store.clone(),
+                    ))
+                }),
                 ports,
                 policies: RwLock::default(),
                 rebuilds: parking_lot::Mutex::default(),
@@ -176,68 +187,22 @@ impl Stockade {
         }
     }
 
-    /// Takes `keys` with the configured wait and lease.
-    async fn lock(&self, keys: &[LockKey]) -> Result<LockGuard, AppError> {
+    /// Enters a section over `keys` with the configured wait and lease: where every write
+    /// begins (see [`Guarded`]).
+    async fn enter(&self, keys: &[LockKey]) -> Result<Guarded, AppError> {
         let options = LockOptions::new(self.core.settings.lock_wait, self.core.settings.lock_lease);
-        let guard = self
+        let section = self
             .core
-            .ports
-            .locks
-            .acquire(keys, options)
+            .sections
+            .enter(keys, options)
             .await
             .inspect_err(|e| {
                 tracing::debug!(error = %e, "lock not acquired");
             })?;
-        Ok(guard)
-    }
-
-    /// Begins a unit of work for writes protected by `guard`: checks the grant is still live and
-    /// that the store has seen no newer token for any of its keys.
-    async fn begin_guarded(&self, guard: &LockGuard) -> Result<Box<dyn UnitOfWork>, AppError> {
-        guard.check()?;
-        Ok(self.core.ports.store.begin_guarded(guard).await?)
-    }
-
-    /// Commits, then releases (in one step where the store can). A failed release is logged:
-    /// the lease bounds the grant anyway.
-    async fn commit_and_release(
-        &self,
-        uow: Box<dyn UnitOfWork>,
-        guard: LockGuard,
-    ) -> Result<(), AppError> {
-        guard.check()?;
-        uow.commit_releasing(guard).await?;
-        Ok(())
-    }
-
-    /// Commits a unit whose success answers the current idempotent request (if any) with
-    /// `answer`: where the idempotency store lives in the store's database, the outcome is
-    /// recorded in the same unit, so a crash can never separate the effect from its record.
-    async fn commit_answer<T: serde::Serialize>(
-        &self,
-        mut uow: Box<dyn UnitOfWork>,
-        guard: LockGuard,
-        answer: &T,
-    ) -> Result<(), AppError> {
-        let in_flight = if self.core.settings.idempotency_in_store {
-            idempotent::IN_FLIGHT.try_with(Clone::clone).ok()
-        } else {
-            None
-        };
-        let mut recorded = false;
-        if let Some(f) = &in_flight {
-            let body = serde_json::to_vec(answer)
-                .map_err(|e| AppError::Internal(format!("answer not serialisable: {e}")))?;
-            let outcome = ports::idempotency::StoredOutcome { ok: true, body };
-            recorded = uow
-                .record_outcome(&f.ticket, &outcome, self.core.settings.idempotency_ttl)
-                .await?;
-        }
-        self.commit_and_release(uow, guard).await?;
-        if let (Some(f), true) = (in_flight, recorded) {
-            f.recorded.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-        Ok(())
+        Ok(Guarded {
+            section,
+            ttl: self.core.settings.idempotency_ttl,
+        })
     }
 
     /// The coupon policy, from the cache or the store.

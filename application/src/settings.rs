@@ -22,9 +22,6 @@ pub struct Settings {
     pub issuance_max_attempts: u32,
     /// First retry delay of an issuance; doubles with each attempt.
     pub issuance_backoff: Duration,
-    /// The idempotency store keeps its records in the store's own database, so a use case's
-    /// outcome is recorded in the same unit of work as its writes (see `UnitOfWork::record_outcome`).
-    pub idempotency_in_store: bool,
     /// The most requests one combined turn runs together (docs/decisions/0012); 1 turns
     /// combining off.
     pub combine_max_batch: usize,
@@ -45,7 +42,6 @@ impl Default for Settings {
             platform_timeout: Duration::from_secs(5),
             issuance_max_attempts: 5,
             issuance_backoff: Duration::from_millis(100),
-            idempotency_in_store: false,
             combine_max_batch: 128,
             sold_out_ttl: Duration::from_secs(2),
         }

@@ -18,7 +18,7 @@ use stockade_application::ports::clock::Clock;
 use stockade_application::{AppError, Ports, Settings, Stockade};
 use stockade_http::{AppState, JwtSecret, Reset};
 use stockade_memory::{MemoryBackend, PlatformMode, SystemClock};
-use stockade_postgres::{PgConfig, PgIdempotencyStore, PgLockManager, PgStore};
+use stockade_postgres::{PgConfig, PgIdempotencyStore, PgLockManager, PgSections, PgStore};
 use stockade_redis::{
     RedisCouponGate, RedisIdempotencyStore, RedisIssuanceQueue, RedisLockManager,
     RedisPopularityCache, RedisSalesCounter,
@@ -150,6 +150,8 @@ impl Service {
         let choices: std::collections::HashMap<_, _> = args.choices().into_iter().collect();
         let uses_postgres = choices.values().any(|b| *b == Backend::Postgres);
         let mut postgres = None;
+        let mut pg_locks = None;
+        let mut pg_store = None;
         let mut lock_backend = "memory";
         if uses_postgres {
             let config = PgConfig {
@@ -159,7 +161,6 @@ impl Service {
             };
             let pool = stockade_postgres::connect(&config).await?;
             stockade_postgres::migrate(&pool).await?;
-            let mut pg_locks = None;
             if choices["lock"] == Backend::Postgres {
                 let lock_pool = stockade_postgres::connect(&PgConfig {
                     max_connections: args.lock_max_connections.max(1),
@@ -177,15 +178,11 @@ impl Service {
             if choices["store"] == Backend::Postgres {
                 // Every instance shares the database: restocks are told to all through it.
                 ports.changes = Arc::new(stockade_postgres::PgChangeFeed::start(pool.clone()));
-                let store = PgStore::new(pool.clone());
-                // Guarded units run on the sessions holding their locks (PgStore docs).
-                ports.store = Arc::new(match &pg_locks {
-                    Some(locks) => store.hosting_units_of(locks),
-                    None => store,
-                });
+                pg_store = Some(PgStore::new(pool.clone()));
+                ports.store = Arc::new(PgStore::new(pool.clone()));
             }
-            if let Some(locks) = pg_locks {
-                ports.locks = Arc::new(locks);
+            if let Some(locks) = &pg_locks {
+                ports.locks = Arc::new(locks.clone());
                 lock_backend = "postgres";
             }
             if choices["idempotency"] == Backend::Postgres {
@@ -273,11 +270,30 @@ impl Service {
                 );
             }
         }
-        let ports = metered_ports(ports, lock_backend);
-        let mut settings = settings(args);
-        // Both on the same database: outcomes commit with the writes they describe.
-        settings.idempotency_in_store =
-            choices["store"] == Backend::Postgres && choices["idempotency"] == Backend::Postgres;
+        let mut ports = metered_ports(ports, lock_backend);
+        if let Some(store) = pg_store {
+            // Writes run on the database: on the sessions holding their advisory locks, or
+            // fenced under the other lock backend's grants.
+            let (sections, on_sessions) = match pg_locks {
+                Some(locks) => (PgSections::on_lock_sessions(store, locks), true),
+                None => (PgSections::fenced(store, ports.locks.clone()), false),
+            };
+            // Both on the same database: outcomes commit with the writes they describe.
+            let sections = if choices["idempotency"] == Backend::Postgres {
+                sections.recording_outcomes()
+            } else {
+                sections
+            };
+            ports.sections = Some(if on_sessions {
+                Arc::new(metered::MeteredSections {
+                    inner: Arc::new(sections),
+                    backend: lock_backend,
+                })
+            } else {
+                Arc::new(sections)
+            });
+        }
+        let settings = settings(args);
         let app = Stockade::new(ports, settings);
         let mut reset: Option<Arc<dyn Reset>> = None;
         if args.profile == Profile::Demo {

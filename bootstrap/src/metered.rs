@@ -9,6 +9,7 @@ use stockade_application::ports::idempotency::{
     Begin, Fingerprint, IdempotencyError, IdempotencyStore, Scope, StoredOutcome, Ticket,
 };
 use stockade_application::ports::lock::{LockError, LockGuard, LockKey, LockManager, LockOptions};
+use stockade_application::ports::section::{Section, Sections};
 use stockade_application::BackendError;
 use stockade_domain::{CouponId, IdempotencyKey, Timestamp, UserId};
 
@@ -16,6 +17,19 @@ use stockade_domain::{CouponId, IdempotencyKey, Timestamp, UserId};
 pub struct MeteredLocks {
     pub inner: Arc<dyn LockManager>,
     pub backend: &'static str,
+}
+
+/// Publishes how long an acquisition took and how it failed.
+fn record_wait<T>(backend: &'static str, started: Instant, r: &Result<T, LockError>) {
+    metrics::histogram!("lock_wait_seconds", "backend" => backend)
+        .record(started.elapsed().as_secs_f64());
+    match r {
+        Ok(_) => {}
+        Err(LockError::Timeout) => {
+            metrics::counter!("lock_timeouts_total", "backend" => backend).increment(1)
+        }
+        Err(_) => metrics::counter!("lock_errors_total", "backend" => backend).increment(1),
+    }
 }
 
 #[async_trait]
@@ -27,22 +41,34 @@ impl LockManager for MeteredLocks {
     ) -> Result<LockGuard, LockError> {
         let started = Instant::now();
         let r = self.inner.acquire(keys, options).await;
-        metrics::histogram!("lock_wait_seconds", "backend" => self.backend)
-            .record(started.elapsed().as_secs_f64());
-        match &r {
-            Ok(_) => {}
-            Err(LockError::Timeout) => {
-                metrics::counter!("lock_timeouts_total", "backend" => self.backend).increment(1)
-            }
-            Err(_) => {
-                metrics::counter!("lock_errors_total", "backend" => self.backend).increment(1)
-            }
-        }
+        record_wait(self.backend, started, &r);
         r
     }
 
     async fn check(&self) -> Result<(), LockError> {
         self.inner.check().await
+    }
+}
+
+/// Lock waits of sections that take their keys without a [`LockManager`] of the ports (the
+/// Postgres sections on the lock's sessions).
+#[derive(Debug)]
+pub struct MeteredSections {
+    pub inner: Arc<dyn Sections>,
+    pub backend: &'static str,
+}
+
+#[async_trait]
+impl Sections for MeteredSections {
+    async fn enter(
+        &self,
+        keys: &[LockKey],
+        options: LockOptions,
+    ) -> Result<Box<dyn Section>, LockError> {
+        let started = Instant::now();
+        let r = self.inner.enter(keys, options).await;
+        record_wait(self.backend, started, &r);
+        r
     }
 }
 

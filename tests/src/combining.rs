@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use stockade_application::ports::lock::{LockError, LockGuard, LockKey, LockManager, LockOptions};
+use stockade_application::ports::section::{Section, Sections};
 use stockade_application::usecases::orders::{CreateOrder, OrderSource};
 use stockade_application::Stockade;
 use stockade_domain::{
@@ -42,10 +43,38 @@ impl LockManager for CountingLocks {
     }
 }
 
-/// `t` with its lock grants counted.
+/// Counts the sections entered.
+#[derive(Debug)]
+struct CountingSections {
+    inner: Arc<dyn Sections>,
+    grants: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl Sections for CountingSections {
+    async fn enter(
+        &self,
+        keys: &[LockKey],
+        options: LockOptions,
+    ) -> Result<Box<dyn Section>, LockError> {
+        let section = self.inner.enter(keys, options).await?;
+        self.grants.fetch_add(1, Ordering::SeqCst);
+        Ok(section)
+    }
+}
+
+/// `t` with its lock grants counted (the grants of its sections, and those of its lock
+/// manager taken directly).
 pub fn counting_grants(t: TestApp) -> (TestApp, Arc<AtomicUsize>) {
     let grants = Arc::new(AtomicUsize::new(0));
     let mut ports = t.app.ports().clone();
+    // Sections of their own take their keys without the ports' lock manager: count them there.
+    ports.sections = ports.sections.map(|inner| {
+        Arc::new(CountingSections {
+            inner,
+            grants: grants.clone(),
+        }) as Arc<dyn Sections>
+    });
     ports.locks = Arc::new(CountingLocks {
         inner: ports.locks.clone(),
         grants: grants.clone(),

@@ -53,14 +53,14 @@ impl TestApp {
         let backend = MemoryBackend::new(Arc::new(clock.clone()) as Arc<dyn Clock>);
         let mut ports = backend.ports();
         let locks = db.locks().await;
-        ports.store = Arc::new(db.store().hosting_units_of(&locks));
+        ports.store = Arc::new(db.store());
+        ports.sections = Some(Arc::new(
+            stockade_postgres::PgSections::on_lock_sessions(db.store(), locks.clone())
+                .recording_outcomes(),
+        ));
         ports.locks = Arc::new(locks);
         ports.idempotency = Arc::new(db.idempotency(ports.ids.clone()));
         ports.changes = Arc::new(stockade_postgres::PgChangeFeed::start(db.pool.clone()));
-        let settings = Settings {
-            idempotency_in_store: true,
-            ..settings
-        };
         let app = Stockade::new(ports, settings);
         TestApp {
             app,

@@ -83,3 +83,25 @@ mod changes {
         stockade_tests::contracts::changes::changes_encode_and_decode();
     }
 }
+
+/// The application's own sections over the memory lock manager and store.
+mod section {
+    use super::*;
+    use stockade_application::FencedSections;
+    use stockade_tests::contracts::section::Fixture;
+
+    async fn fixture() -> Fixture {
+        let store = Arc::new(MemoryStore::new()) as Arc<dyn Store>;
+        let locks = Arc::new(MemoryLockManager::new()) as Arc<dyn LockManager>;
+        Fixture {
+            sections: Arc::new(FencedSections::new(locks, store.clone())),
+            store,
+            idempotency: Arc::new(MemoryIdempotencyStore::new(
+                Arc::new(TokioClock::new()) as Arc<dyn Clock>,
+                Arc::new(ProcessIds::default()) as Arc<dyn IdGenerator>,
+            )),
+        }
+    }
+
+    stockade_tests::section_contract!(fixture());
+}

@@ -86,3 +86,50 @@ mod changes {
         });
     }
 }
+
+/// The Postgres sections as the postgres profile wires them: units on the sessions holding the
+/// advisory locks, outcomes recorded in the last unit's transaction.
+mod section_on_lock_sessions {
+    use super::*;
+    use stockade_postgres::PgSections;
+    use stockade_tests::contracts::section::Fixture;
+
+    async fn fixture() -> Fixture {
+        let db = db().await;
+        Fixture {
+            sections: Arc::new(
+                PgSections::on_lock_sessions(db.store(), db.locks().await).recording_outcomes(),
+            ),
+            store: Arc::new(db.store()),
+            idempotency: Arc::new(
+                db.idempotency(Arc::new(ProcessIds::default()) as Arc<dyn IdGenerator>),
+            ),
+        }
+    }
+
+    stockade_tests::section_contract!(fixture());
+}
+
+/// The Postgres sections under another lock manager's grants (fenced units), without
+/// recording outcomes.
+mod section_fenced {
+    use super::*;
+    use stockade_postgres::PgSections;
+    use stockade_tests::contracts::section::Fixture;
+
+    async fn fixture() -> Fixture {
+        let db = db().await;
+        Fixture {
+            sections: Arc::new(PgSections::fenced(
+                db.store(),
+                Arc::new(db.locks().await) as Arc<dyn LockManager>,
+            )),
+            store: Arc::new(db.store()),
+            idempotency: Arc::new(
+                db.idempotency(Arc::new(ProcessIds::default()) as Arc<dyn IdGenerator>),
+            ),
+        }
+    }
+
+    stockade_tests::section_contract!(fixture());
+}

@@ -4,10 +4,11 @@
 
 use sqlx::Connection;
 use std::time::Duration;
-use stockade_application::ports::lock::{LockError, LockGuard, LockManager};
+use stockade_application::ports::lock::{LockError, LockManager};
+use stockade_application::ports::section::{Outcomes, Section, Sections};
 use stockade_application::ports::store::{Store, StoreError, UnitOfWork};
 use stockade_domain::NewProduct;
-use stockade_postgres::{lock_id, PgLockManager, PgStore};
+use stockade_postgres::{lock_id, PgLockManager, PgSections};
 use stockade_tests::contracts::lock::{key, opts};
 use stockade_tests::pg::TestDb;
 
@@ -366,12 +367,12 @@ async fn fence_rows(admin: &mut sqlx::PgConnection, schema: &str) -> i64 {
         .unwrap()
 }
 
-/// A schema with a Postgres lock manager, a store whose guarded units run on the sessions
-/// holding their locks, and an admin connection watching those sessions.
+/// A schema with a Postgres lock manager, sections whose units run on the sessions holding
+/// their locks, and an admin connection watching those sessions.
 struct Hosting {
     db: TestDb,
     locks: PgLockManager,
-    hosting: PgStore,
+    sections: PgSections,
     admin: sqlx::PgConnection,
     /// The `application_name` of the lock manager's sessions.
     lock_app: String,
@@ -381,16 +382,23 @@ impl Hosting {
     async fn new() -> Hosting {
         let db = TestDb::new().await;
         let locks = db.locks().await;
-        let hosting = db.store().hosting_units_of(&locks);
+        let sections = PgSections::on_lock_sessions(db.store(), locks.clone());
         let admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
         let lock_app = format!("{}-locks", db.schema);
         Hosting {
             db,
             locks,
-            hosting,
+            sections,
             admin,
             lock_app,
         }
+    }
+
+    async fn enter(&self, lock: &str, wait_ms: u64, lease_ms: u64) -> Box<dyn Section> {
+        self.sections
+            .enter(&[key(lock)], opts(wait_ms, lease_ms))
+            .await
+            .unwrap()
     }
 
     /// Lock sessions inside a transaction and waiting.
@@ -398,94 +406,68 @@ impl Hosting {
         idle_in_transaction(&mut self.admin, &self.lock_app).await
     }
 
-    /// Takes `lock`, begins a unit on its session and inserts product `name` there; answers
-    /// the grant, the unit and the session's backend pid (the one lock session in a
-    /// transaction).
-    async fn hosted_insert(
-        &mut self,
-        lock: &str,
-        name: &str,
-    ) -> (LockGuard, Box<dyn UnitOfWork>, i32) {
-        let guard = self
-            .locks
-            .acquire(&[key(lock)], opts(1_000, 60_000))
-            .await
-            .unwrap();
-        let mut uow = self.hosting.begin_guarded(&guard).await.unwrap();
-        insert_product(&mut uow, name).await;
+    /// Enters a section over `lock`, begins a unit and inserts product `name` there; answers
+    /// the section and the session's backend pid (the one lock session in a transaction).
+    async fn hosted_insert(&mut self, lock: &str, name: &str) -> (Box<dyn Section>, i32) {
+        let mut section = self.enter(lock, 1_000, 60_000).await;
+        insert_product(section.begin().await.unwrap(), name).await;
         let session = backends(&mut self.admin, &self.lock_app, "idle in transaction").await;
         assert_eq!(session.len(), 1);
-        (guard, uow, session[0])
+        (section, session[0])
     }
 
     /// The names of the products the store holds, in a unit of its own.
     async fn product_names(&self) -> Vec<String> {
-        let mut read = self.hosting.begin().await.unwrap();
+        let mut read = self.db.store().begin().await.unwrap();
         let names = read.products().list().await.unwrap();
         names.into_iter().map(|p| p.name).collect()
     }
 }
 
-async fn insert_product(uow: &mut Box<dyn UnitOfWork>, name: &str) {
+async fn insert_product(uow: &mut dyn UnitOfWork, name: &str) {
     uow.products()
         .insert(NewProduct::new(name, 100, 5, 1).unwrap())
         .await
         .unwrap();
 }
 
-/// A store hosting a Postgres lock manager's units runs a guarded unit on the session holding
-/// the locks (no connection of its own pool, no fence written); a second unit under the same
-/// guard at once, or a store not hosting, falls back to a fenced unit of its own.
+/// A section's units run on the session holding its locks: no connection of the store's
+/// pool, no fence written, one unit after another on the same session. Sections under another
+/// manager's grants run fenced units on the pool instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_guarded_unit_runs_on_the_session_holding_its_locks() {
+async fn a_sections_units_run_on_the_session_holding_its_locks() {
     let mut h = Hosting::new().await;
-    let guard = h
-        .locks
-        .acquire(&[key("pg:host")], opts(1_000, 60_000))
-        .await
-        .unwrap();
-
-    let mut uow = h.hosting.begin_guarded(&guard).await.unwrap();
-    insert_product(&mut uow, "hosted").await;
+    let mut section = h.enter("pg:host", 1_000, 60_000).await;
+    insert_product(section.begin().await.unwrap(), "hosted").await;
     assert_eq!(h.open_on_lock_sessions().await, 1);
     assert_eq!(idle_in_transaction(&mut h.admin, &h.db.schema).await, 0);
-    // The session is busy: a second unit under the same guard gets a fenced one of its own.
-    let mut second = h.hosting.begin_guarded(&guard).await.unwrap();
-    insert_product(&mut second, "fenced").await;
-    assert_eq!(idle_in_transaction(&mut h.admin, &h.db.schema).await, 1);
-    second.commit().await.unwrap();
-    uow.commit().await.unwrap();
-    assert_eq!(fence_rows(&mut h.admin, &h.db.schema).await, 1);
-
-    // The session is free again: the next unit is hosted again, and writes no fence.
-    let mut again = h.hosting.begin_guarded(&guard).await.unwrap();
-    insert_product(&mut again, "hosted again").await;
+    section.commit().await.unwrap();
+    insert_product(section.begin().await.unwrap(), "hosted again").await;
     assert_eq!(h.open_on_lock_sessions().await, 1);
-    drop(again);
-    let names = h.product_names().await;
-    assert_eq!(names.len(), 2, "{names:?}");
-    assert!(names.contains(&"hosted".to_owned()) && names.contains(&"fenced".to_owned()));
+    section.finish(Outcomes::none()).await.unwrap();
+    assert_eq!(fence_rows(&mut h.admin, &h.db.schema).await, 0);
 
-    // A store that hosts nothing fences.
-    let plain = h.db.store();
-    plain
-        .begin_guarded(&guard)
-        .await
-        .unwrap()
-        .commit()
+    // Under another manager's grants (here the same manager, through the port): fenced.
+    let fenced = PgSections::fenced(
+        h.db.store(),
+        std::sync::Arc::new(h.locks.clone()) as std::sync::Arc<dyn LockManager>,
+    );
+    let mut section = fenced
+        .enter(&[key("pg:host")], opts(1_000, 60_000))
         .await
         .unwrap();
-    guard.release().await.unwrap();
-    assert_eq!(
-        fence_rows(&mut h.admin, &h.db.schema).await,
-        1,
-        "same key, same row"
-    );
+    insert_product(section.begin().await.unwrap(), "fenced").await;
+    assert_eq!(idle_in_transaction(&mut h.admin, &h.db.schema).await, 1);
+    section.finish(Outcomes::none()).await.unwrap();
+    assert_eq!(fence_rows(&mut h.admin, &h.db.schema).await, 1);
+    let mut names = h.product_names().await;
+    names.sort();
+    assert_eq!(names, vec!["fenced", "hosted", "hosted again"]);
     let next = h
         .locks
         .acquire(&[key("pg:host")], opts(0, 60_000))
         .await
-        .expect("released, rolled back unit and all");
+        .expect("released");
     next.release().await.unwrap();
     h.db.drop_schema().await;
 }
@@ -495,13 +477,9 @@ async fn a_guarded_unit_runs_on_the_session_holding_its_locks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hosted_unit_dies_with_its_lock_session() {
     let mut h = Hosting::new().await;
-    let guard = h
-        .locks
-        .acquire(&[key("pg:die")], opts(1_000, 60_000))
-        .await
-        .unwrap();
-    let mut uow = h.hosting.begin_guarded(&guard).await.unwrap();
-    insert_product(&mut uow, "lost").await;
+    let mut section = h.enter("pg:die", 1_000, 60_000).await;
+    let uow = section.begin().await.unwrap();
+    insert_product(uow, "lost").await;
     let killed: i64 = sqlx::query_scalar(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
          WHERE application_name = $1 AND state = 'idle in transaction'",
@@ -516,13 +494,16 @@ async fn a_hosted_unit_dies_with_its_lock_session() {
         .insert(NewProduct::new("lost too", 100, 5, 1).unwrap())
         .await;
     assert!(matches!(next, Err(StoreError::Unavailable(_))), "{next:?}");
-    assert!(uow.commit().await.is_err());
     let other = h
         .locks
         .acquire(&[key("pg:die")], opts(5_000, 60_000))
         .await
         .expect("the dead session's lock is free");
-    let _ = guard.release().await;
+    let finished = section.finish(Outcomes::none()).await;
+    assert!(
+        matches!(finished, Err(StoreError::Unavailable(_))),
+        "{finished:?}"
+    );
     let third = h.locks.acquire(&[key("pg:die")], opts(200, 60_000)).await;
     assert!(matches!(third, Err(LockError::Timeout)), "{third:?}");
     other.release().await.unwrap();
@@ -530,25 +511,17 @@ async fn a_hosted_unit_dies_with_its_lock_session() {
     h.db.drop_schema().await;
 }
 
-/// A guard dropped, or whose lease runs out, while a unit runs on its session: the locks stay
+/// A section dropped, or whose lease runs out, while a unit runs on its session: the locks stay
 /// held until the unit ends (the transaction still needs them), then are released (the
 /// session is not returned to the pool holding them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_during_a_hosted_unit_happens_when_the_unit_ends() {
-    let Hosting {
-        db, locks, hosting, ..
-    } = Hosting::new().await;
+    let h = Hosting::new().await;
 
-    let dropped = locks
-        .acquire(&[key("pg:drop")], opts(1_000, 60_000))
-        .await
-        .unwrap();
-    let uow = hosting.begin_guarded(&dropped).await.unwrap();
+    let mut dropped = h.enter("pg:drop", 1_000, 60_000).await;
+    dropped.begin().await.unwrap();
     drop(dropped);
-    let early = locks.acquire(&[key("pg:drop")], opts(300, 60_000)).await;
-    assert!(matches!(early, Err(LockError::Timeout)), "{early:?}");
-    drop(uow);
-    locks
+    h.locks
         .acquire(&[key("pg:drop")], opts(5_000, 60_000))
         .await
         .expect("released once the unit ended")
@@ -556,42 +529,39 @@ async fn a_release_during_a_hosted_unit_happens_when_the_unit_ends() {
         .await
         .unwrap();
 
-    let lapsing = locks
-        .acquire(&[key("pg:lease")], opts(1_000, 300))
-        .await
-        .unwrap();
-    let uow = hosting.begin_guarded(&lapsing).await.unwrap();
+    let mut lapsing = h.enter("pg:lease", 1_000, 300).await;
+    lapsing.begin().await.unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(lapsing.check().is_err(), "the lease ran out");
-    let early = locks.acquire(&[key("pg:lease")], opts(300, 60_000)).await;
+    assert!(lapsing.lease_lost(), "the lease ran out");
+    let early = h.locks.acquire(&[key("pg:lease")], opts(300, 60_000)).await;
     assert!(matches!(early, Err(LockError::Timeout)), "{early:?}");
-    drop(uow);
-    locks
+    lapsing.rollback();
+    h.locks
         .acquire(&[key("pg:lease")], opts(5_000, 60_000))
         .await
         .expect("released once the unit ended")
         .release()
         .await
         .unwrap();
-    drop(lapsing);
-    db.drop_schema().await;
+    let refused = lapsing.begin().await.map(|_| ());
+    assert!(
+        matches!(refused, Err(StoreError::StaleFence { .. })),
+        "{refused:?}"
+    );
+    lapsing.leave().await;
+    h.db.drop_schema().await;
 }
 
-/// A unit dropped without commit on the lock session is rolled back at once (not left open
-/// until the session's next use, for the length of a platform call say); the session keeps its
-/// locks and hosts the next unit.
+/// A unit rolled back on the lock session is rolled back at once (not left open until the
+/// session's next use, for the length of a platform call say); the session keeps its locks and
+/// hosts the next unit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_hosted_unit_is_rolled_back_at_once() {
+async fn a_rolled_back_hosted_unit_ends_at_once() {
     let mut h = Hosting::new().await;
-    let guard = h
-        .locks
-        .acquire(&[key("pg:rollback")], opts(1_000, 60_000))
-        .await
-        .unwrap();
-    let mut uow = h.hosting.begin_guarded(&guard).await.unwrap();
-    insert_product(&mut uow, "dropped").await;
+    let mut section = h.enter("pg:rollback", 1_000, 60_000).await;
+    insert_product(section.begin().await.unwrap(), "dropped").await;
     assert_eq!(h.open_on_lock_sessions().await, 1);
-    drop(uow);
+    section.rollback();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while h.open_on_lock_sessions().await != 0 {
         assert!(tokio::time::Instant::now() < deadline, "still open");
@@ -602,12 +572,11 @@ async fn a_dropped_hosted_unit_is_rolled_back_at_once() {
         .acquire(&[key("pg:rollback")], opts(200, 60_000))
         .await;
     assert!(matches!(other, Err(LockError::Timeout)), "{other:?}");
-    let mut next = h.hosting.begin_guarded(&guard).await.unwrap();
-    insert_product(&mut next, "kept").await;
+    insert_product(section.begin().await.unwrap(), "kept").await;
     assert_eq!(h.open_on_lock_sessions().await, 1);
-    next.commit().await.unwrap();
-    guard.release().await.unwrap();
+    section.finish(Outcomes::none()).await.unwrap();
     assert_eq!(h.product_names().await, vec!["kept".to_owned()]);
+    assert_eq!(fence_rows(&mut h.admin, &h.db.schema).await, 0);
     h.db.drop_schema().await;
 }
 
@@ -623,15 +592,15 @@ async fn backends(admin: &mut sqlx::PgConnection, application_name: &str, state:
     .unwrap()
 }
 
-/// A unit running on its grant's session commits and unlocks in one step: the write is there,
-/// the lock is free at once, and the session is kept alive for the next grant (not closed). If the
-/// session dies before the commit, nothing is applied, the error says the backend is
-/// unavailable, and the lock is free.
+/// A section's last unit commits and unlocks in one step: the write is there, the lock is
+/// free at once, and the session is kept alive for the next grant (not closed). If the session
+/// dies before the commit, nothing is applied, the error says the backend is unavailable, and
+/// the lock is free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hosted_unit_commits_and_unlocks_in_one_step() {
+async fn a_sections_last_unit_commits_and_unlocks_in_one_step() {
     let mut h = Hosting::new().await;
-    let (guard, uow, session) = h.hosted_insert("pg:one-step", "committed").await;
-    uow.commit_releasing(guard).await.unwrap();
+    let (section, session) = h.hosted_insert("pg:one-step", "committed").await;
+    section.finish(Outcomes::none()).await.unwrap();
     let idle = backends(&mut h.admin, &h.lock_app, "idle").await;
     assert!(idle.contains(&session), "{idle:?} vs {session}");
     assert_eq!(
@@ -647,9 +616,9 @@ async fn a_hosted_unit_commits_and_unlocks_in_one_step() {
     next.release().await.unwrap();
     assert_eq!(h.product_names().await, vec!["committed".to_owned()]);
 
-    let (guard, uow, session) = h.hosted_insert("pg:one-step", "lost").await;
+    let (section, session) = h.hosted_insert("pg:one-step", "lost").await;
     terminate(&mut h.admin, session).await;
-    let failed = uow.commit_releasing(guard).await;
+    let failed = section.finish(Outcomes::none()).await;
     assert!(
         matches!(failed, Err(StoreError::Unavailable(_))),
         "{failed:?}"
@@ -674,19 +643,15 @@ async fn last_query(admin: &mut sqlx::PgConnection, pid: i32) -> String {
         .unwrap()
 }
 
-/// Where a store hosts the manager's units, a grant opens the first unit's transaction in its
-/// own round trip, and a unit that commits without releasing opens the next one with its
-/// `COMMIT`: no unit sends a `BEGIN` of its own. The open transaction holds no snapshot, and a
-/// release rolls it back with the unlock; a grant that had to wait takes
-/// its locks outside any transaction and its unit begins as usual.
+/// A section's grant opens the first unit's transaction in its own round trip, and a unit
+/// committed mid-section opens the next one with its `COMMIT`: no unit sends a `BEGIN` of its
+/// own. The open transaction holds no snapshot, and leaving rolls it back with the unlock; a
+/// grant that had to wait takes its locks outside any transaction and its unit begins as
+/// usual.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hosted_grant_opens_its_units_in_round_trips_it_already_makes() {
+async fn a_sections_grant_opens_its_units_in_round_trips_it_already_makes() {
     let mut h = Hosting::new().await;
-    let guard = h
-        .locks
-        .acquire(&[key("pg:ready")], opts(1_000, 60_000))
-        .await
-        .unwrap();
+    let mut section = h.enter("pg:ready", 1_000, 60_000).await;
     let session = backends(&mut h.admin, &h.lock_app, "idle in transaction").await;
     assert_eq!(session.len(), 1, "the grant's transaction is open");
     let session = session[0];
@@ -701,20 +666,18 @@ async fn a_hosted_grant_opens_its_units_in_round_trips_it_already_makes() {
             .unwrap();
     assert_eq!(xmin, None, "the open transaction holds no snapshot");
 
-    let mut uow = h.hosting.begin_guarded(&guard).await.unwrap();
-    insert_product(&mut uow, "first").await;
-    uow.commit().await.unwrap();
+    insert_product(section.begin().await.unwrap(), "first").await;
+    section.commit().await.unwrap();
     assert_eq!(last_query(&mut h.admin, session).await, "COMMIT; BEGIN");
     assert_eq!(h.product_names().await, vec!["first".to_owned()]);
-    let mut uow = h.hosting.begin_guarded(&guard).await.unwrap();
-    insert_product(&mut uow, "second").await;
+    insert_product(section.begin().await.unwrap(), "second").await;
     assert_eq!(
         backends(&mut h.admin, &h.lock_app, "idle in transaction").await,
         vec![session],
         "the second unit runs on the session"
     );
-    uow.commit().await.unwrap();
-    guard.release().await.unwrap();
+    section.commit().await.unwrap();
+    section.leave().await;
     assert_eq!(
         last_query(&mut h.admin, session).await,
         "ROLLBACK; SELECT pg_advisory_unlock_all()"
@@ -723,25 +686,20 @@ async fn a_hosted_grant_opens_its_units_in_round_trips_it_already_makes() {
         .await
         .contains(&session));
 
-    // A grant that waits: the holder's release lets it in; its unit then begins and commits.
-    let holder = h
-        .locks
-        .acquire(&[key("pg:ready")], opts(1_000, 60_000))
-        .await
-        .unwrap();
-    let locks = h.locks.clone();
+    // A grant that waits: the holder's leaving lets it in; its unit then begins and commits.
+    let holder = h.enter("pg:ready", 1_000, 60_000).await;
+    let sections = h.sections.clone();
     let waiter = tokio::spawn(async move {
-        locks
-            .acquire(&[key("pg:ready")], opts(5_000, 60_000))
+        sections
+            .enter(&[key("pg:ready")], opts(5_000, 60_000))
             .await
             .unwrap()
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    holder.release().await.unwrap();
-    let waited = waiter.await.unwrap();
-    let mut uow = h.hosting.begin_guarded(&waited).await.unwrap();
-    insert_product(&mut uow, "third").await;
-    uow.commit_releasing(waited).await.unwrap();
+    holder.leave().await;
+    let mut waited = waiter.await.unwrap();
+    insert_product(waited.begin().await.unwrap(), "third").await;
+    waited.finish(Outcomes::none()).await.unwrap();
     let mut names = h.product_names().await;
     names.sort();
     assert_eq!(names, vec!["first", "second", "third"]);

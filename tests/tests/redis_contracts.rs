@@ -76,3 +76,31 @@ mod queue {
         redelivery = queue(Duration::from_millis(300))
     );
 }
+
+/// The production profile's sections: Postgres units under Redlock grants, fenced, with the
+/// outcomes recorded in the last unit's transaction.
+mod section {
+    use super::*;
+    use stockade_postgres::PgSections;
+    use stockade_tests::contracts::section::Fixture;
+    use stockade_tests::pg::TestDb;
+
+    async fn fixture() -> Fixture {
+        let db = TestDb::new().await;
+        let locks = RedisLockManager::connect(&[url()], namespace(), false)
+            .await
+            .expect("Redis answers at REDIS_URL");
+        Fixture {
+            sections: Arc::new(
+                PgSections::fenced(db.store(), Arc::new(locks) as Arc<dyn LockManager>)
+                    .recording_outcomes(),
+            ),
+            store: Arc::new(db.store()),
+            idempotency: Arc::new(
+                db.idempotency(Arc::new(ProcessIds::default()) as Arc<dyn IdGenerator>),
+            ),
+        }
+    }
+
+    stockade_tests::section_contract!(fixture());
+}

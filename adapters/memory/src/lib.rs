@@ -68,6 +68,7 @@ impl MemoryBackend {
         Ports {
             store: Arc::new(self.store.clone()),
             locks: Arc::new(self.locks.clone()),
+            sections: None,
             idempotency: Arc::new(self.idempotency.clone()),
             gate: Arc::new(self.gate.clone()),
             queue: Arc::new(self.queue.clone()),

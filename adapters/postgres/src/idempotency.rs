@@ -4,7 +4,7 @@
 //! instance shares.
 //!
 //! When the store is Postgres on the same database, successful outcomes are written by the
-//! business transaction itself (`UnitOfWork::record_outcome`), and this store only claims,
+//! business transaction itself ([`crate::PgSections::recording_outcomes`]), and this store only claims,
 //! abandons and records refusals. Its pool may then run with `synchronous_commit = off`: a
 //! claim lost in a server crash makes the request's own commit fail with `TicketLost` (nothing
 //! is applied) and a lost refusal is simply computed again by the retry.

@@ -11,12 +11,14 @@ mod convert;
 mod error;
 mod idempotency;
 mod lock;
+mod section;
 mod sessions;
 mod store;
 
 pub use changes::PgChangeFeed;
 pub use idempotency::PgIdempotencyStore;
 pub use lock::{lock_id, PgLockManager};
+pub use section::PgSections;
 pub use store::PgStore;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

@@ -68,9 +68,8 @@ pub struct PgLockManager {
     scope: Arc<Scope>,
 }
 
-/// Identifies a manager's grants, and says whether a store runs units of work on their
-/// sessions ([`crate::PgStore::hosting_units_of`]): then each grant's session opens the first
-/// unit's transaction in the grant's own round trip.
+/// Says whether units of work run on the manager's sessions ([`crate::PgSections`]): then each
+/// grant's session opens the first unit's transaction in the grant's own round trip.
 #[derive(Debug, Default)]
 pub(crate) struct Scope {
     hosted: AtomicBool,
@@ -130,12 +129,10 @@ impl PgLockManager {
         }
     }
 
-    /// What a [`crate::PgStore`] needs to run guarded units on this manager's sessions
-    /// ([`crate::PgStore::hosting_units_of`]); from now on each grant opens a transaction for
-    /// the first of them.
-    pub(crate) fn hosted_scope(&self) -> Arc<Scope> {
+    /// From now on each grant opens a transaction for the first unit of work run on its
+    /// session ([`crate::PgSections`]).
+    pub(crate) fn host_units(&self) {
         self.scope.hosted.store(true, Ordering::Relaxed);
-        self.scope.clone()
     }
 
     async fn lock_one(conn: &mut Conn, lock: i64, deadline: Instant) -> Result<i64, LockError> {
@@ -162,7 +159,7 @@ impl PgLockManager {
             .bind(lock)
             .execute(&mut **conn)
             .await;
-        // The session may host units of work next (PgStore::hosting_units_of), whose row locks
+        // The session may host units of work next (PgSections::on_lock_sessions), whose row locks
         // must not inherit this wait's time-out.
         sqlx::Executor::execute(&mut **conn, "RESET lock_timeout")
             .await
@@ -216,6 +213,19 @@ impl LockManager for PgLockManager {
         keys: &[LockKey],
         options: LockOptions,
     ) -> Result<LockGuard, LockError> {
+        let (fences, held) = self.grant(keys, options).await?;
+        Ok(LockGuard::new(fences, Box::new(held)))
+    }
+}
+
+impl PgLockManager {
+    /// [`LockManager::acquire`], with the grant as it is (for [`crate::PgSections`], which
+    /// runs units on its session).
+    pub(crate) async fn grant(
+        &self,
+        keys: &[LockKey],
+        options: LockOptions,
+    ) -> Result<(Vec<Fence>, PgHeld), LockError> {
         let deadline = Instant::now() + options.wait;
         // Sorted and de-duplicated by lock id (see the module docs).
         let mut wanted: Vec<(i64, LockKey)> = keys
@@ -225,10 +235,7 @@ impl LockManager for PgLockManager {
         wanted.sort();
         let mut fences: Vec<Fence> = Vec::with_capacity(wanted.len());
         if wanted.is_empty() {
-            return Ok(LockGuard::new(
-                fences,
-                Box::new(PgHeld::none(self.scope.clone())),
-            ));
+            return Ok((fences, PgHeld::none()));
         }
         // Waiting for a connection is part of waiting for the lock (a hot key queues its waiters
         // in the pool first), but even a zero wait gets a moment to check one out and try.
@@ -323,10 +330,7 @@ impl LockManager for PgLockManager {
         fences.sort_by(|a, b| a.key.cmp(&b.key));
         fences.dedup_by(|a, b| a.key == b.key);
         let conn = acquiring.conn.take();
-        Ok(LockGuard::new(
-            fences,
-            Box::new(PgHeld::new(conn, ready, options.lease, self.scope.clone())),
-        ))
+        Ok((fences, PgHeld::new(conn, ready, options.lease)))
     }
 }
 
@@ -538,11 +542,6 @@ impl HostedSession {
         }
     }
 
-    /// Whether this unit runs on `held`'s session.
-    pub(crate) fn runs_on(&self, held: &PgHeld) -> bool {
-        Arc::ptr_eq(&self.shared, &held.shared)
-    }
-
     /// Commits and ends the grant in one round trip: `COMMIT; SELECT pg_advisory_unlock_all()`
     /// as one simple query, after which the connection is parked for the next grant and the grant's
     /// release has nothing left to do. `Ok` once the `COMMIT` succeeded; an unlock failing
@@ -636,8 +635,6 @@ impl Drop for HostedSession {
 
 pub(crate) struct PgHeld {
     shared: Arc<Shared>,
-    /// The lock manager that granted it (a store hosts units only on its own manager's grants).
-    scope: Arc<Scope>,
     watchdog: Option<tokio::task::JoinHandle<()>>,
     released: bool,
 }
@@ -651,17 +648,16 @@ impl fmt::Debug for PgHeld {
 }
 
 impl PgHeld {
-    fn none(scope: Arc<Scope>) -> Self {
+    fn none() -> Self {
         PgHeld {
             shared: Shared::holding(None, false),
-            scope,
             watchdog: None,
             released: true,
         }
     }
 
     /// `ready`: a transaction is open on the session for the first unit.
-    fn new(conn: Option<Conn>, ready: bool, lease: Duration, scope: Arc<Scope>) -> Self {
+    fn new(conn: Option<Conn>, ready: bool, lease: Duration) -> Self {
         let shared = Shared::holding(conn, ready);
         let s = shared.clone();
         let watchdog = tokio::spawn(async move {
@@ -675,15 +671,23 @@ impl PgHeld {
         });
         PgHeld {
             shared,
-            scope,
             watchdog: Some(watchdog),
             released: false,
         }
     }
 
-    /// Whether `scope` is the lock manager that granted this.
-    pub(crate) fn granted_by(&self, scope: &Arc<Scope>) -> bool {
-        Arc::ptr_eq(&self.scope, scope)
+    /// Whether the lease ran out (the watchdog released the locks).
+    pub(crate) fn lost(&self) -> bool {
+        self.shared.lost.load(Ordering::SeqCst)
+    }
+
+    /// Releases every key of the grant (see [`HeldLock::release`]).
+    pub(crate) async fn end(mut self) -> Result<(), LockError> {
+        if let Some(w) = self.watchdog.take() {
+            w.abort();
+        }
+        self.released = true;
+        self.shared.release().await
     }
 }
 
@@ -716,18 +720,10 @@ impl Drop for PgHeld {
 #[async_trait]
 impl HeldLock for PgHeld {
     fn lease_lost(&self) -> bool {
-        self.shared.lost.load(Ordering::SeqCst)
+        self.lost()
     }
 
-    async fn release(mut self: Box<Self>) -> Result<(), LockError> {
-        if let Some(w) = self.watchdog.take() {
-            w.abort();
-        }
-        self.released = true;
-        self.shared.release().await
-    }
-
-    fn as_any(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
-        Some(self)
+    async fn release(self: Box<Self>) -> Result<(), LockError> {
+        (*self).end().await
     }
 }

@@ -10,13 +10,12 @@
 
 use crate::convert::{at, id, join_reference, money, qty, split_reference, ts, u32_of};
 use crate::error::{corrupt, store_error};
-use crate::lock::{HostedSession, PgHeld, PgLockManager};
+use crate::lock::HostedSession;
 use async_trait::async_trait;
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use std::fmt;
-use std::sync::Arc;
 use stockade_application::ports::idempotency::{StoredOutcome, Ticket};
-use stockade_application::ports::lock::{Fence, LockGuard};
+use stockade_application::ports::lock::Fence;
 use stockade_application::ports::store::{
     CartRepository, CouponRepository, LedgerChange, NewOrder, OrderRepository, PaymentRepository,
     ProductRepository, SagaStep, Store, StoreError, UnitOfWork, WalletAudit, WalletRepository,
@@ -32,8 +31,6 @@ use stockade_domain::{
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
-    /// The lock manager on whose sessions guarded units run (see [`PgStore::hosting_units_of`]).
-    hosts: Option<Arc<crate::lock::Scope>>,
 }
 
 impl fmt::Debug for PgStore {
@@ -46,19 +43,13 @@ impl fmt::Debug for PgStore {
 
 impl PgStore {
     pub fn new(pool: PgPool) -> Self {
-        PgStore { pool, hosts: None }
+        PgStore { pool }
     }
 
-    /// Runs units guarded by `locks`' grants on the session that holds the locks, instead of on
-    /// a connection of this store's pool with their fences checked: one round trip less per
-    /// unit and no fence row written, and the locks cannot be lost while the unit runs (a dead
-    /// session takes its transaction with it). Only for a lock manager on this store's database
-    /// and schema, with synchronous commits (its pool then serves those units too, so size it
-    /// for them).
-    #[must_use]
-    pub fn hosting_units_of(mut self, locks: &PgLockManager) -> Self {
-        self.hosts = Some(locks.hosted_scope());
-        self
+    /// A unit of work on a connection of the pool.
+    pub(crate) async fn unit(&self) -> Result<PgUnit, StoreError> {
+        let tx = self.pool.begin().await.map_err(store_error)?;
+        Ok(PgUnit { tx: Tx::Pooled(tx) })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -69,35 +60,13 @@ impl PgStore {
 #[async_trait]
 impl Store for PgStore {
     async fn begin(&self) -> Result<Box<dyn UnitOfWork>, StoreError> {
-        let tx = self.pool.begin().await.map_err(store_error)?;
-        Ok(Box::new(PgUnit { tx: Tx::Pooled(tx) }))
-    }
-
-    async fn begin_guarded(&self, guard: &LockGuard) -> Result<Box<dyn UnitOfWork>, StoreError> {
-        let held = guard
-            .held()
-            .as_any()
-            .and_then(|a| a.downcast_ref::<PgHeld>());
-        if let (Some(held), Some(scope)) = (held, &self.hosts) {
-            if held.granted_by(scope) {
-                if let Some(hosted) = HostedSession::begin(held).await.map_err(store_error)? {
-                    return Ok(Box::new(PgUnit {
-                        tx: Tx::Hosted(hosted),
-                    }));
-                }
-            }
-        }
-        // Not one of the hosted manager's grants, or its session is busy or gone: a unit of its
-        // own, fenced.
-        let mut uow = self.begin().await?;
-        uow.check_fences(guard.fences()).await?;
-        Ok(uow)
+        Ok(Box::new(self.unit().await?))
     }
 }
 
 /// A unit's transaction: on a connection of the store's pool, or on the session holding its
 /// locks.
-enum Tx {
+pub(crate) enum Tx {
     Pooled(Transaction<'static, Postgres>),
     Hosted(HostedSession),
 }
@@ -121,8 +90,8 @@ impl std::ops::DerefMut for Tx {
     }
 }
 
-struct PgUnit {
-    tx: Tx,
+pub(crate) struct PgUnit {
+    pub(crate) tx: Tx,
 }
 
 type R<T> = Result<T, StoreError>;
@@ -192,12 +161,23 @@ impl UnitOfWork for PgUnit {
             .pop())
     }
 
-    async fn record_outcome(
+    async fn commit(self: Box<Self>) -> R<()> {
+        match self.tx {
+            Tx::Pooled(t) => t.commit().await.map_err(e),
+            Tx::Hosted(h) => h.commit().await.map_err(e),
+        }
+    }
+}
+
+impl PgUnit {
+    /// Completes the idempotency record of `ticket` with `outcome`, as part of this unit.
+    /// [`StoreError::TicketLost`] when the record no longer belongs to the ticket.
+    pub(crate) async fn record_outcome(
         &mut self,
         ticket: &Ticket,
         outcome: &StoredOutcome,
         ttl: std::time::Duration,
-    ) -> R<bool> {
+    ) -> R<()> {
         let done = sqlx::query(
             "UPDATE idempotency_keys
              SET state = 'DONE', ok = $4, body = $5,
@@ -214,55 +194,22 @@ impl UnitOfWork for PgUnit {
         .await
         .map_err(e)?;
         if done.rows_affected() == 1 {
-            Ok(true)
+            Ok(())
         } else {
             Err(StoreError::TicketLost)
         }
     }
 
-    async fn record_outcomes(
+    /// [`Self::record_outcome`] for several tickets, in one statement.
+    pub(crate) async fn record_outcomes(
         &mut self,
         outcomes: &[(Ticket, StoredOutcome)],
         ttl: std::time::Duration,
-    ) -> R<bool> {
+    ) -> R<()> {
         if let [(ticket, outcome)] = outcomes {
             return self.record_outcome(ticket, outcome, ttl).await;
         }
-        crate::batch::record_outcomes(&mut self.tx, outcomes, ttl).await?;
-        Ok(true)
-    }
-
-    async fn commit(self: Box<Self>) -> R<()> {
-        match self.tx {
-            Tx::Pooled(t) => t.commit().await.map_err(e),
-            Tx::Hosted(h) => h.commit().await.map_err(e),
-        }
-    }
-
-    /// A unit running on the session of `guard` commits and unlocks in one round trip; any
-    /// other commits, then releases.
-    async fn commit_releasing(self: Box<Self>, guard: LockGuard) -> R<()> {
-        let on_session = match (&self.tx, guard.held().as_any()) {
-            (Tx::Hosted(h), Some(any)) => any
-                .downcast_ref::<PgHeld>()
-                .is_some_and(|held| h.runs_on(held)),
-            _ => false,
-        };
-        match self.tx {
-            Tx::Hosted(h) if on_session => {
-                h.commit_and_unlock().await.map_err(e)?;
-                // Nothing is left to unlock: this only ends the guard (its lease watchdog).
-                let _ = guard.release().await;
-                Ok(())
-            }
-            tx => {
-                Box::new(PgUnit { tx }).commit().await?;
-                if let Err(err) = guard.release().await {
-                    tracing::warn!(error = %err, "lock release failed; its lease will end it");
-                }
-                Ok(())
-            }
-        }
+        crate::batch::record_outcomes(&mut self.tx, outcomes, ttl).await
     }
 }
 

@@ -107,12 +107,6 @@ pub enum LockError {
 /// not called.
 #[async_trait]
 pub trait HeldLock: Send + Sync + fmt::Debug {
-    /// The adapter's own grant, for a store that can run units on it (see
-    /// `Store::begin_guarded`); `None` by default.
-    fn as_any(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
-        None
-    }
-
     /// Whether the lease of any key ran out (another holder may have the key now).
     fn lease_lost(&self) -> bool;
     /// Releases every key of the grant.

@@ -12,6 +12,7 @@ pub mod lock;
 pub mod platform;
 pub mod popularity;
 pub mod queue;
+pub mod section;
 pub mod store;
 
 use std::sync::Arc;
@@ -21,6 +22,10 @@ use std::sync::Arc;
 pub struct Ports {
     pub store: Arc<dyn store::Store>,
     pub locks: Arc<dyn lock::LockManager>,
+    /// The write path; `None`: [`crate::FencedSections`] over `locks` and `store`. A backend
+    /// whose own sections do better (Postgres: units on the lock's session, outcomes in the
+    /// same transaction) sets its own.
+    pub sections: Option<Arc<dyn section::Sections>>,
     pub idempotency: Arc<dyn idempotency::IdempotencyStore>,
     pub gate: Arc<dyn gate::CouponGate>,
     pub queue: Arc<dyn queue::IssuanceQueue>,

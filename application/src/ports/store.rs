@@ -14,15 +14,11 @@
 //! - Refuse, in [`UnitOfWork::check_fences`], a fencing token lower than the highest one the
 //!   store has seen for that key, with [`StoreError::StaleFence`]; remember the highest token
 //!   as part of the unit's writes.
-//! - Open a guarded unit ([`Store::begin_guarded`]) either with its fences checked, or on the
-//!   lock's own session when the guard comes from a lock manager the store can host units for
-//!   (the lock then cannot be lost while the unit runs, so there is nothing to fence).
 //! - Map a lost connection or any backend failure to [`StoreError::Unavailable`], with nothing
 //!   half-applied; a serialization failure or deadlock to [`StoreError::Contention`].
 
 use crate::error::BackendError;
-use crate::ports::idempotency::{StoredOutcome, Ticket};
-use crate::ports::lock::{Fence, LockGuard};
+use crate::ports::lock::Fence;
 use async_trait::async_trait;
 use std::fmt;
 use stockade_domain::{
@@ -58,15 +54,6 @@ pub enum StoreError {
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
     async fn begin(&self) -> Result<Box<dyn UnitOfWork>, StoreError>;
-
-    /// A unit of work under `guard`'s locks: by default a new unit that checks the guard's
-    /// fences first. An adapter that can run the unit on the session holding the locks (a
-    /// Postgres store with Postgres advisory locks on the same database) may do so instead.
-    async fn begin_guarded(&self, guard: &LockGuard) -> Result<Box<dyn UnitOfWork>, StoreError> {
-        let mut uow = self.begin().await?;
-        uow.check_fences(guard.fences()).await?;
-        Ok(uow)
-    }
 }
 
 /// One atomic set of reads and writes. Dropping it without `commit` rolls it back.
@@ -94,51 +81,7 @@ pub trait UnitOfWork: Send {
         Ok(Some((order, payments)))
     }
 
-    /// Records an idempotent outcome as part of this unit, so that it commits with the business
-    /// write it describes. Only called when the idempotency store keeps its records in this
-    /// store's database (`Settings::idempotency_in_store`). Answers `Ok(false)` when the adapter
-    /// cannot (the caller then completes the record after commit), and
-    /// [`StoreError::TicketLost`] when the record no longer belongs to `ticket` (the unit must
-    /// then not commit).
-    async fn record_outcome(
-        &mut self,
-        _ticket: &Ticket,
-        _outcome: &StoredOutcome,
-        _ttl: std::time::Duration,
-    ) -> Result<bool, StoreError> {
-        Ok(false)
-    }
-
-    /// [`Self::record_outcome`] for several requests at once, all or nothing: `Ok(false)` when
-    /// the adapter cannot (nothing recorded), [`StoreError::TicketLost`] when any record no
-    /// longer belongs to its ticket (the unit must then not commit). This default records them
-    /// one by one; an adapter overrides it when it can write them in one statement.
-    async fn record_outcomes(
-        &mut self,
-        outcomes: &[(Ticket, StoredOutcome)],
-        ttl: std::time::Duration,
-    ) -> Result<bool, StoreError> {
-        for (ticket, outcome) in outcomes {
-            if !self.record_outcome(ticket, outcome, ttl).await? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
-
-    /// Commits, then releases `guard` (the grant this unit was begun under). An adapter whose
-    /// unit runs on the session holding the locks may do both in one step; the guard is released
-    /// either way once the commit succeeded, and is left to its own drop if it failed. A release
-    /// that fails after a successful commit is logged, not returned: the lease ends the grant.
-    async fn commit_releasing(self: Box<Self>, guard: LockGuard) -> Result<(), StoreError> {
-        self.commit().await?;
-        if let Err(e) = guard.release().await {
-            tracing::warn!(error = %e, "lock release failed; its lease will end it");
-        }
-        Ok(())
-    }
 }
 
 /// A change to append to a wallet's ledger.

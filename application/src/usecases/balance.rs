@@ -1,5 +1,7 @@
 //! ChargeBalance, GetBalance and the ledger listing.
 
+use crate::idempotent::Answered;
+use crate::ports::idempotency::Ticket;
 use crate::ports::lock::keys;
 use crate::ports::store::LedgerChange;
 use crate::views::{BalanceView, ChargeReceipt, TransactionView};
@@ -32,9 +34,17 @@ impl Stockade {
         let user = cmd.user_id;
         let key = key.cloned();
         self.detached(move |app| async move {
-            let work = app.retry_contention(|| app.charge_once(cmd.clone(), reference.clone()));
-            app.idempotent(user, key.as_ref(), "charge", canonical, work)
-                .await
+            app.idempotent(user, key.as_ref(), "charge", canonical, |ticket| {
+                let (app, cmd, reference) = (&app, &cmd, &reference);
+                async move {
+                    app.retry_contention(|| {
+                        app.charge_once(cmd.clone(), reference.clone(), ticket.as_ref())
+                    })
+                    .await
+                    .into()
+                }
+            })
+            .await
         })
         .await
     }
@@ -43,9 +53,10 @@ impl Stockade {
         &self,
         cmd: ChargeBalance,
         reference: Option<String>,
-    ) -> Result<ChargeReceipt, AppError> {
-        let guard = self.lock(&[keys::balance(cmd.user_id)]).await?;
-        let mut uow = self.begin_guarded(&guard).await?;
+        ticket: Option<&Ticket>,
+    ) -> Result<Answered<ChargeReceipt>, AppError> {
+        let mut guard = self.enter(&[keys::balance(cmd.user_id)]).await?;
+        let uow = guard.begin().await?;
         if let Some(reference) = &reference {
             if let Some(done) = uow
                 .wallets()
@@ -53,10 +64,13 @@ impl Stockade {
                 .await?
             {
                 let balance = uow.wallets().balance(cmd.user_id).await?;
-                return Ok(ChargeReceipt {
-                    user_id: cmd.user_id.get(),
-                    balance: balance.won(),
-                    transaction_id: done.id.get(),
+                return Ok(Answered {
+                    value: ChargeReceipt {
+                        user_id: cmd.user_id.get(),
+                        balance: balance.won(),
+                        transaction_id: done.id.get(),
+                    },
+                    recorded: false,
                 });
             }
         }
@@ -78,8 +92,7 @@ impl Stockade {
             balance: entry.balance_after.won(),
             transaction_id: entry.id.get(),
         };
-        self.commit_answer(uow, guard, &receipt).await?;
-        Ok(receipt)
+        guard.answer(ticket, receipt).await
     }
 
     /// The wallet balance (0 for a user seen for the first time).

@@ -48,8 +48,8 @@ impl Stockade {
         user: UserId,
         change: CartChange,
     ) -> Result<CartView, AppError> {
-        let guard = self.lock(&[keys::cart(user)]).await?;
-        let mut uow = self.begin_guarded(&guard).await?;
+        let mut guard = self.enter(&[keys::cart(user)]).await?;
+        let uow = guard.begin().await?;
         let mut cart = uow.carts().get(user).await?;
         match change {
             CartChange::Add(id, q) | CartChange::Set(id, q) => {
@@ -67,7 +67,7 @@ impl Stockade {
             CartChange::Remove(id) => cart.remove(id),
         }
         uow.carts().save(&cart).await?;
-        self.commit_and_release(uow, guard).await?;
+        guard.finish().await?;
         Ok(view(&cart))
     }
 }

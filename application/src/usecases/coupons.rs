@@ -1,5 +1,6 @@
 //! IssueCoupon (LOCKED and FLASH), ListMyCoupons, and the admin's coupon management.
 
+use crate::idempotent::Settled;
 use crate::ports::gate::{GateConfig, GateOutcome};
 use crate::ports::lock::keys;
 use crate::ports::queue::IssuanceRequest;
@@ -125,13 +126,9 @@ impl Stockade {
         key: Option<&IdempotencyKey>,
     ) -> Result<Replayable<IssueView>, AppError> {
         let canonical = format!("coupon={coupon_id}");
-        self.idempotent(
-            user,
-            key,
-            "issue-coupon",
-            canonical,
-            self.issue_coupon(coupon_id, user),
-        )
+        self.idempotent(user, key, "issue-coupon", canonical, |_| async {
+            Settled::unrecorded(self.issue_coupon(coupon_id, user).await)
+        })
         .await
     }
 
@@ -206,10 +203,10 @@ impl Stockade {
     ) -> Result<Vec<Result<stockade_domain::UserCoupon, DomainError>>, AppError> {
         self.retry_contention(|| async {
             let now = self.core.ports.clock.now();
-            let guard = self.lock(&[keys::coupon(coupon.id)]).await?;
-            let mut uow = self.begin_guarded(&guard).await?;
+            let mut guard = self.enter(&[keys::coupon(coupon.id)]).await?;
+            let uow = guard.begin().await?;
             let answers = uow.coupons().issue_each(coupon, users, now).await?;
-            self.commit_and_release(uow, guard).await?;
+            guard.finish().await?;
             Ok(answers)
         })
         .await

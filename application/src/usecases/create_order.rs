@@ -14,7 +14,7 @@
 //!   the batch's order, so every answer is the one serial execution gives.
 
 use crate::combine::{Combiner, Lost};
-use crate::idempotent;
+use crate::idempotent::{self, Settled};
 use crate::ports::idempotency::{StoredOutcome, Ticket};
 use crate::ports::lock::{keys, LockKey};
 use crate::ports::store::{NewOrder, StoreError, UnitOfWork};
@@ -54,20 +54,14 @@ pub(crate) struct OrderJob {
 /// What a turn answers one request.
 #[derive(Debug)]
 pub(crate) enum OrderAnswer {
-    /// The request's own result; `recorded` when its idempotency outcome committed with it.
-    Done {
-        result: Result<OrderView, AppError>,
-        recorded: bool,
-    },
+    /// The request's own result, and whether its idempotency outcome committed with it.
+    Done(Settled<OrderView>),
     /// The user's cart now holds a product outside the set the request was queued under.
     CartChanged,
 }
 
 fn done(result: Result<OrderView, AppError>) -> OrderAnswer {
-    OrderAnswer::Done {
-        result,
-        recorded: false,
-    }
+    OrderAnswer::Done(Settled::unrecorded(result))
 }
 
 /// How a turn ended when it did not fail as a whole.
@@ -109,9 +103,18 @@ impl Stockade {
         let reference = key.map(|k| format!("order:{user}:{k}"));
         let key = key.cloned();
         self.detached(move |app| async move {
-            let work = app.create_order_once(cmd, reference);
-            app.idempotent(user, key.as_ref(), "create-order", canonical, work)
-                .await
+            app.idempotent(
+                user,
+                key.as_ref(),
+                "create-order",
+                canonical,
+                |ticket| async {
+                    app.create_order_once(cmd, reference, ticket)
+                        .await
+                        .unwrap_or_else(|e| Settled::unrecorded(Err(e)))
+                },
+            )
+            .await
         })
         .await
     }
@@ -120,18 +123,14 @@ impl Stockade {
         &self,
         cmd: CreateOrder,
         reference: Option<String>,
-    ) -> Result<OrderView, AppError> {
+        ticket: Option<Ticket>,
+    ) -> Result<Settled<OrderView>, AppError> {
         if let OrderSource::Lines(lines) = &cmd.source {
             stockade_domain::order::check_lines(lines)?;
         }
         if let Some(refusal) = self.refused_fast(&cmd) {
             return Err(refusal);
         }
-        let ticket = if self.core.settings.idempotency_in_store {
-            idempotent::current_ticket()
-        } else {
-            None
-        };
         for _ in 0..CART_RETRIES {
             // Which products to lock: from the request, or from the cart as it is now.
             let products: BTreeSet<ProductId> = match &cmd.source {
@@ -164,12 +163,7 @@ impl Stockade {
                 .map_err(|Lost| AppError::Internal("the order's turn failed".into()))?;
             match answer {
                 OrderAnswer::CartChanged => continue,
-                OrderAnswer::Done { result, recorded } => {
-                    if recorded {
-                        idempotent::mark_recorded();
-                    }
-                    return result;
-                }
+                OrderAnswer::Done(settled) => return Ok(settled),
             }
         }
         Err(AppError::LockTimeout)
@@ -252,8 +246,8 @@ impl Stockade {
             }
         }
         let generation = self.core.sold_out.generation();
-        let guard = self.lock(&lock_keys).await?;
-        let mut uow = self.begin_guarded(&guard).await?;
+        let mut guard = self.enter(&lock_keys).await?;
+        let uow = guard.begin().await?;
         let now = self.core.ports.clock.now();
 
         let mut running = Running::default();
@@ -334,15 +328,13 @@ impl Stockade {
             }
             Err(StoreError::Rejected(d)) => {
                 // Serial execution meets the same refusal: the request's own answer.
-                drop(uow);
-                drop(guard);
+                guard.leave().await;
                 return Ok(Turn::Answered(vec![done(Err(d.into()))]));
             }
             Err(StoreError::Conflict(_)) => {
                 // Placed meanwhile under the same reference (a second execution of the request
                 // whose record was taken over): answer with that order.
-                drop(uow);
-                drop(guard);
+                guard.leave().await;
                 return Ok(Turn::Answered(vec![done(self.placed_order(first).await)]));
             }
             Err(e) => return Err(e.into()),
@@ -355,31 +347,25 @@ impl Stockade {
         let mut outcomes: Vec<(Ticket, StoredOutcome)> = Vec::new();
         let mut recorded: Vec<usize> = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
-            if let (Some(ticket), Some(OrderAnswer::Done { result, .. })) =
-                (&job.ticket, &answers[i])
-            {
-                if let Some(outcome) = idempotent::outcome_of(result) {
+            if let (Some(ticket), Some(OrderAnswer::Done(settled))) = (&job.ticket, &answers[i]) {
+                if let Some(outcome) = idempotent::outcome_of(&settled.result) {
                     outcomes.push((ticket.clone(), outcome));
                     recorded.push(i);
                 }
             }
         }
-        if !outcomes.is_empty() {
-            let ttl = self.core.settings.idempotency_ttl;
-            match uow.record_outcomes(&outcomes, ttl).await {
-                Ok(true) => {}
-                Ok(false) => recorded.clear(),
-                Err(StoreError::TicketLost) if !alone => return Ok(Turn::Split),
-                Err(e) => return Err(e.into()),
-            }
+        match guard.finish_recording(&outcomes).await? {
+            Ok(true) => {}
+            Ok(false) => recorded.clear(),
+            Err(StoreError::TicketLost) if !alone => return Ok(Turn::Split),
+            Err(e) => return Err(e.into()),
         }
-        self.commit_and_release(uow, guard).await?;
         for p in running.products.values().filter(|p| p.stock == 0) {
             self.core.sold_out.mark(p.id, p.max_per_order, generation);
         }
         for i in recorded {
-            if let Some(OrderAnswer::Done { recorded, .. }) = &mut answers[i] {
-                *recorded = true;
+            if let Some(OrderAnswer::Done(settled)) = &mut answers[i] {
+                settled.recorded = true;
             }
         }
         Ok(Turn::Answered(

@@ -78,8 +78,10 @@ impl Stockade {
     async fn cancel_once(&self, user: UserId, id: OrderId) -> Result<OrderView, AppError> {
         // At most twice: once to finish a payment saga left open, once to cancel.
         for _ in 0..2 {
-            let guard = self.lock(&[keys::payment(id), keys::balance(user)]).await?;
-            let mut uow = self.begin_guarded(&guard).await?;
+            let mut guard = self
+                .enter(&[keys::payment(id), keys::balance(user)])
+                .await?;
+            let uow = guard.begin().await?;
             let (order, payments) = load_owned_with_payments(&mut *uow, user, id).await?;
             let open = payments
                 .into_iter()
@@ -87,15 +89,15 @@ impl Stockade {
             if let (Some(payment), OrderStatus::PendingPayment) = (open, order.status) {
                 // A saga interrupted after its debit: settle it first (the platform may know the
                 // order as paid), then cancel what it left.
-                drop(uow);
-                match self.finish_saga(guard, order, payment, None).await {
+                guard.rollback();
+                match self.finish_saga(guard, order, payment, None, None).await {
                     Ok(_) | Err(AppError::PaymentFailed) => continue,
                     Err(e) => return Err(e),
                 }
             }
             let now = self.core.ports.clock.now();
             let released = release_order(&mut *uow, &order, OrderStatus::Cancelled, now).await?;
-            self.commit_and_release(uow, guard).await?;
+            guard.finish().await?;
             if order.status.holds_reservations() {
                 self.restocked(order.lines.iter().map(|l| l.product_id).collect())
                     .await;
@@ -133,8 +135,10 @@ impl Stockade {
     }
 
     async fn expire_one(&self, id: OrderId, user: UserId) -> Result<bool, AppError> {
-        let guard = self.lock(&[keys::payment(id), keys::balance(user)]).await?;
-        let mut uow = self.begin_guarded(&guard).await?;
+        let mut guard = self
+            .enter(&[keys::payment(id), keys::balance(user)])
+            .await?;
+        let uow = guard.begin().await?;
         let now = self.core.ports.clock.now();
         let Some(order) = uow.orders().get(id).await? else {
             return Ok(false);
@@ -151,14 +155,14 @@ impl Stockade {
         if let Some(payment) = pending {
             // A payment saga was interrupted after its debit: finish it (it pays or
             // compensates the order) instead of expiring an order the platform may know as paid.
-            drop(uow);
-            return match self.finish_saga(guard, order, payment, None).await {
+            guard.rollback();
+            return match self.finish_saga(guard, order, payment, None, None).await {
                 Ok(_) | Err(AppError::PaymentFailed) => Ok(true),
                 Err(e) => Err(e),
             };
         }
         release_order(&mut *uow, &order, OrderStatus::Expired, now).await?;
-        self.commit_and_release(uow, guard).await?;
+        guard.finish().await?;
         self.restocked(order.lines.iter().map(|l| l.product_id).collect())
             .await;
         Ok(true)

@@ -15,9 +15,12 @@
 //! next `pay` of that order, or the expiry worker, finds it under the same locks and finishes
 //! the saga from step 2 instead of refusing or refunding blindly.
 
-use crate::ports::lock::{keys, LockGuard};
+use crate::idempotent::Answered;
+use crate::ports::idempotency::Ticket;
+use crate::ports::lock::keys;
 use crate::ports::platform::PaidOrder;
 use crate::ports::store::LedgerChange;
+use crate::section::Guarded;
 use crate::usecases::orders::{load_owned_with_payments, release_order};
 use crate::views::PaymentReceipt;
 use crate::{AppError, Replayable, Stockade};
@@ -56,9 +59,17 @@ impl Stockade {
         // Detached: a caller that goes away mid-saga does not cut the saga (or its locks) off.
         self.detached(move |app| async move {
             let user = cmd.user_id;
-            let work = app.retry_contention(|| app.pay_once(cmd.clone(), reference.as_deref()));
-            app.idempotent(user, key.as_ref(), "pay", canonical, work)
-                .await
+            app.idempotent(user, key.as_ref(), "pay", canonical, |ticket| {
+                let (app, cmd, reference) = (&app, &cmd, &reference);
+                async move {
+                    app.retry_contention(|| {
+                        app.pay_once(cmd.clone(), reference.as_deref(), ticket.as_ref())
+                    })
+                    .await
+                    .into()
+                }
+            })
+            .await
         })
         .await
     }
@@ -124,10 +135,10 @@ impl Stockade {
     }
 
     async fn resume_saga(&self, order_id: OrderId, user: UserId) -> Result<bool, AppError> {
-        let guard = self
-            .lock(&[keys::payment(order_id), keys::balance(user)])
+        let mut guard = self
+            .enter(&[keys::payment(order_id), keys::balance(user)])
             .await?;
-        let mut uow = self.begin_guarded(&guard).await?;
+        let uow = guard.begin().await?;
         let Some((order, payments)) = uow.order_with_payments(order_id).await? else {
             return Ok(false);
         };
@@ -144,9 +155,9 @@ impl Stockade {
                 payment.id
             )));
         }
-        drop(uow);
+        guard.rollback();
         tracing::info!(order = %order_id, payment = %payment.id, "resuming an interrupted payment saga");
-        match self.finish_saga(guard, order, payment, None).await {
+        match self.finish_saga(guard, order, payment, None, None).await {
             Ok(_) | Err(AppError::PaymentFailed) => Ok(true),
             Err(e) => Err(e),
         }
@@ -156,13 +167,14 @@ impl Stockade {
         &self,
         cmd: ProcessPayment,
         reference: Option<&str>,
-    ) -> Result<PaymentReceipt, AppError> {
-        let guard = self
-            .lock(&[keys::payment(cmd.order_id), keys::balance(cmd.user_id)])
+        ticket: Option<&Ticket>,
+    ) -> Result<Answered<PaymentReceipt>, AppError> {
+        let mut guard = self
+            .enter(&[keys::payment(cmd.order_id), keys::balance(cmd.user_id)])
             .await?;
 
         // Step 1: debit.
-        let mut uow = self.begin_guarded(&guard).await?;
+        let uow = guard.begin().await?;
         let now = self.core.ports.clock.now();
         let (order, payments) =
             load_owned_with_payments(&mut *uow, cmd.user_id, cmd.order_id).await?;
@@ -185,7 +197,10 @@ impl Stockade {
                 .ok_or_else(|| {
                     AppError::Internal(format!("payment {} has no debit entry", made.id))
                 })?;
-            return Ok(PaymentReceipt::new(made, debit.balance_after.won()));
+            return Ok(Answered {
+                value: PaymentReceipt::new(made, debit.balance_after.won()),
+                recorded: false,
+            });
         }
         if let Some(pending) = payments.iter().find(|p| p.status == PaymentStatus::Pending) {
             // A saga interrupted after its debit (the store failed in step 3, or the process
@@ -198,8 +213,8 @@ impl Stockade {
                 .into());
             }
             let pending = pending.clone();
-            drop(uow);
-            return self.finish_saga(guard, order, pending, None).await;
+            guard.rollback();
+            return self.finish_saga(guard, order, pending, None, ticket).await;
         }
         order.check_payable(cmd.amount, now)?;
         if payments.iter().any(|p| p.status.holds_funds()) {
@@ -225,22 +240,23 @@ impl Stockade {
                 now,
             )
             .await?;
-        guard.check()?;
-        uow.commit().await?;
-        self.finish_saga(guard, order, payment, Some(debit.balance_after))
+        guard.commit().await?;
+        self.finish_saga(guard, order, payment, Some(debit.balance_after), ticket)
             .await
     }
 
     /// Steps 2 and 3 of the saga for a PENDING payment whose debit is committed: tell the
     /// platform (the event carries the payment id, so a repeat after an interruption names the
-    /// same payment), then confirm or compensate under the same locks.
+    /// same payment), then confirm or compensate under the same locks. The confirmation
+    /// records the outcome of the keyed request holding `ticket`, if any, with its commit.
     pub(crate) async fn finish_saga(
         &self,
-        guard: LockGuard,
+        mut guard: Guarded,
         order: Order,
         mut payment: Payment,
         balance_after_debit: Option<Money>,
-    ) -> Result<PaymentReceipt, AppError> {
+        ticket: Option<&Ticket>,
+    ) -> Result<Answered<PaymentReceipt>, AppError> {
         // Step 2: tell the platform.
         let event = PaidOrder {
             order_id: order.id,
@@ -261,7 +277,7 @@ impl Stockade {
         };
 
         // Step 3: confirm or compensate.
-        let mut uow = self.begin_guarded(&guard).await?;
+        let uow = guard.begin().await?;
         let now = self.core.ports.clock.now();
         match failure {
             None => {
@@ -281,14 +297,14 @@ impl Stockade {
                     None => uow.wallets().balance(payment.user_id).await?,
                 };
                 let receipt = PaymentReceipt::new(&payment, balance.won());
-                self.commit_answer(uow, guard, &receipt).await?;
+                let answered = guard.answer(ticket, receipt).await?;
                 self.count_sales(&order, now, true).await;
-                Ok(receipt)
+                Ok(answered)
             }
             Some(reason) => {
                 tracing::warn!(%reason, "data platform failed; compensating the payment");
                 release_order(&mut *uow, &order, OrderStatus::PaymentFailed, now).await?;
-                self.commit_and_release(uow, guard).await?;
+                guard.finish().await?;
                 self.restocked(order.lines.iter().map(|l| l.product_id).collect())
                     .await;
                 Err(AppError::PaymentFailed)

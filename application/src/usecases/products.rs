@@ -46,14 +46,14 @@ impl Stockade {
     /// # Errors
     /// `PRODUCT_NOT_FOUND`; `LOCK_TIMEOUT`; `BACKEND_UNAVAILABLE`.
     pub async fn set_stock(&self, id: ProductId, stock: u32) -> Result<ProductView, AppError> {
-        let guard = self.lock(&[keys::stock(id)]).await?;
-        let mut uow = self.begin_guarded(&guard).await?;
+        let mut guard = self.enter(&[keys::stock(id)]).await?;
+        let uow = guard.begin().await?;
         let product = uow
             .products()
             .set_stock(id, stock)
             .await?
             .ok_or(DomainError::ProductNotFound(id.get()))?;
-        self.commit_and_release(uow, guard).await?;
+        guard.finish().await?;
         self.restocked(vec![id]).await;
         Ok(ProductView::from(&product))
     }

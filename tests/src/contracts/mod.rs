@@ -13,6 +13,7 @@ pub mod gate;
 pub mod idempotency;
 pub mod lock;
 pub mod queue;
+pub mod section;
 pub mod store;
 
 use std::future::Future;

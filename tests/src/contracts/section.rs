@@ -106,7 +106,7 @@ pub async fn unfinished_units_roll_back(f: Fixture) {
     let k = key("contract:section:rollback");
     let mut section = f
         .sections
-        .enter(&[k.clone()], opts(1_000, 30_000))
+        .enter(std::slice::from_ref(&k), opts(1_000, 30_000))
         .await
         .unwrap();
     section

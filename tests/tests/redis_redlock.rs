@@ -190,3 +190,43 @@ async fn the_check_follows_the_quorum() {
     nodes.kill(2);
     assert!(matches!(locks.check().await, Err(LockError::Backend(_))));
 }
+
+/// Two instances on the same nodes: a waiter of one is woken by the other's release, announced
+/// on the namespace's channel, rather than by its own recheck (set here far beyond what the
+/// test waits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_wakes_the_waiters_of_other_instances() {
+    let nodes = Nodes::start(3).await;
+    let ns = namespace();
+    let first = RedisLockManager::connect(&nodes.urls, ns.clone(), false)
+        .await
+        .unwrap();
+    let second = RedisLockManager::connect(&nodes.urls, ns, false)
+        .await
+        .unwrap();
+    second.set_recheck(Duration::from_secs(120));
+    // The subscriptions are made in the background as the managers start.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let holder = first
+        .acquire(&[key("wake")], opts(1_000, 60_000))
+        .await
+        .unwrap();
+    let waiter = tokio::spawn(async move {
+        second
+            .acquire(&[key("wake")], opts(100_000, 60_000))
+            .await
+            .map(|g| (g, tokio::time::Instant::now()))
+    });
+    // The waiter has tried once and is waiting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiter.is_finished());
+    let released = tokio::time::Instant::now();
+    holder.release().await.unwrap();
+    let (guard, granted) = tokio::time::timeout(Duration::from_secs(15), waiter)
+        .await
+        .expect("woken by the release, not by its two-minute recheck")
+        .unwrap()
+        .unwrap();
+    assert!(granted >= released);
+    guard.release().await.unwrap();
+}

@@ -10,9 +10,14 @@
 //!   if a majority restarted at once tokens could go backwards — Redlock's known weakness (it
 //!   assumes nodes keep their data, or stay down longer than the longest lease). The store's
 //!   fencing check stays the safety net: it refuses any token lower than one it has seen.
-//! - **Waiting** is bounded by `wait`, with exponential backoff and jitter; 50 ms per node. An
-//!   attempt is decided as soon as a majority granted or can no longer grant: a dead node costs
-//!   no time-out per acquisition.
+//! - **Waiting** is bounded by `wait`; 50 ms per node. An attempt is decided as soon as a
+//!   majority granted or can no longer grant: a dead node costs no time-out per acquisition.
+//!   Within a process, waiters queue first come first served and only the head of a key's queue
+//!   asks Redis. Between processes, a release `PUBLISH`es the key on the namespace's channel
+//!   (in the release script, on every node) and each manager keeps one subscription per node:
+//!   the waiting head of every process is woken the moment the key is released and tries at
+//!   once, instead of sleeping a backoff. A recheck every [`RECHECK`] (jittered) covers what no
+//!   message announces: a lease that ran out, a message lost while a subscription reconnects.
 //! - **Cancel-safety**: each attempt runs in a task of its own; abandoned at the deadline or by a
 //!   caller that went away, it is left to finish and a lock it got is released at once.
 //! - **Watchdog**: while a guard lives its leases are extended (rslock's value-checked
@@ -56,6 +61,52 @@ struct Inner {
     /// This process's waiters per key, queued first come first served: only the head of a
     /// key's queue asks Redis, and it is woken the moment the holder before it releases.
     local: parking_lot::Mutex<HashMap<LockKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Where releases are announced (every node publishes there).
+    channel: String,
+    /// The waiting heads per lock resource, woken by a release announced on `channel`.
+    wakers: Wakers,
+    /// The subscriptions, one per node; stopped when the manager goes.
+    listeners: Vec<JoinHandle<()>>,
+    /// The most a waiter sleeps between attempts without news of a release, in milliseconds.
+    recheck_ms: AtomicU64,
+}
+
+/// How long a waiter waits for a release to be announced before it tries again anyway.
+pub const RECHECK: Duration = Duration::from_millis(200);
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for listener in &self.listeners {
+            listener.abort();
+        }
+    }
+}
+
+type Wakers = Arc<parking_lot::Mutex<HashMap<Vec<u8>, Arc<tokio::sync::Notify>>>>;
+
+/// Follows the release announcements of one node for as long as the manager lives,
+/// reconnecting after a failure.
+async fn listen(client: redis::Client, channel: String, wakers: Wakers) {
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => {
+                if pubsub.subscribe(&channel).await.is_ok() {
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        let resource: Vec<u8> = message.get_payload_bytes().to_vec();
+                        let waker = wakers.lock().get(&resource).cloned();
+                        if let Some(waker) = waker {
+                            waker.notify_waiters();
+                        }
+                    }
+                }
+                tracing::debug!("lock release subscription ended; subscribing again");
+            }
+            Err(e) => tracing::debug!(error = %e, "lock release subscription failed"),
+        }
+        // Meanwhile waiters fall back on their recheck.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 impl fmt::Debug for RedisLockManager {
@@ -78,9 +129,18 @@ impl RedisLockManager {
         namespace: impl Into<String>,
         watchdog: bool,
     ) -> Result<Self, crate::RedisSetupError> {
+        let namespace = namespace.into();
+        let channel = format!("{namespace}:released");
+        let wakers: Wakers = Arc::default();
         let mut nodes = Vec::with_capacity(urls.len());
+        let mut listeners = Vec::with_capacity(urls.len());
         for url in urls {
             let client = redis::Client::open(url.as_str()).map_err(crate::RedisSetupError::Url)?;
+            listeners.push(tokio::spawn(listen(
+                client.clone(),
+                channel.clone(),
+                wakers.clone(),
+            )));
             nodes.push(
                 ConnectionManager::new(client)
                     .await
@@ -97,14 +157,27 @@ impl RedisLockManager {
                 release_script: Arc::new(redis::Script::new(RELEASE)),
                 raise_script: Arc::new(redis::Script::new(RAISE)),
                 nodes,
-                namespace: namespace.into(),
+                namespace,
                 // Far below any lease: a node that does not answer quickly is treated as down.
                 node_timeout: Duration::from_millis(50),
                 watchdog,
                 jitter: AtomicU64::new(seed()),
                 local: parking_lot::Mutex::default(),
+                channel,
+                wakers,
+                listeners,
+                recheck_ms: AtomicU64::new(u64::try_from(RECHECK.as_millis()).unwrap_or(200)),
             }),
         })
+    }
+
+    /// Sets how long a waiter waits for a release to be announced before it tries again anyway
+    /// ([`RECHECK`] by default).
+    pub fn set_recheck(&self, every: Duration) {
+        self.inner.recheck_ms.store(
+            u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1),
+            Ordering::Relaxed,
+        );
     }
 
     pub fn quorum(&self) -> usize {
@@ -132,6 +205,23 @@ impl Inner {
             if local.get(key).is_some_and(|q| Arc::strong_count(q) == 1) {
                 local.remove(key);
             }
+        }
+    }
+
+    /// The waker of `resource`'s waiting head.
+    fn waker(&self, resource: &[u8]) -> Arc<tokio::sync::Notify> {
+        self.wakers
+            .lock()
+            .entry(resource.to_vec())
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets `resource`'s waker once nobody waits on it.
+    fn forget_waker(&self, resource: &[u8]) {
+        let mut wakers = self.wakers.lock();
+        if wakers.get(resource).is_some_and(|w| Arc::strong_count(w) == 1) {
+            wakers.remove(resource);
         }
     }
 
@@ -163,6 +253,7 @@ impl Inner {
                 let mut node = node.clone();
                 let script = self.release_script.clone();
                 let (resource, val) = (lock.resource.clone(), lock.val.clone());
+                let channel = self.channel.clone();
                 let node_timeout = self.node_timeout;
                 async move {
                     tokio::time::timeout(
@@ -170,6 +261,7 @@ impl Inner {
                         script
                             .key(resource.as_slice())
                             .arg(val.as_slice())
+                            .arg(channel.as_str())
                             .invoke_async::<i64>(&mut node),
                     )
                     .await
@@ -366,9 +458,13 @@ local t = redis.call('INCR', KEYS[2])
 if ok then return t else return -t end
 ";
 
-/// Per node: delete the key only if it still holds our value.
+/// Per node: delete the key only if it still holds our value, and announce it on ARGV[2].
 const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[2], KEYS[1])
+  return 1
+end
 return 0
 ";
 
@@ -451,9 +547,19 @@ impl LockManager for RedisLockManager {
             }
         }
         let mut fences = Vec::new();
+        let recheck = Duration::from_millis(self.inner.recheck_ms.load(Ordering::Relaxed));
         for key in keys {
-            let mut backoff = Duration::from_millis(5);
+            let resource = self.inner.resource(&key);
+            let waker = WakerRef {
+                waker: self.inner.waker(&resource),
+                inner: &self.inner,
+                resource,
+            };
             let (lock, token) = loop {
+                // Listening before the attempt: a release announced while it runs still wakes.
+                let released = waker.waker.notified();
+                tokio::pin!(released);
+                released.as_mut().enable();
                 if let Some(granted) = self
                     .inner
                     .attempt(key.clone(), options.lease, deadline)
@@ -466,9 +572,13 @@ impl LockManager for RedisLockManager {
                     // `held` is dropped: what was taken is released.
                     return Err(LockError::Timeout);
                 }
-                let pause = self.inner.jitter(backoff).min(deadline - now);
-                tokio::time::sleep(pause).await;
-                backoff = (backoff * 2).min(Duration::from_millis(100));
+                // Until the holder's release is announced, or the recheck (jittered, so that
+                // processes that missed the same message do not all ask at once).
+                let pause = (recheck / 2 + self.inner.jitter(recheck / 2)).min(deadline - now);
+                tokio::select! {
+                    () = &mut released => {}
+                    () = tokio::time::sleep(pause) => {}
+                }
             };
             held.locks.push(lock);
             fences.push(Fence {
@@ -480,6 +590,22 @@ impl LockManager for RedisLockManager {
             fences,
             Box::new(RedisHeld::new(held, options.lease)),
         ))
+    }
+}
+
+/// A waiting head's hold on its waker; the waker is forgotten when nobody waits on it.
+struct WakerRef<'a> {
+    waker: Arc<tokio::sync::Notify>,
+    inner: &'a Arc<Inner>,
+    resource: Vec<u8>,
+}
+
+impl Drop for WakerRef<'_> {
+    fn drop(&mut self) {
+        let resource = std::mem::take(&mut self.resource);
+        // Our own reference goes first, so that the count seen is the others'.
+        self.waker = Arc::new(tokio::sync::Notify::new());
+        self.inner.forget_waker(&resource);
     }
 }
 

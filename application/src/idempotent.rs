@@ -1,7 +1,11 @@
 //! Idempotency at the use-case level: a library user gets it without HTTP.
 
+use crate::combine::Lost;
 use crate::error::AppError;
-use crate::ports::idempotency::{Begin, Fingerprint, Scope, StoredOutcome, Ticket};
+use crate::error::BackendError;
+use crate::ports::idempotency::{
+    Begin, Claim, Fingerprint, IdempotencyError, Scope, StoredOutcome, Ticket,
+};
 use crate::Stockade;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -91,15 +95,11 @@ impl Stockade {
         let scope = Scope(format!("user:{user}"));
         let fingerprint = fingerprint(op, &canonical);
         let begin = self
-            .core
-            .ports
-            .idempotency
-            .begin(
-                &scope,
-                key,
-                &fingerprint,
-                self.core.settings.idempotency_lease,
-            )
+            .claim(Claim {
+                scope,
+                key: key.clone(),
+                fingerprint,
+            })
             .await?;
         let ticket = match begin {
             Begin::Started(ticket) => ticket,
@@ -137,6 +137,47 @@ impl Stockade {
             value,
             replayed: false,
         })
+    }
+}
+
+impl Stockade {
+    /// Claims a key. Claims that arrive together are made together (`begin_many`, one round
+    /// trip where the store can): the first of a burst starts at once, the ones arriving while
+    /// it runs form the next batch.
+    async fn claim(&self, claim: Claim) -> Result<Begin, AppError> {
+        let app = self.clone();
+        let begun = self
+            .core
+            .claims
+            .submit((), claim, move |claims| {
+                let app = app.clone();
+                async move { app.claim_batch(claims).await }
+            })
+            .await
+            .map_err(|Lost| AppError::Internal("the claim's batch failed".into()))?;
+        Ok(begun?)
+    }
+
+    async fn claim_batch(&self, claims: Vec<Claim>) -> Vec<Result<Begin, IdempotencyError>> {
+        let lease = self.core.settings.idempotency_lease;
+        let store = &self.core.ports.idempotency;
+        if let [one] = claims.as_slice() {
+            return vec![
+                store
+                    .begin(&one.scope, &one.key, &one.fingerprint, lease)
+                    .await,
+            ];
+        }
+        let mut answers = store.begin_many(&claims, lease).await;
+        // An adapter that answered too few: the rest is unanswered, not claimed.
+        while answers.len() < claims.len() {
+            answers.push(Err(IdempotencyError::Unavailable(BackendError::new(
+                "idempotency",
+                "a claim of the batch was not answered",
+            ))));
+        }
+        answers.truncate(claims.len());
+        answers
     }
 }
 

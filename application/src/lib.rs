@@ -58,6 +58,12 @@ struct Core {
     order_lanes: usecases::create_order::OrderLanes,
     /// What this instance knows to be sold out (the fast path).
     sold_out: soldout::SoldOut,
+    /// Idempotency claims, made in batches.
+    claims: combine::Combiner<
+        (),
+        ports::idempotency::Claim,
+        Result<ports::idempotency::Begin, ports::idempotency::IdempotencyError>,
+    >,
     /// LOCKED issuances queued per coupon, run in combined turns.
     coupon_lanes: combine::Combiner<CouponId, (Coupon, UserId), Result<views::IssueView, AppError>>,
 }
@@ -77,6 +83,7 @@ impl Stockade {
                 rebuilds: parking_lot::Mutex::default(),
                 order_lanes: combine::Combiner::new(settings.combine_max_batch),
                 coupon_lanes: combine::Combiner::new(settings.combine_max_batch),
+                claims: combine::Combiner::new(settings.combine_max_batch),
                 sold_out: soldout::SoldOut::new(settings.sold_out_ttl),
                 settings,
             }),

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use stockade_application::ports::gate::{CouponGate, GateConfig, GateOutcome, GateStats};
 use stockade_application::ports::idempotency::{
-    Begin, Fingerprint, IdempotencyError, IdempotencyStore, Scope, StoredOutcome, Ticket,
+    Begin, Claim, Fingerprint, IdempotencyError, IdempotencyStore, Scope, StoredOutcome, Ticket,
 };
 use stockade_application::ports::lock::{LockError, LockGuard, LockKey, LockManager, LockOptions};
 use stockade_application::ports::section::{Section, Sections};
@@ -72,6 +72,18 @@ impl Sections for MeteredSections {
     }
 }
 
+/// Counts a claim's answer by outcome.
+fn count_begin(r: &Result<Begin, IdempotencyError>) {
+    let outcome = match r {
+        Ok(Begin::Started(_)) => "started",
+        Ok(Begin::Replay(_)) => "replayed",
+        Ok(Begin::InProgress { .. }) => "in_progress",
+        Ok(Begin::Mismatch) => "mismatch",
+        Err(_) => "error",
+    };
+    metrics::counter!("idempotency_begins_total", "outcome" => outcome).increment(1);
+}
+
 #[derive(Debug)]
 pub struct MeteredIdempotency {
     pub inner: Arc<dyn IdempotencyStore>,
@@ -87,15 +99,18 @@ impl IdempotencyStore for MeteredIdempotency {
         lease: Duration,
     ) -> Result<Begin, IdempotencyError> {
         let r = self.inner.begin(scope, key, fingerprint, lease).await;
-        let outcome = match &r {
-            Ok(Begin::Started(_)) => "started",
-            Ok(Begin::Replay(_)) => "replayed",
-            Ok(Begin::InProgress { .. }) => "in_progress",
-            Ok(Begin::Mismatch) => "mismatch",
-            Err(_) => "error",
-        };
-        metrics::counter!("idempotency_begins_total", "outcome" => outcome).increment(1);
+        count_begin(&r);
         r
+    }
+
+    async fn begin_many(
+        &self,
+        claims: &[Claim],
+        lease: Duration,
+    ) -> Vec<Result<Begin, IdempotencyError>> {
+        let answers = self.inner.begin_many(claims, lease).await;
+        answers.iter().for_each(count_begin);
+        answers
     }
 
     async fn complete(

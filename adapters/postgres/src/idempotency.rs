@@ -14,12 +14,13 @@ use crate::sessions::Sessions;
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use stockade_application::ports::clock::IdGenerator;
 use stockade_application::ports::idempotency::{
-    Begin, Fingerprint, IdempotencyError, IdempotencyStore, Scope, StoredOutcome, Ticket,
+    Begin, Claim, Fingerprint, IdempotencyError, IdempotencyStore, Scope, StoredOutcome, Ticket,
 };
 use stockade_domain::IdempotencyKey;
 
@@ -84,6 +85,99 @@ fn held_by_another(row: &PgRow, fingerprint: &Fingerprint) -> Result<Begin, Idem
     })
 }
 
+impl PgIdempotencyStore {
+    /// [`IdempotencyStore::begin_many`]'s two statements; fills the answers it can decide.
+    async fn claim_together(
+        &self,
+        claims: &[Claim],
+        lease: Duration,
+        answers: &mut [Option<Result<Begin, IdempotencyError>>],
+    ) -> Result<(), sqlx::Error> {
+        // The first claim of each key, in key order.
+        let mut firsts: Vec<usize> = Vec::with_capacity(claims.len());
+        let mut seen = HashSet::new();
+        for (i, c) in claims.iter().enumerate() {
+            if seen.insert((c.scope.0.as_str(), c.key.as_str())) {
+                firsts.push(i);
+            }
+        }
+        firsts.sort_by(|a, b| {
+            let (a, b) = (&claims[*a], &claims[*b]);
+            (a.scope.0.as_str(), a.key.as_str()).cmp(&(b.scope.0.as_str(), b.key.as_str()))
+        });
+        let owners: Vec<String> = firsts.iter().map(|_| self.ids.unique()).collect();
+        let scopes: Vec<&str> = firsts.iter().map(|i| claims[*i].scope.0.as_str()).collect();
+        let keys: Vec<&str> = firsts.iter().map(|i| claims[*i].key.as_str()).collect();
+        let prints: Vec<&str> = firsts
+            .iter()
+            .map(|i| claims[*i].fingerprint.0.as_str())
+            .collect();
+        let mut session = self.sessions.acquire().await?;
+        let won: Vec<(String, String)> = sqlx::query_as(
+            "INSERT INTO idempotency_keys (scope, key, fingerprint, owner, state, lease_until)
+             SELECT s, k, f, o, 'IN_FLIGHT', now() + $5::interval
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+                  AS t(s, k, f, o, n)
+             ORDER BY n
+             ON CONFLICT (scope, key) DO UPDATE
+               SET fingerprint = EXCLUDED.fingerprint, owner = EXCLUDED.owner,
+                   state = 'IN_FLIGHT', lease_until = EXCLUDED.lease_until,
+                   ok = NULL, body = NULL, expires_at = NULL, updated_at = now()
+               WHERE (idempotency_keys.state = 'IN_FLIGHT' AND idempotency_keys.lease_until <= now()
+                      AND idempotency_keys.fingerprint = EXCLUDED.fingerprint)
+                  OR (idempotency_keys.state = 'DONE' AND idempotency_keys.expires_at <= now())
+             RETURNING scope, key",
+        )
+        .bind(&scopes)
+        .bind(&keys)
+        .bind(&prints)
+        .bind(&owners)
+        .bind(interval(lease))
+        .fetch_all(&mut *session)
+        .await?;
+        let won: HashSet<(String, String)> = won.into_iter().collect();
+        let mut lost: Vec<usize> = Vec::new();
+        for (n, i) in firsts.iter().enumerate() {
+            let c = &claims[*i];
+            if won.contains(&(c.scope.0.clone(), c.key.as_str().to_owned())) {
+                answers[*i] = Some(Ok(Begin::Started(Ticket {
+                    scope: c.scope.clone(),
+                    key: c.key.clone(),
+                    owner: owners[n].clone(),
+                })));
+            } else {
+                lost.push(*i);
+            }
+        }
+        if !lost.is_empty() {
+            let scopes: Vec<&str> = lost.iter().map(|i| claims[*i].scope.0.as_str()).collect();
+            let keys: Vec<&str> = lost.iter().map(|i| claims[*i].key.as_str()).collect();
+            let rows = sqlx::query(
+                "SELECT i.scope, i.key, i.fingerprint, i.state, i.ok, i.body,
+                        GREATEST(EXTRACT(EPOCH FROM (i.lease_until - now())) * 1000, 1)::BIGINT AS left_ms
+                 FROM idempotency_keys i
+                 JOIN unnest($1::text[], $2::text[]) AS t(s, k) ON i.scope = t.s AND i.key = t.k",
+            )
+            .bind(&scopes)
+            .bind(&keys)
+            .fetch_all(&mut *session)
+            .await?;
+            for row in rows {
+                let scope: String = row.try_get("scope")?;
+                let key: String = row.try_get("key")?;
+                if let Some(i) = lost
+                    .iter()
+                    .find(|i| claims[**i].scope.0 == scope && claims[**i].key.as_str() == key)
+                {
+                    answers[*i] = Some(held_by_another(&row, &claims[*i].fingerprint));
+                }
+            }
+        }
+        session.park();
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl IdempotencyStore for PgIdempotencyStore {
     async fn begin(
@@ -145,6 +239,36 @@ impl IdempotencyStore for PgIdempotencyStore {
         Err(IdempotencyError::Unavailable(backend(
             "the idempotency record kept changing under the claim",
         )))
+    }
+
+    /// The first claim of each `(scope, key)` in one statement (a multi-row upsert over
+    /// `unnest`, in key order so that concurrent batches lock rows in one order), the records
+    /// it did not win read in a second; a later claim of the same key, or one whose record
+    /// vanished between the two, is then claimed alone.
+    async fn begin_many(
+        &self,
+        claims: &[Claim],
+        lease: Duration,
+    ) -> Vec<Result<Begin, IdempotencyError>> {
+        let mut answers: Vec<Option<Result<Begin, IdempotencyError>>> =
+            claims.iter().map(|_| None).collect();
+        if let Err(e) = self.claim_together(claims, lease, &mut answers).await {
+            let reason = e.to_string();
+            for answer in answers.iter_mut().filter(|a| a.is_none()) {
+                *answer = Some(Err(IdempotencyError::Unavailable(backend(reason.clone()))));
+            }
+        }
+        let mut out = Vec::with_capacity(claims.len());
+        for (claim, answer) in claims.iter().zip(answers) {
+            out.push(match answer {
+                Some(answer) => answer,
+                None => {
+                    self.begin(&claim.scope, &claim.key, &claim.fingerprint, lease)
+                        .await
+                }
+            });
+        }
+        out
     }
 
     async fn complete(

@@ -220,7 +220,10 @@ impl Inner {
     /// Forgets `resource`'s waker once nobody waits on it.
     fn forget_waker(&self, resource: &[u8]) {
         let mut wakers = self.wakers.lock();
-        if wakers.get(resource).is_some_and(|w| Arc::strong_count(w) == 1) {
+        if wakers
+            .get(resource)
+            .is_some_and(|w| Arc::strong_count(w) == 1)
+        {
             wakers.remove(resource);
         }
     }

@@ -46,6 +46,14 @@ pub struct StoredOutcome {
     pub body: Vec<u8>,
 }
 
+/// One claim of [`IdempotencyStore::begin_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub scope: Scope,
+    pub key: IdempotencyKey,
+    pub fingerprint: Fingerprint,
+}
+
 /// What `begin` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Begin {
@@ -79,6 +87,23 @@ pub trait IdempotencyStore: Send + Sync + fmt::Debug {
         fingerprint: &Fingerprint,
         lease: Duration,
     ) -> Result<Begin, IdempotencyError>;
+
+    /// Claims each of `claims` as [`Self::begin`] would, and answers each, in order. Two claims
+    /// of one call for the same `(scope, key)` answer as two concurrent `begin`s would (one
+    /// `Started` at most). This default runs the `begin`s concurrently; an adapter that can
+    /// claim many keys in one round trip overrides it.
+    async fn begin_many(
+        &self,
+        claims: &[Claim],
+        lease: Duration,
+    ) -> Vec<Result<Begin, IdempotencyError>> {
+        futures::future::join_all(
+            claims
+                .iter()
+                .map(|c| self.begin(&c.scope, &c.key, &c.fingerprint, lease)),
+        )
+        .await
+    }
 
     /// Records the outcome, kept for `ttl`.
     async fn complete(

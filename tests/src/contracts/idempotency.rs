@@ -276,12 +276,91 @@ pub async fn purge_expired_removes_lapsed(store: Arc<dyn IdempotencyStore>, coun
     started(&store, &scope, &done, &f, LONG).await;
 }
 
+/// `begin_many` answers each claim as `begin` would: a fresh key is started, a second claim
+/// of it in the same call is in progress, a completed key replays, a key in flight is in
+/// progress, another command under a key is a mismatch. Two calls racing over the same 50
+/// fresh keys start each exactly once, and the tickets they give can complete.
+pub async fn begin_many_answers_as_begin(store: Arc<dyn IdempotencyStore>) {
+    use stockade_application::ports::idempotency::Claim;
+    let scope = fresh_scope();
+    let claim = |key: &IdempotencyKey, f: &str| Claim {
+        scope: scope.clone(),
+        key: key.clone(),
+        fingerprint: fp(f),
+    };
+    let (fresh, done, busy, other) = (fresh_key(), fresh_key(), fresh_key(), fresh_key());
+    let t = started(&store, &scope, &done, &fp("a"), LONG).await;
+    store
+        .complete(&t, outcome(true, "done"), KEEP)
+        .await
+        .unwrap();
+    started(&store, &scope, &busy, &fp("a"), LONG).await;
+    started(&store, &scope, &other, &fp("a"), LONG).await;
+    let answers = store
+        .begin_many(
+            &[
+                claim(&fresh, "a"),
+                claim(&done, "a"),
+                claim(&fresh, "a"),
+                claim(&busy, "a"),
+                claim(&other, "b"),
+            ],
+            LONG,
+        )
+        .await;
+    let answers: Vec<Begin> = answers.into_iter().map(Result::unwrap).collect();
+    assert!(
+        matches!(&answers[0], Begin::Started(t) if t.key == fresh && t.scope == scope),
+        "{answers:?}"
+    );
+    assert_eq!(answers[1], Begin::Replay(outcome(true, "done")));
+    assert!(
+        matches!(answers[2], Begin::InProgress { .. }),
+        "{answers:?}"
+    );
+    assert!(
+        matches!(answers[3], Begin::InProgress { .. }),
+        "{answers:?}"
+    );
+    assert_eq!(answers[4], Begin::Mismatch);
+
+    let keys: Vec<IdempotencyKey> = (0..50).map(|_| fresh_key()).collect();
+    let claims: Vec<Claim> = keys.iter().map(|k| claim(k, "race")).collect();
+    let mut reversed = claims.clone();
+    reversed.reverse();
+    let (first, second) = tokio::join!(
+        store.begin_many(&claims, LONG),
+        store.begin_many(&reversed, LONG)
+    );
+    let mut tickets = Vec::new();
+    for answer in first.into_iter().chain(second) {
+        match answer.unwrap() {
+            Begin::Started(t) => tickets.push(t),
+            Begin::InProgress { .. } => {}
+            other => panic!("a raced claim answered {other:?}"),
+        }
+    }
+    assert_eq!(tickets.len(), 50, "each key started exactly once");
+    for t in &tickets {
+        store
+            .complete(t, outcome(true, "raced"), KEEP)
+            .await
+            .unwrap();
+    }
+}
+
 /// Instantiates the idempotency contract for one adapter. `$make` is an expression (evaluated
 /// per test) yielding a future of `Arc<dyn IdempotencyStore>`. Add `purge_counts` for an adapter
 /// whose `purge_expired` deletes (and counts) lapsed records itself.
 #[macro_export]
 macro_rules! idempotency_contract {
     (@impl $make:expr, $counts:expr) => {
+        #[test]
+        fn idempotency_begin_many_answers_as_begin() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::idempotency::begin_many_answers_as_begin($make.await).await;
+            });
+        }
         #[test]
         fn idempotency_begin_complete_replay() {
             $crate::contracts::run(CONTRACT_TIME, async {

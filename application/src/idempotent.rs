@@ -159,6 +159,8 @@ impl Stockade {
     }
 
     async fn claim_batch(&self, claims: Vec<Claim>) -> Vec<Result<Begin, IdempotencyError>> {
+        metrics::histogram!("stockade_combine_batch_size", "use_case" => "idempotency_claim")
+            .record(claims.len() as f64);
         let lease = self.core.settings.idempotency_lease;
         let store = &self.core.ports.idempotency;
         if let [one] = claims.as_slice() {

@@ -230,3 +230,49 @@ async fn a_release_wakes_the_waiters_of_other_instances() {
     assert!(granted >= released);
     guard.release().await.unwrap();
 }
+
+/// Five instances on the same three nodes queue for one key, one after another, while a sixth
+/// holds it: they are served in the order they arrived, across processes, though every
+/// release wakes all of them at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_of_several_instances_are_served_in_arrival_order() {
+    let nodes = Nodes::start(3).await;
+    let ns = namespace();
+    let mut instances = Vec::new();
+    for _ in 0..6 {
+        instances.push(Arc::new(
+            RedisLockManager::connect(&nodes.urls, ns.clone(), false)
+                .await
+                .unwrap(),
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let holder = instances[0]
+        .acquire(&[key("fifo")], opts(1_000, 60_000))
+        .await
+        .unwrap();
+    let served = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    for (n, locks) in instances.iter().enumerate().skip(1) {
+        let (locks, served) = (locks.clone(), served.clone());
+        waiters.push(tokio::spawn(async move {
+            let guard = locks
+                .acquire(&[key("fifo")], opts(30_000, 60_000))
+                .await
+                .unwrap();
+            served.lock().unwrap().push(n);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            guard.release().await.unwrap();
+        }));
+        // Each has tried once (and is queued) before the next arrives.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    holder.release().await.unwrap();
+    for w in waiters {
+        tokio::time::timeout(Duration::from_secs(20), w)
+            .await
+            .expect("every waiter is served")
+            .unwrap();
+    }
+    assert_eq!(*served.lock().unwrap(), vec![1, 2, 3, 4, 5]);
+}

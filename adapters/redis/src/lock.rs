@@ -53,6 +53,7 @@ struct Inner {
     acquire_script: Arc<redis::Script>,
     release_script: Arc<redis::Script>,
     raise_script: Arc<redis::Script>,
+    dequeue_script: Arc<redis::Script>,
     nodes: Vec<ConnectionManager>,
     namespace: String,
     node_timeout: Duration,
@@ -156,6 +157,7 @@ impl RedisLockManager {
                 acquire_script: Arc::new(redis::Script::new(ACQUIRE)),
                 release_script: Arc::new(redis::Script::new(RELEASE)),
                 raise_script: Arc::new(redis::Script::new(RAISE)),
+                dequeue_script: Arc::new(redis::Script::new(DEQUEUE)),
                 nodes,
                 namespace,
                 // Far below any lease: a node that does not answer quickly is treated as down.
@@ -206,6 +208,35 @@ impl Inner {
                 local.remove(key);
             }
         }
+    }
+
+    /// Takes `place` out of `resource`'s queue on every node, in the background.
+    fn dequeue(self: &Arc<Self>, resource: &[u8], place: &Place) {
+        let (queue, alive) = queue_keys(resource);
+        let (inner, id) = (self.clone(), place.id.clone());
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            join_all(inner.nodes.iter().map(|node| {
+                let mut node = node.clone();
+                let script = inner.dequeue_script.clone();
+                let (queue, alive, id) = (queue.clone(), alive.clone(), id.clone());
+                let node_timeout = inner.node_timeout;
+                async move {
+                    let _ = tokio::time::timeout(
+                        node_timeout,
+                        script
+                            .key(queue)
+                            .key(alive)
+                            .arg(id)
+                            .invoke_async::<i64>(&mut node),
+                    )
+                    .await;
+                }
+            }))
+            .await;
+        });
     }
 
     /// The waker of `resource`'s waiting head.
@@ -293,11 +324,12 @@ impl Inner {
         key: LockKey,
         lease: Duration,
         deadline: Instant,
+        place: Place,
     ) -> Option<(rslock::Lock, u64)> {
         let inner = self.clone();
         let mut task = Attempt(
             Some(tokio::spawn(async move {
-                inner.acquire_once(&key, lease).await
+                inner.acquire_once(&key, lease, &place).await
             })),
             self.clone(),
         );
@@ -325,9 +357,11 @@ impl Inner {
         self: &Arc<Self>,
         key: &LockKey,
         lease: Duration,
+        place: &Place,
     ) -> Option<(rslock::Lock, u64)> {
         let resource = self.resource(key);
         let counter = format!("{}:fence", self.namespace);
+        let (queue, alive) = queue_keys(&resource);
         let value = self.rs.get_unique_lock_id().ok()?;
         let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
         let started = Instant::now();
@@ -344,6 +378,8 @@ impl Inner {
                 let mut node = node.clone();
                 let script = self.acquire_script.clone();
                 let (resource, counter, value) = (resource.clone(), counter.clone(), value.clone());
+                let (queue, alive) = (queue.clone(), alive.clone());
+                let (score, alive_ms, id) = (place.score, place.alive_ms, place.id.clone());
                 let node_timeout = self.node_timeout;
                 async move {
                     let answer = tokio::time::timeout(
@@ -351,8 +387,13 @@ impl Inner {
                         script
                             .key(resource)
                             .key(counter)
+                            .key(queue)
+                            .key(alive)
                             .arg(value)
                             .arg(lease_ms)
+                            .arg(score)
+                            .arg(alive_ms)
+                            .arg(id)
                             .invoke_async::<i64>(&mut node),
                     )
                     .await
@@ -453,13 +494,68 @@ impl Inner {
     }
 }
 
-/// Per node: take the key if free, and always bump the fence counter. Answers the counter, as
-/// a negative number when the key was busy.
+/// Per node: take the key if it is free and no live waiter is queued before this one, and
+/// always bump the fence counter. Answers the counter, as a negative number when the key was
+/// not taken (the waiter is then queued, or stays queued, at its place).
+///
+/// KEYS: the lock, the fence counter, the queue (waiters by arrival), the queue's liveness (when
+/// each waiter's place lapses). ARGV: the lock value, the lease (ms), the waiter's arrival (its
+/// place), how long the place lives without an attempt (ms), the waiter's id. A head whose place
+/// lapsed (its waiter gave up or vanished) is dropped, so a dead waiter holds nobody up for
+/// long; the queue's keys expire a minute after their last use.
 const ACQUIRE: &str = r"
-local ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local head
+while true do
+  head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+  if not head or head == ARGV[5] then break end
+  if tonumber(redis.call('HGET', KEYS[4], head) or '0') >= now then break end
+  redis.call('ZREM', KEYS[3], head)
+  redis.call('HDEL', KEYS[4], head)
+end
 local t = redis.call('INCR', KEYS[2])
-if ok then return t else return -t end
+if not head or head == ARGV[5] then
+  if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    if head then
+      redis.call('ZREM', KEYS[3], ARGV[5])
+      redis.call('HDEL', KEYS[4], ARGV[5])
+    end
+    return t
+  end
+end
+redis.call('ZADD', KEYS[3], 'NX', ARGV[3], ARGV[5])
+redis.call('HSET', KEYS[4], ARGV[5], now + tonumber(ARGV[4]))
+redis.call('PEXPIRE', KEYS[3], 60000)
+redis.call('PEXPIRE', KEYS[4], 60000)
+return -t
 ";
+
+/// Per node: take a waiter's place out of a key's queue (it was served, or gave up).
+const DEQUEUE: &str = r"
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+";
+
+/// The queue of a lock resource, and the liveness of its places.
+fn queue_keys(resource: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut queue = resource.to_vec();
+    queue.extend_from_slice(b":queue");
+    let mut alive = resource.to_vec();
+    alive.extend_from_slice(b":alive");
+    (queue, alive)
+}
+
+/// A waiter's place in a key's queue on every node: ordered by its arrival, the same on every
+/// node (so every node serves the same head), and alive while it keeps trying.
+#[derive(Debug, Clone)]
+struct Place {
+    id: String,
+    /// Microseconds since the epoch when the acquisition began.
+    score: u64,
+    alive_ms: u64,
+}
 
 /// Per node: delete the key only if it still holds our value, and announce it on ARGV[2].
 const RELEASE: &str = r"
@@ -551,23 +647,47 @@ impl LockManager for RedisLockManager {
         }
         let mut fences = Vec::new();
         let recheck = Duration::from_millis(self.inner.recheck_ms.load(Ordering::Relaxed));
+        // Where this acquisition stands in each key's queue: it arrived now.
+        let arrived = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
         for key in keys {
             let resource = self.inner.resource(&key);
+            let place = Place {
+                id: self.inner.rs.get_unique_lock_id().map_or_else(
+                    |_| {
+                        format!(
+                            "{arrived}-{}",
+                            self.inner.jitter(Duration::from_secs(3600)).as_micros()
+                        )
+                    },
+                    |id| id.iter().map(|b| format!("{b:02x}")).collect(),
+                ),
+                score: arrived,
+                // Three rechecks without an attempt: the waiter is gone.
+                alive_ms: u64::try_from((recheck * 3).as_millis()).unwrap_or(u64::MAX),
+            };
             let waker = WakerRef {
                 waker: self.inner.waker(&resource),
                 inner: &self.inner,
                 resource,
+                place: place.clone(),
+                attempts: 0,
+                served: false,
             };
+            let mut waker = waker;
             let (lock, token) = loop {
                 // Listening before the attempt: a release announced while it runs still wakes.
                 let released = waker.waker.notified();
                 tokio::pin!(released);
                 released.as_mut().enable();
+                waker.attempts += 1;
                 if let Some(granted) = self
                     .inner
-                    .attempt(key.clone(), options.lease, deadline)
+                    .attempt(key.clone(), options.lease, deadline, place.clone())
                     .await
                 {
+                    waker.served = waker.attempts == 1;
                     break granted;
                 }
                 let now = Instant::now();
@@ -597,14 +717,23 @@ impl LockManager for RedisLockManager {
 }
 
 /// A waiting head's hold on its waker; the waker is forgotten when nobody waits on it.
+/// Also takes the waiter's place out of the key's queues when it may have been queued (unless
+/// its first attempt was granted; the dequeue runs in the background).
 struct WakerRef<'a> {
     waker: Arc<tokio::sync::Notify>,
     inner: &'a Arc<Inner>,
     resource: Vec<u8>,
+    place: Place,
+    attempts: u32,
+    /// Granted at the first attempt.
+    served: bool,
 }
 
 impl Drop for WakerRef<'_> {
     fn drop(&mut self) {
+        if !self.served {
+            self.inner.dequeue(&self.resource, &self.place);
+        }
         let resource = std::mem::take(&mut self.resource);
         // Our own reference goes first, so that the count seen is the others'.
         self.waker = Arc::new(tokio::sync::Notify::new());

@@ -12,12 +12,20 @@
 //!   fencing check stays the safety net: it refuses any token lower than one it has seen.
 //! - **Waiting** is bounded by `wait`; 50 ms per node. An attempt is decided as soon as a
 //!   majority granted or can no longer grant: a dead node costs no time-out per acquisition.
-//!   Within a process, waiters queue first come first served and only the head of a key's queue
-//!   asks Redis. Between processes, a release `PUBLISH`es the key on the namespace's channel
-//!   (in the release script, on every node) and each manager keeps one subscription per node:
-//!   the waiting head of every process is woken the moment the key is released and tries at
-//!   once, instead of sleeping a backoff. A recheck every [`RECHECK`] (jittered) covers what no
-//!   message announces: a lease that ran out, a message lost while a subscription reconnects.
+//!   Waiters are served in arrival order across processes:
+//!   - within a process they queue first come first served, and only the head of a key's
+//!     queue asks Redis;
+//!   - on each node a key has a queue of waiters (a sorted set scored by the waiter's arrival
+//!     time, so every node orders the same waiters the same way and serves the same head): a
+//!     node grants the key only to the head of its queue, or to anyone when it is empty;
+//!   - a place lapses when its waiter has not tried for three rechecks (it gave up without
+//!     saying so, or its process died), and is taken out at once when the waiter is served or
+//!     gives up;
+//!   - a release `PUBLISH`es the key on the namespace's channel (in the release script, on
+//!     every node) and each manager keeps one subscription per node, so the waiting heads are
+//!     woken the moment the key is released and the queue's head takes it at once, instead of
+//!     sleeping a backoff. A recheck every [`RECHECK`] (jittered) covers what no message
+//!     announces: a lease that ran out, a message lost while a subscription reconnects.
 //! - **Cancel-safety**: each attempt runs in a task of its own; abandoned at the deadline or by a
 //!   caller that went away, it is left to finish and a lock it got is released at once.
 //! - **Watchdog**: while a guard lives its leases are extended (rslock's value-checked

@@ -119,13 +119,7 @@ impl Stockade {
         }
         let outcome = outcome_of(&result);
         let recorded = match outcome {
-            Some(outcome) => {
-                self.core
-                    .ports
-                    .idempotency
-                    .complete(&ticket, outcome, self.core.settings.idempotency_ttl)
-                    .await
-            }
+            Some(outcome) => self.complete(ticket.clone(), outcome).await,
             None => self.core.ports.idempotency.abandon(&ticket).await,
         };
         if let Err(e) = recorded {
@@ -156,6 +150,49 @@ impl Stockade {
             .await
             .map_err(|Lost| AppError::Internal("the claim's batch failed".into()))?;
         Ok(begun?)
+    }
+
+    /// Records an outcome; outcomes that arrive together are recorded together
+    /// (`complete_many`), as claims are.
+    async fn complete(
+        &self,
+        ticket: Ticket,
+        outcome: StoredOutcome,
+    ) -> Result<(), IdempotencyError> {
+        let app = self.clone();
+        self.core
+            .completions
+            .submit((), (ticket, outcome), move |outcomes| {
+                let app = app.clone();
+                async move { app.complete_batch(outcomes).await }
+            })
+            .await
+            .unwrap_or_else(|Lost| {
+                Err(IdempotencyError::Unavailable(BackendError::new(
+                    "idempotency",
+                    "the outcome's batch failed",
+                )))
+            })
+    }
+
+    async fn complete_batch(
+        &self,
+        outcomes: Vec<(Ticket, StoredOutcome)>,
+    ) -> Vec<Result<(), IdempotencyError>> {
+        let ttl = self.core.settings.idempotency_ttl;
+        let store = &self.core.ports.idempotency;
+        if let [(ticket, outcome)] = outcomes.as_slice() {
+            return vec![store.complete(ticket, outcome.clone(), ttl).await];
+        }
+        let mut answers = store.complete_many(&outcomes, ttl).await;
+        while answers.len() < outcomes.len() {
+            answers.push(Err(IdempotencyError::Unavailable(BackendError::new(
+                "idempotency",
+                "an outcome of the batch was not answered",
+            ))));
+        }
+        answers.truncate(outcomes.len());
+        answers
     }
 
     async fn claim_batch(&self, claims: Vec<Claim>) -> Vec<Result<Begin, IdempotencyError>> {

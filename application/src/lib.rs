@@ -64,6 +64,15 @@ struct Core {
         ports::idempotency::Claim,
         Result<ports::idempotency::Begin, ports::idempotency::IdempotencyError>,
     >,
+    /// Idempotency outcomes recorded after their work, in batches.
+    completions: combine::Combiner<
+        (),
+        (
+            ports::idempotency::Ticket,
+            ports::idempotency::StoredOutcome,
+        ),
+        Result<(), ports::idempotency::IdempotencyError>,
+    >,
     /// LOCKED issuances queued per coupon, run in combined turns.
     coupon_lanes: combine::Combiner<CouponId, (Coupon, UserId), Result<views::IssueView, AppError>>,
 }
@@ -84,6 +93,7 @@ impl Stockade {
                 order_lanes: combine::Combiner::new(settings.combine_max_batch),
                 coupon_lanes: combine::Combiner::new(settings.combine_max_batch),
                 claims: combine::Combiner::new(settings.combine_max_batch),
+                completions: combine::Combiner::new(settings.combine_max_batch),
                 sold_out: soldout::SoldOut::new(settings.sold_out_ttl),
                 settings,
             }),

@@ -103,6 +103,14 @@ impl IdempotencyStore for MeteredIdempotency {
         r
     }
 
+    async fn complete_many(
+        &self,
+        outcomes: &[(Ticket, StoredOutcome)],
+        ttl: Duration,
+    ) -> Vec<Result<(), IdempotencyError>> {
+        self.inner.complete_many(outcomes, ttl).await
+    }
+
     async fn begin_many(
         &self,
         claims: &[Claim],

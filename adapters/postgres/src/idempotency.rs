@@ -86,6 +86,51 @@ fn held_by_another(row: &PgRow, fingerprint: &Fingerprint) -> Result<Begin, Idem
 }
 
 impl PgIdempotencyStore {
+    /// [`IdempotencyStore::complete_many`]'s statement: which `(scope, key, owner)` it completed.
+    async fn complete_together<'a>(
+        &self,
+        outcomes: &'a [(Ticket, StoredOutcome)],
+        ttl: Duration,
+    ) -> Result<HashSet<(&'a str, &'a str, &'a str)>, sqlx::Error> {
+        let mut sorted: Vec<&(Ticket, StoredOutcome)> = outcomes.iter().collect();
+        sorted.sort_by(|(a, _), (b, _)| {
+            (a.scope.0.as_str(), a.key.as_str()).cmp(&(b.scope.0.as_str(), b.key.as_str()))
+        });
+        let scope: Vec<&str> = sorted.iter().map(|(t, _)| t.scope.0.as_str()).collect();
+        let key: Vec<&str> = sorted.iter().map(|(t, _)| t.key.as_str()).collect();
+        let owner: Vec<&str> = sorted.iter().map(|(t, _)| t.owner.as_str()).collect();
+        let ok: Vec<bool> = sorted.iter().map(|(_, o)| o.ok).collect();
+        let body: Vec<&[u8]> = sorted.iter().map(|(_, o)| o.body.as_slice()).collect();
+        let mut session = self.sessions.acquire().await?;
+        let done: Vec<(String, String, String)> = sqlx::query_as(
+            "UPDATE idempotency_keys k
+             SET state = 'DONE', ok = t.ok, body = t.body, expires_at = now() + $6::interval,
+                 updated_at = now()
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::bytea[])
+                  AS t(scope, key, owner, ok, body)
+             WHERE k.scope = t.scope AND k.key = t.key AND k.owner = t.owner
+               AND k.state = 'IN_FLIGHT'
+             RETURNING k.scope, k.key, k.owner",
+        )
+        .bind(&scope)
+        .bind(&key)
+        .bind(&owner)
+        .bind(&ok)
+        .bind(&body)
+        .bind(interval(ttl))
+        .fetch_all(&mut *session)
+        .await?;
+        session.park();
+        Ok(outcomes
+            .iter()
+            .map(|(t, _)| (t.scope.0.as_str(), t.key.as_str(), t.owner.as_str()))
+            .filter(|k| {
+                done.iter()
+                    .any(|(s, key, o)| s == k.0 && key == k.1 && o == k.2)
+            })
+            .collect())
+    }
+
     /// [`IdempotencyStore::begin_many`]'s two statements; fills the answers it can decide.
     async fn claim_together(
         &self,
@@ -297,6 +342,34 @@ impl IdempotencyStore for PgIdempotencyStore {
             Ok(())
         } else {
             Err(IdempotencyError::TicketLost)
+        }
+    }
+
+    /// One `UPDATE … FROM unnest` for all of them (in key order); a ticket whose record it did
+    /// not complete is lost.
+    async fn complete_many(
+        &self,
+        outcomes: &[(Ticket, StoredOutcome)],
+        ttl: Duration,
+    ) -> Vec<Result<(), IdempotencyError>> {
+        match self.complete_together(outcomes, ttl).await {
+            Ok(done) => outcomes
+                .iter()
+                .map(|(t, _)| {
+                    if done.contains(&(t.scope.0.as_str(), t.key.as_str(), t.owner.as_str())) {
+                        Ok(())
+                    } else {
+                        Err(IdempotencyError::TicketLost)
+                    }
+                })
+                .collect(),
+            Err(e) => {
+                let reason = e.to_string();
+                outcomes
+                    .iter()
+                    .map(|_| Err(IdempotencyError::Unavailable(backend(reason.clone()))))
+                    .collect()
+            }
         }
     }
 

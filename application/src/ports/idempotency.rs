@@ -113,6 +113,22 @@ pub trait IdempotencyStore: Send + Sync + fmt::Debug {
         ttl: Duration,
     ) -> Result<(), IdempotencyError>;
 
+    /// Records each outcome as [`Self::complete`] would, and answers each, in order. This
+    /// default completes them concurrently; an adapter that can write many in one round trip
+    /// overrides it.
+    async fn complete_many(
+        &self,
+        outcomes: &[(Ticket, StoredOutcome)],
+        ttl: Duration,
+    ) -> Vec<Result<(), IdempotencyError>> {
+        futures::future::join_all(
+            outcomes
+                .iter()
+                .map(|(t, o)| self.complete(t, o.clone(), ttl)),
+        )
+        .await
+    }
+
     /// Gives the key up so that a retry runs.
     async fn abandon(&self, ticket: &Ticket) -> Result<(), IdempotencyError>;
 

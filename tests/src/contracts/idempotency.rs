@@ -276,6 +276,58 @@ pub async fn purge_expired_removes_lapsed(store: Arc<dyn IdempotencyStore>, coun
     started(&store, &scope, &done, &f, LONG).await;
 }
 
+/// `complete_many` records each outcome as `complete` would: the tickets still held complete
+/// (and replay), a ticket whose record a newer request took over is `TicketLost` and changes
+/// nothing.
+pub async fn complete_many_answers_as_complete(store: Arc<dyn IdempotencyStore>) {
+    let scope = fresh_scope();
+    let (a, b, lapsed) = (fresh_key(), fresh_key(), fresh_key());
+    let ta = started(&store, &scope, &a, &fp("a"), LONG).await;
+    let tb = started(&store, &scope, &b, &fp("b"), LONG).await;
+    let stale = started(
+        &store,
+        &scope,
+        &lapsed,
+        &fp("c"),
+        Duration::from_millis(150),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let newer = started(&store, &scope, &lapsed, &fp("c"), LONG).await;
+    let answers = store
+        .complete_many(
+            &[
+                (ta, outcome(true, "a")),
+                (stale, outcome(true, "stale")),
+                (tb, outcome(false, "b")),
+            ],
+            KEEP,
+        )
+        .await;
+    assert!(answers[0].is_ok(), "{answers:?}");
+    assert!(
+        matches!(answers[1], Err(IdempotencyError::TicketLost)),
+        "{answers:?}"
+    );
+    assert!(answers[2].is_ok(), "{answers:?}");
+    assert_eq!(
+        begin(&store, &scope, &a, &fp("a")).await,
+        Begin::Replay(outcome(true, "a"))
+    );
+    assert_eq!(
+        begin(&store, &scope, &b, &fp("b")).await,
+        Begin::Replay(outcome(false, "b"))
+    );
+    store
+        .complete(&newer, outcome(true, "newer"), KEEP)
+        .await
+        .expect("the newer holder still holds its record");
+    assert_eq!(
+        begin(&store, &scope, &lapsed, &fp("c")).await,
+        Begin::Replay(outcome(true, "newer"))
+    );
+}
+
 /// `begin_many` answers each claim as `begin` would: a fresh key is started, a second claim
 /// of it in the same call is in progress, a completed key replays, a key in flight is in
 /// progress, another command under a key is a mismatch. Two calls racing over the same 50
@@ -355,6 +407,13 @@ pub async fn begin_many_answers_as_begin(store: Arc<dyn IdempotencyStore>) {
 #[macro_export]
 macro_rules! idempotency_contract {
     (@impl $make:expr, $counts:expr) => {
+        #[test]
+        fn idempotency_complete_many_answers_as_complete() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::idempotency::complete_many_answers_as_complete($make.await)
+                    .await;
+            });
+        }
         #[test]
         fn idempotency_begin_many_answers_as_begin() {
             $crate::contracts::run(CONTRACT_TIME, async {

@@ -22,7 +22,8 @@
 //!     saying so, or its process died), and is taken out at once when the waiter is served or
 //!     gives up;
 //!   - a release `PUBLISH`es the key on the namespace's channel (in the release script, on
-//!     every node) and each manager keeps one subscription per node, so the waiting heads are
+//!     every node, when a waiter is queued there) and each manager keeps one subscription per
+//!     node, so the waiting heads are
 //!     woken the moment the key is released and the queue's head takes it at once, instead of
 //!     sleeping a backoff. A recheck every [`RECHECK`] (jittered) covers what no message
 //!     announces: a lease that ran out, a message lost while a subscription reconnects.
@@ -295,6 +296,7 @@ impl Inner {
                 let mut node = node.clone();
                 let script = self.release_script.clone();
                 let (resource, val) = (lock.resource.clone(), lock.val.clone());
+                let (queue, _) = queue_keys(&resource);
                 let channel = self.channel.clone();
                 let node_timeout = self.node_timeout;
                 async move {
@@ -302,6 +304,7 @@ impl Inner {
                         node_timeout,
                         script
                             .key(resource.as_slice())
+                            .key(queue.as_slice())
                             .arg(val.as_slice())
                             .arg(channel.as_str())
                             .invoke_async::<i64>(&mut node),
@@ -565,11 +568,14 @@ struct Place {
     alive_ms: u64,
 }
 
-/// Per node: delete the key only if it still holds our value, and announce it on ARGV[2].
+/// Per node: delete the key only if it still holds our value, and announce it on ARGV[2] when
+/// a waiter is queued for it (KEYS[2], its queue): an uncontended release announces nothing.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], KEYS[1])
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('PUBLISH', ARGV[2], KEYS[1])
+  end
   return 1
 end
 return 0

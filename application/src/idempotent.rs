@@ -184,15 +184,8 @@ impl Stockade {
         if let [(ticket, outcome)] = outcomes.as_slice() {
             return vec![store.complete(ticket, outcome.clone(), ttl).await];
         }
-        let mut answers = store.complete_many(&outcomes, ttl).await;
-        while answers.len() < outcomes.len() {
-            answers.push(Err(IdempotencyError::Unavailable(BackendError::new(
-                "idempotency",
-                "an outcome of the batch was not answered",
-            ))));
-        }
-        answers.truncate(outcomes.len());
-        answers
+        let answers = store.complete_many(&outcomes, ttl).await;
+        one_each(answers, outcomes.len())
     }
 
     async fn claim_batch(&self, claims: Vec<Claim>) -> Vec<Result<Begin, IdempotencyError>> {
@@ -207,17 +200,25 @@ impl Stockade {
                     .await,
             ];
         }
-        let mut answers = store.begin_many(&claims, lease).await;
-        // An adapter that answered too few: the rest is unanswered, not claimed.
-        while answers.len() < claims.len() {
-            answers.push(Err(IdempotencyError::Unavailable(BackendError::new(
-                "idempotency",
-                "a claim of the batch was not answered",
-            ))));
-        }
-        answers.truncate(claims.len());
-        answers
+        let answers = store.begin_many(&claims, lease).await;
+        one_each(answers, claims.len())
     }
+}
+
+/// Exactly `n` answers for a batch of `n`: an adapter that answered too few leaves the rest
+/// unanswered (neither claimed nor recorded), one that answered too many is cut.
+fn one_each<T>(
+    mut answers: Vec<Result<T, IdempotencyError>>,
+    n: usize,
+) -> Vec<Result<T, IdempotencyError>> {
+    while answers.len() < n {
+        answers.push(Err(IdempotencyError::Unavailable(BackendError::new(
+            "idempotency",
+            "a request of the batch was not answered",
+        ))));
+    }
+    answers.truncate(n);
+    answers
 }
 
 /// The outcome an idempotency record keeps for `result`: a success, or a business refusal;

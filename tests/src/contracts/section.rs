@@ -11,8 +11,8 @@ use std::time::Duration;
 use stockade_application::ports::idempotency::{
     Begin, Fingerprint, IdempotencyStore, Scope, StoredOutcome, Ticket,
 };
-use stockade_application::ports::lock::LockError;
-use stockade_application::ports::section::{Outcomes, Sections};
+use stockade_application::ports::lock::{LockError, LockKey};
+use stockade_application::ports::section::{Outcomes, Section, Sections};
 use stockade_application::ports::store::{Store, StoreError};
 use stockade_domain::{IdempotencyKey, NewProduct, ProductId};
 
@@ -54,6 +54,26 @@ async fn claim(idem: &Arc<dyn IdempotencyStore>, key: &str, lease: Duration) -> 
         Begin::Started(ticket) => ticket,
         other => panic!("not started: {other:?}"),
     }
+}
+
+/// Enters a section over `k`.
+async fn enter(f: &Fixture, k: &LockKey, wait_ms: u64, lease_ms: u64) -> Box<dyn Section> {
+    f.sections
+        .enter(std::slice::from_ref(k), opts(wait_ms, lease_ms))
+        .await
+        .unwrap()
+}
+
+/// Writes `stock` for `id` in a new unit of `section`.
+async fn write(section: &mut Box<dyn Section>, id: ProductId, stock: u32) {
+    section
+        .begin()
+        .await
+        .unwrap()
+        .products()
+        .set_stock(id, stock)
+        .await
+        .unwrap();
 }
 
 fn outcome() -> StoredOutcome {
@@ -104,40 +124,15 @@ pub async fn mutual_exclusion(f: Fixture) {
 pub async fn unfinished_units_roll_back(f: Fixture) {
     let id = product(&f.store, 5).await;
     let k = key("contract:section:rollback");
-    let mut section = f
-        .sections
-        .enter(std::slice::from_ref(&k), opts(1_000, 30_000))
-        .await
-        .unwrap();
-    section
-        .begin()
-        .await
-        .unwrap()
-        .products()
-        .set_stock(id, 1)
-        .await
-        .unwrap();
+    let mut section = enter(&f, &k, 1_000, 30_000).await;
+    write(&mut section, id, 1).await;
     // A second unit rolls the first back.
-    section
-        .begin()
-        .await
-        .unwrap()
-        .products()
-        .set_stock(id, 2)
-        .await
-        .unwrap();
+    write(&mut section, id, 2).await;
     section.rollback();
     section.begin().await.unwrap();
     section.commit().await.unwrap();
     assert_eq!(stock(&f.store, id).await, 5);
-    section
-        .begin()
-        .await
-        .unwrap()
-        .products()
-        .set_stock(id, 3)
-        .await
-        .unwrap();
+    write(&mut section, id, 3).await;
     section.leave().await;
     assert_eq!(stock(&f.store, id).await, 5);
 
@@ -146,14 +141,7 @@ pub async fn unfinished_units_roll_back(f: Fixture) {
         .enter(std::slice::from_ref(&k), opts(1_000, 30_000))
         .await
         .expect("a section left frees its keys");
-    again
-        .begin()
-        .await
-        .unwrap()
-        .products()
-        .set_stock(id, 4)
-        .await
-        .unwrap();
+    write(&mut again, id, 4).await;
     drop(again);
     let last = f
         .sections
@@ -169,19 +157,8 @@ pub async fn unfinished_units_roll_back(f: Fixture) {
 pub async fn commit_keeps_the_keys(f: Fixture) {
     let id = product(&f.store, 5).await;
     let k = key("contract:section:commit");
-    let mut section = f
-        .sections
-        .enter(std::slice::from_ref(&k), opts(1_000, 30_000))
-        .await
-        .unwrap();
-    section
-        .begin()
-        .await
-        .unwrap()
-        .products()
-        .set_stock(id, 6)
-        .await
-        .unwrap();
+    let mut section = enter(&f, &k, 1_000, 30_000).await;
+    write(&mut section, id, 6).await;
     section.commit().await.unwrap();
     assert_eq!(stock(&f.store, id).await, 6);
     let other = f
@@ -189,14 +166,7 @@ pub async fn commit_keeps_the_keys(f: Fixture) {
         .enter(std::slice::from_ref(&k), opts(200, 30_000))
         .await;
     assert!(matches!(other, Err(LockError::Timeout)), "{other:?}");
-    section
-        .begin()
-        .await
-        .unwrap()
-        .products()
-        .set_stock(id, 7)
-        .await
-        .unwrap();
+    write(&mut section, id, 7).await;
     section.finish(Outcomes::none()).await.unwrap();
     assert_eq!(stock(&f.store, id).await, 7);
     f.sections
@@ -217,14 +187,7 @@ pub async fn finish_records_outcomes_or_says_not(f: Fixture) {
         .enter(&[key("contract:section:outcome")], opts(1_000, 30_000))
         .await
         .unwrap();
-    section
-        .begin()
-        .await
-        .unwrap()
-        .products()
-        .set_stock(id, 8)
-        .await
-        .unwrap();
+    write(&mut section, id, 8).await;
     let items = [(ticket.clone(), outcome())];
     let recorded = section
         .finish(Outcomes {
@@ -263,19 +226,8 @@ pub async fn a_lost_ticket_commits_nothing(f: Fixture) {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let _newer = claim(&f.idempotency, "section-lost", Duration::from_secs(30)).await;
     let k = key("contract:section:lost");
-    let mut section = f
-        .sections
-        .enter(std::slice::from_ref(&k), opts(1_000, 30_000))
-        .await
-        .unwrap();
-    section
-        .begin()
-        .await
-        .unwrap()
-        .products()
-        .set_stock(id, 9)
-        .await
-        .unwrap();
+    let mut section = enter(&f, &k, 1_000, 30_000).await;
+    write(&mut section, id, 9).await;
     let items = [(stale, outcome())];
     let finished = section
         .finish(Outcomes {
@@ -301,11 +253,7 @@ pub async fn a_lost_ticket_commits_nothing(f: Fixture) {
 pub async fn a_lapsed_section_cannot_write(f: Fixture) {
     let id = product(&f.store, 5).await;
     let k = key("contract:section:lapse");
-    let mut stale = f
-        .sections
-        .enter(std::slice::from_ref(&k), opts(1_000, 300))
-        .await
-        .unwrap();
+    let mut stale = enter(&f, &k, 1_000, 300).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(
         stale.lease_lost(),
@@ -317,14 +265,7 @@ pub async fn a_lapsed_section_cannot_write(f: Fixture) {
         .await
         .expect("a lapsed section's keys are free");
     assert!(!fresh.lease_lost());
-    fresh
-        .begin()
-        .await
-        .unwrap()
-        .products()
-        .set_stock(id, 1)
-        .await
-        .unwrap();
+    write(&mut fresh, id, 1).await;
     fresh.finish(Outcomes::none()).await.unwrap();
     let refused = stale.begin().await.map(|_| ());
     assert!(

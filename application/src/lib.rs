@@ -58,6 +58,8 @@ struct Core {
     order_lanes: usecases::create_order::OrderLanes,
     /// What this instance knows to be sold out (the fast path).
     sold_out: soldout::SoldOut,
+    /// Charges queued per wallet, run in combined turns.
+    charge_lanes: usecases::balance::ChargeLanes,
     /// Idempotency claims, made in batches.
     claims: combine::Combiner<
         (),
@@ -93,6 +95,7 @@ impl Stockade {
                 order_lanes: combine::Combiner::new(settings.combine_max_batch),
                 coupon_lanes: combine::Combiner::new(settings.combine_max_batch),
                 claims: combine::Combiner::new(settings.combine_max_batch),
+                charge_lanes: combine::Combiner::new(settings.combine_max_batch),
                 completions: combine::Combiner::new(settings.combine_max_batch),
                 sold_out: soldout::SoldOut::new(settings.sold_out_ttl),
                 settings,

@@ -157,6 +157,73 @@ pub async fn hundred_concurrent_charges(t: &TestApp) {
     t.assert_invariants(&[]).await;
 }
 
+/// 200 keyed charges of 1,000,000 arrive together at a wallet 50.5 charges below its cap:
+/// they run in combined turns (far fewer lock grants than charges), exactly 50 succeed, each
+/// at its own balance, the other 150 are refused `CHARGE_LIMIT_EXCEEDED` with nothing written,
+/// and every key sent again replays its first answer.
+pub async fn charges_near_the_cap_run_in_combined_turns(t: TestApp) {
+    use stockade_domain::wallet::{MAX_CHARGE, MAX_WALLET_BALANCE};
+    use stockade_domain::IdempotencyKey;
+    let start = MAX_WALLET_BALANCE - 50 * MAX_CHARGE - MAX_CHARGE / 2;
+    let mut left = start;
+    while left > 0 {
+        let amount = left.min(MAX_CHARGE);
+        t.charge(8, amount).await;
+        left -= amount;
+    }
+    let (t, grants) = crate::combining::counting_grants(t);
+    let send = |i: usize| {
+        let app = t.app.clone();
+        async move {
+            let key = IdempotencyKey::parse(&format!("near-cap-{i}")).unwrap();
+            app.charge(
+                ChargeBalance {
+                    user_id: user(8),
+                    amount: ChargeAmount::new(MAX_CHARGE).unwrap(),
+                },
+                Some(&key),
+            )
+            .await
+        }
+    };
+    let tasks: Vec<_> = (0..200).map(|i| tokio::spawn(send(i))).collect();
+    let mut first = Vec::new();
+    for task in tasks {
+        first.push(task.await.unwrap());
+    }
+    let granted = grants.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        granted < 100,
+        "{granted} grants for 200 charges: not combined"
+    );
+    let mut balances = Vec::new();
+    for answer in &first {
+        match answer {
+            Ok(r) => balances.push(r.value.balance),
+            Err(e) => assert_eq!(e.code().as_str(), "CHARGE_LIMIT_EXCEEDED", "{e:?}"),
+        }
+    }
+    balances.sort_unstable();
+    let expected: Vec<i64> = (1..=50).map(|k| start + k * MAX_CHARGE).collect();
+    assert_eq!(balances, expected, "each success at its own balance");
+    assert_eq!(
+        t.app.balance(user(8)).await.unwrap().balance,
+        start + 50 * MAX_CHARGE
+    );
+    for (i, answer) in first.iter().enumerate() {
+        let again = send(i).await;
+        match (answer, again) {
+            (Ok(a), Ok(b)) => {
+                assert!(b.replayed);
+                assert_eq!(a.value, b.value);
+            }
+            (Err(a), Err(b)) => assert_eq!(a.code(), b.code()),
+            (a, b) => panic!("request {i}: {a:?} then {b:?}"),
+        }
+    }
+    t.assert_invariants(&[]).await;
+}
+
 pub async fn one_payment_key_sent_100_times_at_once(t: &TestApp) {
     let product = t.product(10_000, 100, 5).await;
     t.charge(1, 100_000).await;

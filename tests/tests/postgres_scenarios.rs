@@ -102,3 +102,9 @@ async fn sold_out_marks_follow_restocks_on_every_instance() {
     stockade_tests::combining::a_restock_elsewhere_reaches_every_instance(a, b).await;
     db.drop_schema().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charges_near_the_cap_run_in_combined_turns() {
+    with_app(|t| async move { scenarios::charges_near_the_cap_run_in_combined_turns(t).await })
+        .await;
+}

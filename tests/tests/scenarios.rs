@@ -207,3 +207,8 @@ async fn publish(
 async fn sold_out_is_refused_without_a_lock() {
     stockade_tests::combining::sold_out_is_refused_without_a_lock(TestApp::new()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charges_near_the_cap_run_in_combined_turns() {
+    scenarios::charges_near_the_cap_run_in_combined_turns(TestApp::new()).await;
+}

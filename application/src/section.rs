@@ -35,18 +35,19 @@ impl Sections for FencedSections {
     ) -> Result<Box<dyn Section>, LockError> {
         let guard = self.locks.acquire(keys, options).await?;
         Ok(Box::new(FencedSection {
+            unit: None,
             guard,
             store: self.store.clone(),
-            unit: None,
         }))
     }
 }
 
-/// A grant and the unit open under it.
+/// A grant and the unit open under it. Fields drop in order: an open unit is rolled back
+/// before the grant is released.
 struct FencedSection {
+    unit: Option<Box<dyn UnitOfWork>>,
     guard: LockGuard,
     store: Arc<dyn Store>,
-    unit: Option<Box<dyn UnitOfWork>>,
 }
 
 impl fmt::Debug for FencedSection {

@@ -104,9 +104,9 @@ impl Sections for PgSections {
             Locks::Other(locks) => Grant::Guard(locks.acquire(keys, options).await?),
         };
         Ok(Box::new(PgSection {
-            store: self.store.clone(),
-            grant,
             unit: None,
+            grant,
+            store: self.store.clone(),
             records: self.records,
         }))
     }
@@ -137,10 +137,11 @@ impl Grant {
     }
 }
 
+/// Fields drop in order: an open unit is rolled back before the grant is released.
 struct PgSection {
-    store: PgStore,
-    grant: Grant,
     unit: Option<PgUnit>,
+    grant: Grant,
+    store: PgStore,
     records: bool,
 }
 

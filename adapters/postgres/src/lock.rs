@@ -435,7 +435,9 @@ impl Shared {
             // A ready transaction is still open; a rolled back one is not.
             let ready = after == After::Ready;
             if !rolled_back {
-                // The session is broken: closing it (as `settling` drops) ends its locks.
+                // The session is broken: closing it (as `settling` drops) ends its locks, so the
+                // grant is lost from here on.
+                shared.lost.store(true, Ordering::SeqCst);
                 shared.slot.lock().hosted = false;
                 return;
             }

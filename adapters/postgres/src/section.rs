@@ -24,11 +24,16 @@ use crate::PgStore;
 use async_trait::async_trait;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 use stockade_application::ports::lock::{
     Fence, LockError, LockGuard, LockKey, LockManager, LockOptions,
 };
 use stockade_application::ports::section::{Outcomes, Section, Sections};
 use stockade_application::ports::store::{StoreError, UnitOfWork};
+
+/// How long a unit waits for its section's session to come back from the last unit's rollback
+/// before it runs on the pool, fenced.
+const SESSION_WAIT: Duration = Duration::from_secs(1);
 
 /// The Postgres [`Sections`]. See the module docs.
 #[derive(Clone)]
@@ -184,7 +189,28 @@ impl Section for PgSection {
                             .unwrap_or_default(),
                     });
                 }
-                HostedSession::begin(held).await.map_err(store_error)?
+                // The last unit's rollback may still be on its way back to the session (it runs
+                // in the background): wait for it a moment rather than run a unit that the
+                // session's locks would not protect.
+                let mut waited = Duration::ZERO;
+                loop {
+                    if let Some(hosted) = HostedSession::begin(held).await.map_err(store_error)? {
+                        break Some(hosted);
+                    }
+                    if held.lost() {
+                        return Err(StoreError::StaleFence {
+                            key: fences
+                                .first()
+                                .map(|f| f.key.to_string())
+                                .unwrap_or_default(),
+                        });
+                    }
+                    if waited >= SESSION_WAIT {
+                        break None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    waited += Duration::from_millis(2);
+                }
             }
             Grant::Guard(_) => None,
         };

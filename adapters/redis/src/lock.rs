@@ -144,18 +144,23 @@ impl RedisLockManager {
         let wakers: Wakers = Arc::default();
         let mut nodes = Vec::with_capacity(urls.len());
         let mut listeners = Vec::with_capacity(urls.len());
+        let mut clients = Vec::with_capacity(urls.len());
         for url in urls {
             let client = redis::Client::open(url.as_str()).map_err(crate::RedisSetupError::Url)?;
-            listeners.push(tokio::spawn(listen(
-                client.clone(),
-                channel.clone(),
-                wakers.clone(),
-            )));
             nodes.push(
-                ConnectionManager::new(client)
+                ConnectionManager::new(client.clone())
                     .await
                     .map_err(crate::RedisSetupError::Connect)?,
             );
+            clients.push(client);
+        }
+        // Every node answered: now follow their release announcements.
+        for client in clients {
+            listeners.push(tokio::spawn(listen(
+                client,
+                channel.clone(),
+                wakers.clone(),
+            )));
         }
         let mut rs = rslock::LockManager::new(urls.to_vec());
         // One quorum attempt per call: the waiting policy is ours.
@@ -505,9 +510,11 @@ impl Inner {
     }
 }
 
-/// Per node: take the key if it is free and no live waiter is queued before this one, and
-/// always bump the fence counter. Answers the counter, as a negative number when the key was
-/// not taken (the waiter is then queued, or stays queued, at its place).
+/// Per node: queue the waiter at its place (or keep it there), take the key if it is free and
+/// the waiter is the queue's head, and always bump the fence counter. Answers the counter, as a
+/// negative number when the key was not taken. The place stays after a grant (the waiter's
+/// acquisition may still fail to win a majority, and must then keep its place on every node);
+/// it is removed when the acquisition ends (DEQUEUE), or lapses.
 ///
 /// KEYS: the lock, the fence counter, the queue (waiters by arrival), the queue's liveness (when
 /// each waiter's place lapses). ARGV: the lock value, the lease (ms), the waiter's arrival (its
@@ -517,28 +524,22 @@ impl Inner {
 const ACQUIRE: &str = r"
 local now = redis.call('TIME')
 now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local head
 while true do
-  head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
-  if not head or head == ARGV[5] then break end
-  if tonumber(redis.call('HGET', KEYS[4], head) or '0') >= now then break end
-  redis.call('ZREM', KEYS[3], head)
-  redis.call('HDEL', KEYS[4], head)
-end
-local t = redis.call('INCR', KEYS[2])
-if not head or head == ARGV[5] then
-  if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    if head then
-      redis.call('ZREM', KEYS[3], ARGV[5])
-      redis.call('HDEL', KEYS[4], ARGV[5])
-    end
-    return t
-  end
+  local h = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+  if not h or h == ARGV[5] then break end
+  if tonumber(redis.call('HGET', KEYS[4], h) or '0') >= now then break end
+  redis.call('ZREM', KEYS[3], h)
+  redis.call('HDEL', KEYS[4], h)
 end
 redis.call('ZADD', KEYS[3], 'NX', ARGV[3], ARGV[5])
 redis.call('HSET', KEYS[4], ARGV[5], now + tonumber(ARGV[4]))
 redis.call('PEXPIRE', KEYS[3], 60000)
 redis.call('PEXPIRE', KEYS[4], 60000)
+local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
+local t = redis.call('INCR', KEYS[2])
+if head == ARGV[5] and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return t
+end
 return -t
 ";
 
@@ -686,22 +687,17 @@ impl LockManager for RedisLockManager {
                 inner: &self.inner,
                 resource,
                 place: place.clone(),
-                attempts: 0,
-                served: false,
             };
-            let mut waker = waker;
             let (lock, token) = loop {
                 // Listening before the attempt: a release announced while it runs still wakes.
                 let released = waker.waker.notified();
                 tokio::pin!(released);
                 released.as_mut().enable();
-                waker.attempts += 1;
                 if let Some(granted) = self
                     .inner
                     .attempt(key.clone(), options.lease, deadline, place.clone())
                     .await
                 {
-                    waker.served = waker.attempts == 1;
                     break granted;
                 }
                 let now = Instant::now();
@@ -731,23 +727,18 @@ impl LockManager for RedisLockManager {
 }
 
 /// A waiting head's hold on its waker; the waker is forgotten when nobody waits on it.
-/// Also takes the waiter's place out of the key's queues when it may have been queued (unless
-/// its first attempt was granted; the dequeue runs in the background).
+/// Also takes the waiter's place out of the key's queues when the acquisition ends, granted or
+/// not (in the background).
 struct WakerRef<'a> {
     waker: Arc<tokio::sync::Notify>,
     inner: &'a Arc<Inner>,
     resource: Vec<u8>,
     place: Place,
-    attempts: u32,
-    /// Granted at the first attempt.
-    served: bool,
 }
 
 impl Drop for WakerRef<'_> {
     fn drop(&mut self) {
-        if !self.served {
-            self.inner.dequeue(&self.resource, &self.place);
-        }
+        self.inner.dequeue(&self.resource, &self.place);
         let resource = std::mem::take(&mut self.resource);
         // Our own reference goes first, so that the count seen is the others'.
         self.waker = Arc::new(tokio::sync::Notify::new());

@@ -291,6 +291,12 @@ impl Inner {
     /// Deletes the lock's key on every node where it still holds the lock's value, on the
     /// connections already open (one round trip per node).
     async fn unlock(&self, lock: &rslock::Lock) {
+        self.unlock_leaving(lock, "").await;
+    }
+
+    /// [`Self::unlock`], also taking `place` (a waiter's id; empty: none) out of the key's
+    /// queue: a holder's place goes with its release, on every node, in the same round trip.
+    async fn unlock_leaving(&self, lock: &rslock::Lock, place: &str) {
         // Done once a majority deleted the key (or every node answered): a hung node's delete is
         // left to finish in the background instead of adding its time-out to every release.
         let quorum = self.nodes.len() / 2 + 1;
@@ -301,8 +307,9 @@ impl Inner {
                 let mut node = node.clone();
                 let script = self.release_script.clone();
                 let (resource, val) = (lock.resource.clone(), lock.val.clone());
-                let (queue, _) = queue_keys(&resource);
+                let (queue, alive) = queue_keys(&resource);
                 let channel = self.channel.clone();
+                let place = place.to_owned();
                 let node_timeout = self.node_timeout;
                 async move {
                     tokio::time::timeout(
@@ -310,8 +317,10 @@ impl Inner {
                         script
                             .key(resource.as_slice())
                             .key(queue.as_slice())
+                            .key(alive.as_slice())
                             .arg(val.as_slice())
                             .arg(channel.as_str())
+                            .arg(place.as_str())
                             .invoke_async::<i64>(&mut node),
                     )
                     .await
@@ -514,7 +523,8 @@ impl Inner {
 /// the waiter is the queue's head, and always bump the fence counter. Answers the counter, as a
 /// negative number when the key was not taken. The place stays after a grant (the waiter's
 /// acquisition may still fail to win a majority, and must then keep its place on every node);
-/// it is removed when the acquisition ends (DEQUEUE), or lapses.
+/// it is removed with the holder's release (RELEASE), when the waiter gives up (DEQUEUE), or
+/// when it lapses.
 ///
 /// KEYS: the lock, the fence counter, the queue (waiters by arrival), the queue's liveness (when
 /// each waiter's place lapses). ARGV: the lock value, the lease (ms), the waiter's arrival (its
@@ -572,6 +582,10 @@ struct Place {
 /// Per node: delete the key only if it still holds our value, and announce it on ARGV[2] when
 /// a waiter is queued for it (KEYS[2], its queue): an uncontended release announces nothing.
 const RELEASE: &str = r"
+if ARGV[3] ~= '' then
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  redis.call('HDEL', KEYS[3], ARGV[3])
+end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   if redis.call('EXISTS', KEYS[2]) == 1 then
@@ -682,11 +696,12 @@ impl LockManager for RedisLockManager {
                 // Three rechecks without an attempt: the waiter is gone.
                 alive_ms: u64::try_from((recheck * 3).as_millis()).unwrap_or(u64::MAX),
             };
-            let waker = WakerRef {
+            let mut waker = WakerRef {
                 waker: self.inner.waker(&resource),
                 inner: &self.inner,
                 resource,
                 place: place.clone(),
+                served: false,
             };
             let (lock, token) = loop {
                 // Listening before the attempt: a release announced while it runs still wakes.
@@ -713,7 +728,8 @@ impl LockManager for RedisLockManager {
                     () = tokio::time::sleep(pause) => {}
                 }
             };
-            held.locks.push(lock);
+            held.locks.push((lock, place.id.clone()));
+            waker.served = true;
             fences.push(Fence {
                 key,
                 token: FencingToken(token),
@@ -727,18 +743,22 @@ impl LockManager for RedisLockManager {
 }
 
 /// A waiting head's hold on its waker; the waker is forgotten when nobody waits on it.
-/// Also takes the waiter's place out of the key's queues when the acquisition ends, granted or
-/// not (in the background).
+/// Also takes the waiter's place out of the key's queues (in the background) when it gives up;
+/// a granted waiter's place goes with its release.
 struct WakerRef<'a> {
     waker: Arc<tokio::sync::Notify>,
     inner: &'a Arc<Inner>,
     resource: Vec<u8>,
     place: Place,
+    /// Granted: the place goes with the release.
+    served: bool,
 }
 
 impl Drop for WakerRef<'_> {
     fn drop(&mut self) {
-        self.inner.dequeue(&self.resource, &self.place);
+        if !self.served {
+            self.inner.dequeue(&self.resource, &self.place);
+        }
         let resource = std::mem::take(&mut self.resource);
         // Our own reference goes first, so that the count seen is the others'.
         self.waker = Arc::new(tokio::sync::Notify::new());
@@ -750,7 +770,8 @@ impl Drop for WakerRef<'_> {
 /// background.
 struct Held {
     inner: Arc<Inner>,
-    locks: Vec<rslock::Lock>,
+    /// Each lock, and the holder's place in its key's queue (removed with the release).
+    locks: Vec<(rslock::Lock, String)>,
     /// The head places of this process's queues, given up after the Redis keys are released
     /// (so the next local waiter finds them free).
     queued: Vec<tokio::sync::OwnedMutexGuard<()>>,
@@ -760,7 +781,7 @@ struct Held {
 impl Held {
     async fn release(&mut self) {
         let locks = std::mem::take(&mut self.locks);
-        join_all(locks.iter().map(|l| self.inner.unlock(l))).await;
+        join_all(locks.iter().map(|(l, p)| self.inner.unlock_leaving(l, p))).await;
         self.queued.clear();
         self.inner.tidy(&self.keys);
     }
@@ -778,7 +799,7 @@ impl Drop for Held {
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                join_all(locks.iter().map(|l| inner.unlock(l))).await;
+                join_all(locks.iter().map(|(l, p)| inner.unlock_leaving(l, p))).await;
                 drop(queued);
                 inner.tidy(&keys);
             });
@@ -867,7 +888,7 @@ impl RedisHeld {
                         return;
                     }
                     let extended =
-                        join_all(guard.locks.iter().map(|l| inner.rs.extend(l, lease))).await;
+                        join_all(guard.locks.iter().map(|(l, _)| inner.rs.extend(l, lease))).await;
                     if extended.iter().all(Result::is_ok) {
                         lease_end.set(Instant::now() + lease * 9 / 10);
                     } else {

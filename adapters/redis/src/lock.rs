@@ -19,8 +19,8 @@
 //!     time, so every node orders the same waiters the same way and serves the same head): a
 //!     node grants the key only to the head of its queue, or to anyone when it is empty;
 //!   - a place lapses when its waiter has not tried for three rechecks (it gave up without
-//!     saying so, or its process died), and is taken out at once when the waiter is served or
-//!     gives up;
+//!     saying so, or its process died), goes with the holder's release, and is taken out at
+//!     once when a waiter gives up;
 //!   - a release `PUBLISH`es the key on the namespace's channel (in the release script, on
 //!     every node, when a waiter is queued there) and each manager keeps one subscription per
 //!     node, so the waiting heads are

@@ -179,31 +179,23 @@ impl Section for PgSection {
         self.unit = None;
         let hosted = match &self.grant {
             Grant::Session { held, fences } => {
-                if held.lost() {
-                    // The session gave its locks up; a newer holder's hosted units write no
-                    // fence, so a fenced unit could not tell that it is stale.
-                    return Err(StoreError::StaleFence {
-                        key: fences
-                            .first()
-                            .map(|f| f.key.to_string())
-                            .unwrap_or_default(),
-                    });
-                }
                 // The last unit's rollback may still be on its way back to the session (it runs
                 // in the background): wait for it a moment rather than run a unit that the
                 // session's locks would not protect.
                 let mut waited = Duration::ZERO;
                 loop {
-                    if let Some(hosted) = HostedSession::begin(held).await.map_err(store_error)? {
-                        break Some(hosted);
-                    }
                     if held.lost() {
+                        // The session gave its locks up; a newer holder's hosted units write
+                        // no fence, so a fenced unit could not tell that it is stale.
                         return Err(StoreError::StaleFence {
                             key: fences
                                 .first()
                                 .map(|f| f.key.to_string())
                                 .unwrap_or_default(),
                         });
+                    }
+                    if let Some(hosted) = HostedSession::begin(held).await.map_err(store_error)? {
+                        break Some(hosted);
                     }
                     if waited >= SESSION_WAIT {
                         break None;

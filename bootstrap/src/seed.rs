@@ -1,4 +1,4 @@
-//! The demo profile's data (API.md "Demo data").
+//! The demo profile's data (docs/api.md, "Demo data").
 
 use stockade_application::{AppError, Stockade};
 use stockade_domain::{Discount, NewCoupon, NewProduct};

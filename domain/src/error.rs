@@ -1,7 +1,7 @@
 //! The one catalogue of error codes and the domain's rule violations.
 //!
 //! [`ErrorCode`] is the stable, machine-readable vocabulary shared by every layer and by the
-//! HTTP API (see `API.md`). The domain never decides HTTP statuses; it only names outcomes.
+//! HTTP API (see docs/api.md). The domain never decides HTTP statuses; it only names outcomes.
 
 use std::fmt;
 
@@ -39,7 +39,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// Every code, in the order of API.md's table.
+    /// Every code, in the order of the error table of docs/api.md.
     pub const ALL: [ErrorCode; 27] = [
         ErrorCode::InvalidInput,
         ErrorCode::IdempotencyKeyMissing,

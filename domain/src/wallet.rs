@@ -1,7 +1,7 @@
 //! A user's point wallet and its ledger.
 //!
 //! The ledger is the truth: every change of a balance is one [`LedgerKind`] entry and
-//! `balance == sum(signed entries)` always holds (invariant 3 of DESIGN.md). The balance never
+//! `balance == sum(signed entries)` always holds (invariant 3 of docs/design.md). The balance never
 //! goes negative. Charges are bounded per charge and per wallet; refunds are not bounded by the
 //! wallet cap because a compensation must always be able to run.
 

@@ -159,7 +159,7 @@ impl TestApp {
         panic!("the issuance queue did not drain");
     }
 
-    /// Invariants 1–5 of DESIGN.md as far as the store and gate show them: the audit finds
+    /// Invariants 1–5 of docs/design.md as far as the store and gate show them: the audit finds
     /// nothing, and for every FLASH coupon the gate's holders equal the store's holders (after
     /// a drain) with no user twice.
     pub async fn assert_invariants(&self, flash_coupons: &[CouponId]) {

@@ -4,7 +4,7 @@
 //! - [`contracts`]: one suite per port, written once as async functions and instantiated for
 //!   every adapter with the `*_contract!` macros (see `tests/memory_contracts.rs`);
 //! - [`harness`]: an application on the memory backend with helpers to seed data and to check
-//!   the invariants of DESIGN.md after a run;
+//!   the invariants of docs/design.md after a run;
 //! - the files under `tests/`: the instantiations, the concurrency scenarios through the
 //!   application, use-case tests with mocks, and properties.
 //!

@@ -1,6 +1,6 @@
 //! Concurrency scenarios through the application layer, written once and run on every
 //! backend (see `tests/scenarios.rs` and `tests/postgres_scenarios.rs`). Each spawns hundreds
-//! of real tasks and checks the invariants of DESIGN.md afterwards.
+//! of real tasks and checks the invariants of docs/design.md afterwards.
 
 use crate::harness::{user, TestApp};
 use std::collections::{HashMap, HashSet};

@@ -1,5 +1,5 @@
 //! Random mixed workloads (charge, cart, order, pay, cancel, issue, expire, platform faults)
-//! run on many concurrent tasks against one application; every invariant of DESIGN.md is
+//! run on many concurrent tasks against one application; every invariant of docs/design.md is
 //! checked at the end. Used by `tests/workload_properties.rs` (memory) and
 //! `tests/postgres_workload.rs`.
 

@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 
 const ADMIN: i64 = 1_000;
 
-/// Codes seen by the tests of this file (checked against API.md's list at the end).
+/// Codes seen by the tests of this file (checked against every `ErrorCode` at the end).
 type Seen = Arc<Mutex<BTreeSet<String>>>;
 
 async fn note(seen: &Seen, a: &Answer) {

@@ -1,4 +1,4 @@
-//! The response envelope of API.md: `{success, data | error, timestamp}` on every answer.
+//! The response envelope of docs/api.md: `{success, data | error, timestamp}` on every answer.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use stockade_application::AppError;
 use stockade_domain::{DomainError, ErrorCode};
 
-/// The status of every error code (API.md's table). The only such mapping in the project.
+/// The status of every error code (the table of docs/api.md). The only such mapping in the project.
 pub fn status_of(code: ErrorCode) -> StatusCode {
     use ErrorCode::*;
     match code {

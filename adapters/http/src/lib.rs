@@ -1,6 +1,6 @@
 //! # stockade-http
 //!
-//! The HTTP API of API.md on axum. [`router`] builds the whole service from an [`AppState`];
+//! The HTTP API of docs/api.md on axum. [`router`] builds the whole service from an [`AppState`];
 //! the binary serves it and tests drive it on an ephemeral port.
 //!
 //! - Every answer, 404 and 405 included, is the envelope of [`envelope`]; the only mapping

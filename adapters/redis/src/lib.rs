@@ -1,7 +1,8 @@
 //! # stockade-redis
 //!
-//! Redis adapters: the Redlock [`RedisLockManager`] (rslock for the quorum, plus bounded
-//! waiting, cancel-safety, fencing tokens and a lease watchdog) and the Lua-scripted
+//! Redis adapters: the Redlock [`RedisLockManager`] (Lua acquisition and release over a
+//! quorum, a FIFO queue per key on every node, bounded waiting, cancel-safety, fencing tokens,
+//! and a lease watchdog on rslock's `extend`) and the Lua-scripted
 //! [`RedisIdempotencyStore`], popular products in day-bucketed sorted sets
 //! ([`RedisSalesCounter`]) with a shared, TTL'd ranking cache ([`RedisPopularityCache`]), and
 //! the FLASH coupon pipeline: the Lua [`RedisCouponGate`] and the Redis Streams

@@ -1,4 +1,4 @@
-//! Audit: checks the invariants of DESIGN.md that the store alone can show.
+//! Audit: checks the invariants of docs/design.md that the store alone can show.
 //!
 //! Used by the test suites after every concurrency run and by operators. It reads everything,
 //! so it is for tests and maintenance, not for a hot path.

@@ -1,16 +1,17 @@
-//! Idempotency at the use-case level: a library user gets it without HTTP.
+//! Idempotency at the use-case level (docs/decisions/0003): a library user gets it without
+//! HTTP. Written once, as [`run_keyed`], and called by every use case that takes a key.
 
-use crate::combine::Lost;
-use crate::error::AppError;
-use crate::error::BackendError;
+use super::combine::Lost;
+use super::context::Context;
+use crate::error::{AppError, BackendError};
 use crate::ports::idempotency::{
     Begin, Claim, Fingerprint, IdempotencyError, Scope, StoredOutcome, Ticket,
 };
-use crate::Stockade;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::future::Future;
+use std::sync::Arc;
 use stockade_domain::{ErrorCode, IdempotencyKey, UserId};
 
 /// A use case's answer, and whether its idempotency outcome was recorded with the commit that
@@ -22,7 +23,7 @@ pub(crate) struct Answered<T> {
 }
 
 /// How a keyed request's work ended: its result, and whether the result's outcome is already
-/// recorded (committed with the work's writes), so that [`Stockade::idempotent`] records only
+/// recorded (committed with the work's writes), so that [`run_keyed`] records only
 /// what is not.
 #[derive(Debug)]
 pub(crate) struct Settled<T> {
@@ -65,87 +66,126 @@ struct StoredFailure {
     message: String,
 }
 
-impl Stockade {
-    /// Runs `work` at most once per `(user, key)`.
-    ///
-    /// `op` names the operation and `canonical` is the command in a canonical text form; their
-    /// digest is the fingerprint, so the same key with a different command is refused. Without
-    /// a key, `work` simply runs. `work` is given the request's ticket, to record its outcome
-    /// with the commit of its writes where it can (it then says so in what it returns); the
-    /// outcomes it did not record are recorded here.
-    pub(crate) async fn idempotent<T, F, Fut>(
-        &self,
-        user: UserId,
-        key: Option<&IdempotencyKey>,
-        op: &str,
-        canonical: String,
-        work: F,
-    ) -> Result<Replayable<T>, AppError>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce(Option<Ticket>) -> Fut,
-        Fut: Future<Output = Settled<T>>,
-    {
-        let Some(key) = key else {
-            return work(None).await.result.map(|value| Replayable {
-                value,
-                replayed: false,
-            });
-        };
-        let scope = Scope(format!("user:{user}"));
-        let fingerprint = fingerprint(op, &canonical);
-        let begin = self
-            .claim(Claim {
-                scope,
-                key: key.clone(),
-                fingerprint,
-            })
-            .await?;
-        let ticket = match begin {
-            Begin::Started(ticket) => ticket,
-            Begin::Replay(stored) => return replay(stored),
-            Begin::InProgress { retry_after } => {
-                return Err(AppError::RequestInProgress { retry_after })
-            }
-            Begin::Mismatch => return Err(AppError::IdempotencyKeyReused),
-        };
-        let Settled { result, recorded } = work(Some(ticket.clone())).await;
-        if recorded {
-            // Committed together with the business write: nothing left to record.
-            return result.map(|value| Replayable {
-                value,
-                replayed: false,
-            });
-        }
-        let outcome = outcome_of(&result);
-        let recorded = match outcome {
-            Some(outcome) => self.complete(ticket.clone(), outcome).await,
-            None => self.core.ports.idempotency.abandon(&ticket).await,
-        };
-        if let Err(e) = recorded {
-            // The effect (if any) already happened; the answer stays true. A lost ticket means
-            // a newer request owns the key and its outcome wins.
-            tracing::warn!(error = %e, op, "idempotency outcome not recorded");
-        }
-        result.map(|value| Replayable {
-            value,
-            replayed: false,
-        })
+/// What makes a request keyed: whose it is, its key (none: the work simply runs once), the
+/// operation and the command in a canonical text form (their digest is the fingerprint, so the
+/// same key with a different command is refused), and whether the work runs detached from its
+/// caller (see [`Context::detached`]).
+#[derive(Debug)]
+pub(crate) struct Keyed {
+    pub(crate) user: UserId,
+    pub(crate) key: Option<IdempotencyKey>,
+    pub(crate) op: &'static str,
+    pub(crate) canonical: String,
+    pub(crate) detach: bool,
+}
+
+/// Runs `work` at most once per `(user, key)`; every retry with the same key gets the first
+/// answer again.
+///
+/// `work` is given the context and the request's ticket, to record its outcome with the commit
+/// of its writes where it can (it then says so in what it returns); the outcomes it did not
+/// record are recorded here.
+///
+/// # Errors
+/// The work's own errors, and the idempotency outcomes: `IDEMPOTENCY_KEY_REUSED`,
+/// `REQUEST_IN_PROGRESS`, a replayed refusal.
+pub(crate) async fn run_keyed<T, F, Fut>(
+    ctx: &Arc<Context>,
+    keyed: Keyed,
+    work: F,
+) -> Result<Replayable<T>, AppError>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+    F: FnOnce(Arc<Context>, Option<Ticket>) -> Fut + Send + 'static,
+    Fut: Future<Output = Settled<T>> + Send + 'static,
+{
+    if keyed.detach {
+        ctx.detached(move |ctx| async move { keyed_here(&ctx, keyed, work).await })
+            .await
+    } else {
+        keyed_here(ctx, keyed, work).await
     }
 }
 
-impl Stockade {
+/// [`run_keyed`] in the caller's task.
+async fn keyed_here<T, F, Fut>(
+    ctx: &Arc<Context>,
+    keyed: Keyed,
+    work: F,
+) -> Result<Replayable<T>, AppError>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnOnce(Arc<Context>, Option<Ticket>) -> Fut,
+    Fut: Future<Output = Settled<T>>,
+{
+    let Keyed {
+        user,
+        key,
+        op,
+        canonical,
+        ..
+    } = keyed;
+    let Some(key) = key else {
+        return work(Arc::clone(ctx), None)
+            .await
+            .result
+            .map(|value| Replayable {
+                value,
+                replayed: false,
+            });
+    };
+    let scope = Scope(format!("user:{user}"));
+    let fingerprint = fingerprint(op, &canonical);
+    let begin = ctx
+        .claim(Claim {
+            scope,
+            key,
+            fingerprint,
+        })
+        .await?;
+    let ticket = match begin {
+        Begin::Started(ticket) => ticket,
+        Begin::Replay(stored) => return replay(stored),
+        Begin::InProgress { retry_after } => {
+            return Err(AppError::RequestInProgress { retry_after })
+        }
+        Begin::Mismatch => return Err(AppError::IdempotencyKeyReused),
+    };
+    let Settled { result, recorded } = work(Arc::clone(ctx), Some(ticket.clone())).await;
+    if recorded {
+        // Committed together with the business write: nothing left to record.
+        return result.map(|value| Replayable {
+            value,
+            replayed: false,
+        });
+    }
+    let outcome = outcome_of(&result);
+    let recorded = match outcome {
+        Some(outcome) => ctx.complete(ticket.clone(), outcome).await,
+        None => ctx.ports.idempotency.abandon(&ticket).await,
+    };
+    if let Err(e) = recorded {
+        // The effect (if any) already happened; the answer stays true. A lost ticket means
+        // a newer request owns the key and its outcome wins.
+        tracing::warn!(error = %e, op, "idempotency outcome not recorded");
+    }
+    result.map(|value| Replayable {
+        value,
+        replayed: false,
+    })
+}
+
+impl Context {
     /// Claims a key. Claims that arrive together are made together (`begin_many`, one round
     /// trip where the store can): the first of a burst starts at once, the ones arriving while
     /// it runs form the next batch.
-    async fn claim(&self, claim: Claim) -> Result<Begin, AppError> {
-        let app = self.clone();
+    async fn claim(self: &Arc<Self>, claim: Claim) -> Result<Begin, AppError> {
+        let ctx = Arc::clone(self);
         let begun = self
-            .core
             .claims
             .submit((), claim, move |claims| {
-                let app = app.clone();
-                async move { app.claim_batch(claims).await }
+                let ctx = ctx.clone();
+                async move { ctx.claim_batch(claims).await }
             })
             .await
             .map_err(|Lost| AppError::Internal("the claim's batch failed".into()))?;
@@ -155,16 +195,15 @@ impl Stockade {
     /// Records an outcome; outcomes that arrive together are recorded together
     /// (`complete_many`), as claims are.
     async fn complete(
-        &self,
+        self: &Arc<Self>,
         ticket: Ticket,
         outcome: StoredOutcome,
     ) -> Result<(), IdempotencyError> {
-        let app = self.clone();
-        self.core
-            .completions
+        let ctx = Arc::clone(self);
+        self.completions
             .submit((), (ticket, outcome), move |outcomes| {
-                let app = app.clone();
-                async move { app.complete_batch(outcomes).await }
+                let ctx = ctx.clone();
+                async move { ctx.complete_batch(outcomes).await }
             })
             .await
             .unwrap_or_else(|Lost| {
@@ -179,8 +218,8 @@ impl Stockade {
         &self,
         outcomes: Vec<(Ticket, StoredOutcome)>,
     ) -> Vec<Result<(), IdempotencyError>> {
-        let ttl = self.core.settings.idempotency_ttl;
-        let store = &self.core.ports.idempotency;
+        let ttl = self.settings.idempotency_ttl;
+        let store = &self.ports.idempotency;
         if let [(ticket, outcome)] = outcomes.as_slice() {
             return vec![store.complete(ticket, outcome.clone(), ttl).await];
         }
@@ -191,8 +230,8 @@ impl Stockade {
     async fn claim_batch(&self, claims: Vec<Claim>) -> Vec<Result<Begin, IdempotencyError>> {
         metrics::histogram!("stockade_combine_batch_size", "use_case" => "idempotency_claim")
             .record(claims.len() as f64);
-        let lease = self.core.settings.idempotency_lease;
-        let store = &self.core.ports.idempotency;
+        let lease = self.settings.idempotency_lease;
+        let store = &self.ports.idempotency;
         if let [one] = claims.as_slice() {
             return vec![
                 store

@@ -2,21 +2,42 @@
 //! and anyone embedding Stockade. Each method only delegates to its use case's `execute` (the
 //! module named in its docs, which also lists what it answers); nothing is decided here.
 
-use crate::engine::{gate, upkeep};
+use crate::engine::outcome::Replayable;
+use crate::engine::{gate, upkeep, Context};
 use crate::error::AppError;
 use crate::ports::popularity::PopularProduct;
 use crate::ports::queue::Delivery;
+use crate::ports::Ports;
+use crate::settings::Settings;
 use crate::usecases::*;
 use crate::views::{
     BalanceView, CartView, ChargeReceipt, CouponStockView, CouponView, IssueView, OrderView,
     PaymentReceipt, ProductView, ReconcileReport, TransactionView, UserCouponView,
 };
-use crate::{Ports, Replayable, Settings, Stockade};
+use std::sync::Arc;
 use std::time::Duration;
 use stockade_domain::{
     Coupon, CouponId, IdempotencyKey, NewCoupon, NewProduct, OrderId, ProductId, UserId,
 };
 use tokio::sync::watch;
+
+/// The application: every use case, over a set of ports. Cheap to clone.
+///
+/// Its methods only delegate to the use cases in [`crate::usecases`].
+#[derive(Debug, Clone)]
+pub struct Stockade {
+    /// One allocation shared by every clone: a request handler clones the application, so a
+    /// clone is one reference count, not one per port.
+    ctx: Arc<Context>,
+}
+
+impl Stockade {
+    pub fn new(ports: Ports, settings: Settings) -> Self {
+        Stockade {
+            ctx: Arc::new(Context::new(ports, settings)),
+        }
+    }
+}
 
 /// The running process: readiness, change feed, caches.
 impl Stockade {

@@ -28,32 +28,14 @@ mod settings;
 pub mod usecases;
 pub mod views;
 
-pub use engine::keyed::Replayable;
+pub use engine::outcome::Replayable;
 pub use engine::section::FencedSections;
 pub use error::{AppError, BackendError};
+pub use facade::Stockade;
 pub use ports::Ports;
 pub use settings::Settings;
 
-use std::sync::Arc;
 use stockade_domain::IdempotencyKey;
-
-/// The application: every use case, over a set of ports. Cheap to clone.
-///
-/// Its methods (in `facade.rs`) only delegate to the use cases in [`usecases`].
-#[derive(Debug, Clone)]
-pub struct Stockade {
-    /// One allocation shared by every clone: a request handler clones the application, so a
-    /// clone is one reference count, not one per port.
-    ctx: Arc<engine::Context>,
-}
-
-impl Stockade {
-    pub fn new(ports: Ports, settings: Settings) -> Self {
-        Stockade {
-            ctx: Arc::new(engine::Context::new(ports, settings)),
-        }
-    }
-}
 
 /// Parses an optional raw idempotency key (for callers holding strings).
 ///

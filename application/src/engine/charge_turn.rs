@@ -1,9 +1,10 @@
 //! The charge engine: charges of one wallet that arrive together run in one turn
 //! (docs/decisions/0012); `usecases::charge_balance` hands its requests to [`submit`].
 
-use super::combine::{Combiner, Lost};
+use super::combine::Lost;
 use super::context::Context;
-use super::keyed::{self, Answered, Settled};
+use super::lanes::ChargeJob;
+use super::outcome::{self, Answered, Settled};
 use crate::error::AppError;
 use crate::ports::idempotency::{StoredOutcome, Ticket};
 use crate::ports::lock::keys;
@@ -12,20 +13,7 @@ use crate::views::ChargeReceipt;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
-use stockade_domain::{ChargeAmount, LedgerKind, UserId};
-
-/// The per-wallet queues of charges.
-pub(crate) type ChargeLanes = Combiner<UserId, ChargeJob, Settled<ChargeReceipt>>;
-
-/// One charge on its way through a turn.
-#[derive(Debug)]
-pub(crate) struct ChargeJob {
-    pub(crate) user_id: UserId,
-    pub(crate) amount: ChargeAmount,
-    /// The ledger reference the charge is made under, if keyed.
-    pub(crate) reference: Option<String>,
-    pub(crate) ticket: Option<Ticket>,
-}
+use stockade_domain::LedgerKind;
 
 /// Queues a charge on its wallet's lane: charges of one wallet that arrive together run in
 /// one turn (docs/decisions/0012).
@@ -127,7 +115,7 @@ async fn charge_turn(
     }
     let mut outcomes: Vec<(Ticket, StoredOutcome)> = Vec::new();
     for (job, result) in jobs.iter().zip(&results) {
-        if let (Some(ticket), Some(outcome)) = (&job.ticket, keyed::outcome_of(result)) {
+        if let (Some(ticket), Some(outcome)) = (&job.ticket, outcome::outcome_of(result)) {
             outcomes.push((ticket.clone(), outcome));
         }
     }
@@ -140,7 +128,9 @@ async fn charge_turn(
         jobs.iter()
             .zip(results)
             .map(|(job, result)| Settled {
-                recorded: recorded && job.ticket.is_some() && keyed::outcome_of(&result).is_some(),
+                recorded: recorded
+                    && job.ticket.is_some()
+                    && outcome::outcome_of(&result).is_some(),
                 result,
             })
             .collect(),

@@ -4,9 +4,8 @@
 //! The helpers here are the steps use cases share: enter a section, retry a unit that
 //! collided, run detached from the caller, read a coupon policy, tell of restocks and sales.
 
-use super::charge_turn::ChargeLanes;
 use super::combine::Combiner;
-use super::order_turn::OrderLanes;
+use super::lanes::{ChargeLanes, CouponLanes, OrderLanes};
 use super::section::{FencedSections, Guarded};
 use super::soldout::SoldOut;
 use crate::error::AppError;
@@ -15,12 +14,11 @@ use crate::ports::lock::{LockKey, LockOptions};
 use crate::ports::section::Sections;
 use crate::ports::Ports;
 use crate::settings::Settings;
-use crate::views::IssueView;
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use stockade_domain::{Coupon, CouponId, DomainError, Order, ProductId, Timestamp, UserId};
+use stockade_domain::{Coupon, CouponId, DomainError, Order, ProductId, Timestamp};
 
 /// Everything a use case reaches through. One per [`crate::Stockade`], shared by its clones.
 #[derive(Debug)]
@@ -45,7 +43,7 @@ pub(crate) struct Context {
     /// Idempotency outcomes recorded after their work, in batches.
     pub(crate) completions: Combiner<(), (Ticket, StoredOutcome), Result<(), IdempotencyError>>,
     /// LOCKED issuances queued per coupon, run in combined turns.
-    pub(crate) coupon_lanes: Combiner<CouponId, (Coupon, UserId), Result<IssueView, AppError>>,
+    pub(crate) coupon_lanes: CouponLanes,
 }
 
 impl Context {

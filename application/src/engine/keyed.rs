@@ -3,68 +3,14 @@
 
 use super::combine::Lost;
 use super::context::Context;
+use super::outcome::{fingerprint, outcome_of, replay, Replayable, Settled};
 use crate::error::{AppError, BackendError};
-use crate::ports::idempotency::{
-    Begin, Claim, Fingerprint, IdempotencyError, Scope, StoredOutcome, Ticket,
-};
+use crate::ports::idempotency::{Begin, Claim, IdempotencyError, Scope, StoredOutcome, Ticket};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use serde::Serialize;
 use std::future::Future;
 use std::sync::Arc;
-use stockade_domain::{ErrorCode, IdempotencyKey, UserId};
-
-/// A use case's answer, and whether its idempotency outcome was recorded with the commit that
-/// produced it (see `Guarded::answer`).
-#[derive(Debug)]
-pub(crate) struct Answered<T> {
-    pub(crate) value: T,
-    pub(crate) recorded: bool,
-}
-
-/// How a keyed request's work ended: its result, and whether the result's outcome is already
-/// recorded (committed with the work's writes), so that [`run_keyed`] records only
-/// what is not.
-#[derive(Debug)]
-pub(crate) struct Settled<T> {
-    pub(crate) result: Result<T, AppError>,
-    pub(crate) recorded: bool,
-}
-
-impl<T> Settled<T> {
-    /// A result whose outcome the work did not record.
-    pub(crate) fn unrecorded(result: Result<T, AppError>) -> Self {
-        Settled {
-            result,
-            recorded: false,
-        }
-    }
-}
-
-impl<T> From<Result<Answered<T>, AppError>> for Settled<T> {
-    fn from(result: Result<Answered<T>, AppError>) -> Self {
-        match result {
-            Ok(a) => Settled {
-                result: Ok(a.value),
-                recorded: a.recorded,
-            },
-            Err(e) => Settled::unrecorded(Err(e)),
-        }
-    }
-}
-
-/// A use case's answer, and whether it is the replay of an earlier request's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Replayable<T> {
-    pub value: T,
-    pub replayed: bool,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredFailure {
-    code: String,
-    message: String,
-}
+use stockade_domain::{IdempotencyKey, UserId};
 
 /// What makes a request keyed: whose it is, its key (none: the work simply runs once), the
 /// operation and the command in a canonical text form (their digest is the fingerprint, so the
@@ -258,50 +204,4 @@ fn one_each<T>(
     }
     answers.truncate(n);
     answers
-}
-
-/// The outcome an idempotency record keeps for `result`: a success, or a business refusal;
-/// `None` for what a retry may change (time-outs, unavailability).
-pub(crate) fn outcome_of<T: Serialize>(result: &Result<T, AppError>) -> Option<StoredOutcome> {
-    match result {
-        Ok(value) => serde_json::to_vec(value)
-            .map(|body| StoredOutcome { ok: true, body })
-            .ok(),
-        Err(e) if e.is_business_outcome() => serde_json::to_vec(&StoredFailure {
-            code: e.code().as_str().to_owned(),
-            message: e.to_string(),
-        })
-        .map(|body| StoredOutcome { ok: false, body })
-        .ok(),
-        Err(_) => None,
-    }
-}
-
-fn fingerprint(op: &str, canonical: &str) -> Fingerprint {
-    let mut hasher = Sha256::new();
-    hasher.update(op.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(canonical.as_bytes());
-    let digest = hasher.finalize();
-    Fingerprint(digest.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn replay<T: DeserializeOwned>(stored: StoredOutcome) -> Result<Replayable<T>, AppError> {
-    let broken =
-        |e: serde_json::Error| AppError::Internal(format!("stored outcome unreadable: {e}"));
-    if stored.ok {
-        let value = serde_json::from_slice(&stored.body).map_err(broken)?;
-        Ok(Replayable {
-            value,
-            replayed: true,
-        })
-    } else {
-        let failure: StoredFailure = serde_json::from_slice(&stored.body).map_err(broken)?;
-        let code = ErrorCode::parse(&failure.code)
-            .ok_or_else(|| AppError::Internal(format!("unknown stored code {}", failure.code)))?;
-        Err(AppError::Replayed {
-            code,
-            message: failure.message,
-        })
-    }
 }

@@ -5,7 +5,7 @@
 //! sold-out marks.
 //!
 //! Dependencies point one way: `usecases` → `engine` → `ports`. Nothing here names a use case;
-//! a turn takes its own request type (e.g. [`order_turn::OrderRequest`]).
+//! a turn takes its own request type (e.g. [`order_plan::OrderRequest`]).
 
 pub(crate) mod charge_turn;
 pub(crate) mod combine;
@@ -13,8 +13,10 @@ pub(crate) mod context;
 pub(crate) mod coupon_turn;
 pub(crate) mod gate;
 pub(crate) mod keyed;
+pub(crate) mod lanes;
 pub(crate) mod order_plan;
 pub(crate) mod order_turn;
+pub(crate) mod outcome;
 pub(crate) mod release;
 pub(crate) mod saga;
 pub(crate) mod section;

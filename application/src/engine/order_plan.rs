@@ -2,7 +2,6 @@
 //! order priced and checked against what the turn has left, then the turn's writes made with
 //! one call per repository.
 
-use super::order_turn::OrderRequest;
 use crate::error::AppError;
 use crate::ports::store::{NewOrder, StoreError, UnitOfWork};
 use std::collections::hash_map::Entry;
@@ -13,6 +12,23 @@ use stockade_domain::{
     Coupon, DomainError, LineRequest, Order, Pricing, Product, ProductId, Quantity, Timestamp,
     UserCoupon, UserCouponId, UserCouponStatus, UserId,
 };
+
+/// Where an order's lines come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderSource {
+    Lines(Vec<LineRequest>),
+    /// The user's cart, which the order empties.
+    FromCart,
+}
+
+/// What a turn plans one order from: the create-order command, as the engine needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct OrderRequest {
+    pub(crate) user_id: UserId,
+    pub(crate) source: OrderSource,
+    /// CART coupons, and CART_ITEM coupons to place on the line where each takes off most.
+    pub(crate) user_coupon_ids: Vec<UserCouponId>,
+}
 
 /// What a turn has read, kept current as it plans its orders: each product's stock after the
 /// orders planned so far, and the user coupons they use.

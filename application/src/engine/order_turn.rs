@@ -13,10 +13,11 @@
 //!   not take the stock lock) splits the turn: each request then runs as a turn of its own, in
 //!   the batch's order, so every answer is the one serial execution gives.
 
-use super::combine::{Combiner, Lost};
+use super::combine::Lost;
 use super::context::{duration_ms, Context};
-use super::keyed::{self, Settled};
-use super::order_plan::{plan, write_orders, Running};
+use super::lanes::{OrderAnswer, OrderJob, ProductSet};
+use super::order_plan::{plan, write_orders, OrderRequest, OrderSource, Running};
+use super::outcome::{self, Settled};
 use crate::error::AppError;
 use crate::ports::idempotency::{StoredOutcome, Ticket};
 use crate::ports::lock::{keys, LockKey};
@@ -25,53 +26,10 @@ use crate::views::OrderView;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use stockade_domain::{DomainError, LineRequest, ProductId, UserCouponId, UserId};
-
-/// Where an order's lines come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OrderSource {
-    Lines(Vec<LineRequest>),
-    /// The user's cart, which the order empties.
-    FromCart,
-}
-
-/// What a turn plans one order from: the create-order command, as the engine needs it.
-#[derive(Debug, Clone)]
-pub(crate) struct OrderRequest {
-    pub(crate) user_id: UserId,
-    pub(crate) source: OrderSource,
-    /// CART coupons, and CART_ITEM coupons to place on the line where each takes off most.
-    pub(crate) user_coupon_ids: Vec<UserCouponId>,
-}
+use stockade_domain::{DomainError, LineRequest, ProductId, UserId};
 
 /// How many times create-order re-reads a cart that changed between reading and locking.
 const CART_RETRIES: usize = 3;
-
-/// The combining key of an order: its products, sorted.
-pub(crate) type ProductSet = Vec<ProductId>;
-
-/// The per-product-set queues of create-order.
-pub(crate) type OrderLanes = Combiner<ProductSet, OrderJob, OrderAnswer>;
-
-/// One create-order request on its way through a turn.
-#[derive(Debug)]
-pub(crate) struct OrderJob {
-    cmd: OrderRequest,
-    products: ProductSet,
-    /// The idempotency reference the order is placed under, if keyed.
-    reference: Option<String>,
-    /// The request's idempotency ticket, when its outcome commits with the order.
-    ticket: Option<Ticket>,
-}
-
-/// What a turn answers one request.
-#[derive(Debug)]
-pub(crate) enum OrderAnswer {
-    /// The request's own result, and whether its idempotency outcome committed with it.
-    Done(Settled<OrderView>),
-    /// The user's cart now holds a product outside the set the request was queued under.
-    CartChanged,
-}
 
 fn done(result: Result<OrderView, AppError>) -> OrderAnswer {
     OrderAnswer::Done(Settled::unrecorded(result))
@@ -304,7 +262,7 @@ async fn turn(ctx: &Context, jobs: &[OrderJob]) -> Result<Turn, AppError> {
     let mut recorded: Vec<usize> = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
         if let (Some(ticket), Some(OrderAnswer::Done(settled))) = (&job.ticket, &answers[i]) {
-            if let Some(outcome) = keyed::outcome_of(&settled.result) {
+            if let Some(outcome) = outcome::outcome_of(&settled.result) {
                 outcomes.push((ticket.clone(), outcome));
                 recorded.push(i);
             }

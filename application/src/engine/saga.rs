@@ -3,7 +3,7 @@
 //! recovery, which all finish a saga left open after its debit.
 
 use super::context::Context;
-use super::keyed::Answered;
+use super::outcome::Answered;
 use super::release::release_order;
 use super::section::Guarded;
 use crate::error::AppError;

@@ -1,6 +1,6 @@
 //! The generic write path: sections over any lock manager and any store.
 
-use super::keyed::Answered;
+use super::outcome::Answered;
 use crate::error::AppError;
 use crate::ports::idempotency::{StoredOutcome, Ticket};
 use crate::ports::lock::{LockError, LockGuard, LockKey, LockManager, LockOptions};

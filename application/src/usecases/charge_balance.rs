@@ -1,11 +1,12 @@
 //! ChargeBalance: add points to a wallet.
 
-use crate::engine::charge_turn::{self, ChargeJob};
+use crate::engine::charge_turn;
 use crate::engine::keyed::{run_keyed, Keyed};
+use crate::engine::lanes::ChargeJob;
+use crate::engine::outcome::Replayable;
 use crate::engine::Context;
 use crate::error::AppError;
 use crate::views::ChargeReceipt;
-use crate::Replayable;
 use std::sync::Arc;
 use stockade_domain::{ChargeAmount, IdempotencyKey, UserId};
 

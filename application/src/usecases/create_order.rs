@@ -4,16 +4,17 @@
 //! engine (`engine::order_turn`), which combines the requests for one set of products into
 //! turns (docs/decisions/0012).
 
-use crate::engine::keyed::{run_keyed, Keyed, Settled};
-use crate::engine::order_turn::{self, OrderRequest};
+use crate::engine::keyed::{run_keyed, Keyed};
+use crate::engine::order_plan::OrderRequest;
+use crate::engine::order_turn;
+use crate::engine::outcome::{Replayable, Settled};
 use crate::engine::Context;
 use crate::error::AppError;
 use crate::views::OrderView;
-use crate::Replayable;
 use std::sync::Arc;
 use stockade_domain::{IdempotencyKey, UserCouponId, UserId};
 
-pub use crate::engine::order_turn::OrderSource;
+pub use crate::engine::order_plan::OrderSource;
 
 /// Create an order: reserve stock and coupons.
 #[derive(Debug, Clone)]

@@ -2,13 +2,13 @@
 
 use crate::engine::coupon_turn;
 use crate::engine::gate::init_gate;
-use crate::engine::keyed::{run_keyed, Keyed, Settled};
+use crate::engine::keyed::{run_keyed, Keyed};
+use crate::engine::outcome::{Replayable, Settled};
 use crate::engine::Context;
 use crate::error::AppError;
 use crate::ports::gate::GateOutcome;
 use crate::ports::queue::IssuanceRequest;
 use crate::views::IssueView;
-use crate::Replayable;
 use std::sync::Arc;
 use stockade_domain::{Coupon, CouponId, DomainError, IdempotencyKey, IssuanceMode, UserId};
 

@@ -15,7 +15,8 @@
 //! next `pay` of that order, or the expiry worker, finds it under the same locks and finishes
 //! the saga from step 2 instead of refusing or refunding blindly (`engine::saga`).
 
-use crate::engine::keyed::{run_keyed, Answered, Keyed};
+use crate::engine::keyed::{run_keyed, Keyed};
+use crate::engine::outcome::{Answered, Replayable};
 use crate::engine::release::load_owned_with_payments;
 use crate::engine::saga::finish_saga;
 use crate::engine::Context;
@@ -24,7 +25,6 @@ use crate::ports::idempotency::Ticket;
 use crate::ports::lock::keys;
 use crate::ports::store::LedgerChange;
 use crate::views::PaymentReceipt;
-use crate::Replayable;
 use std::sync::Arc;
 use stockade_domain::{
     DomainError, IdempotencyKey, LedgerKind, Money, OrderId, OrderStatus, PaymentStatus, UserId,

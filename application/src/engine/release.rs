@@ -63,7 +63,7 @@ pub(crate) async fn release_order(
     }
     refund_payments(uow, order, now).await?;
     if order.status.holds_reservations() {
-        // Product order, as when the stock was taken (see `place`).
+        // Product order, as when the stock was taken (see `engine::order_plan::write_orders`).
         let mut by_product: Vec<_> = order.lines.iter().collect();
         by_product.sort_by_key(|l| l.product_id);
         for line in by_product {

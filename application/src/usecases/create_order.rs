@@ -1,6 +1,6 @@
 //! CreateOrder: reserve stock and coupons.
 //!
-//! The command is checked, made idempotent with [`run_keyed`] and handed to the create-order
+//! The command is checked, made idempotent with `run_keyed` and handed to the create-order
 //! engine (`engine::order_turn`), which combines the requests for one set of products into
 //! turns (docs/decisions/0012).
 

@@ -2,35 +2,18 @@
 //!
 //! Adapters turn their backend's errors into [`BackendError`] at the seam (keeping the cause as
 //! `#[source]` for the log); use cases answer with [`AppError`], whose [`AppError::code`] is
-//! the one mapping from outcome to API code. See docs/decisions/0005 for why the use cases share
-//! one outcome enum.
+//! the one mapping from outcome to API code. See docs/decisions/0005 and 0014 for why the use
+//! cases share one outcome enum.
+//!
+//! Dependencies run one way: this module converts the ports' errors (`From` impls below), and
+//! the ports know nothing of it ([`BackendError`] lives in [`crate::ports::error`]).
 
+pub use crate::ports::error::BackendError;
+use crate::ports::idempotency::IdempotencyError;
+use crate::ports::lock::LockError;
+use crate::ports::store::StoreError;
 use std::time::Duration;
 use stockade_domain::{DomainError, ErrorCode};
-
-/// A backend (database, cache, broker, lock service) could not do what was asked.
-///
-/// `Display` names the backend only; the cause stays in `source` for the logs and never
-/// reaches a client.
-#[derive(Debug, thiserror::Error)]
-#[error("the {backend} backend is unavailable")]
-pub struct BackendError {
-    pub backend: &'static str,
-    #[source]
-    pub source: Box<dyn std::error::Error + Send + Sync>,
-}
-
-impl BackendError {
-    pub fn new(
-        backend: &'static str,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
-        BackendError {
-            backend,
-            source: source.into(),
-        }
-    }
-}
 
 /// What a use case answers when it does not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -112,9 +95,8 @@ impl AppError {
     }
 }
 
-impl From<crate::ports::lock::LockError> for AppError {
-    fn from(e: crate::ports::lock::LockError) -> Self {
-        use crate::ports::lock::LockError;
+impl From<LockError> for AppError {
+    fn from(e: LockError) -> Self {
         match e {
             LockError::Timeout | LockError::LeaseLost => AppError::LockTimeout,
             LockError::Backend(b) => AppError::Unavailable(b),
@@ -122,9 +104,8 @@ impl From<crate::ports::lock::LockError> for AppError {
     }
 }
 
-impl From<crate::ports::store::StoreError> for AppError {
-    fn from(e: crate::ports::store::StoreError) -> Self {
-        use crate::ports::store::StoreError;
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
         match e {
             StoreError::Rejected(d) => AppError::Rejected(d),
             StoreError::StaleFence { .. } => AppError::LockTimeout,
@@ -140,9 +121,8 @@ impl From<crate::ports::store::StoreError> for AppError {
     }
 }
 
-impl From<crate::ports::idempotency::IdempotencyError> for AppError {
-    fn from(e: crate::ports::idempotency::IdempotencyError) -> Self {
-        use crate::ports::idempotency::IdempotencyError;
+impl From<IdempotencyError> for AppError {
+    fn from(e: IdempotencyError) -> Self {
         match e {
             IdempotencyError::TicketLost => AppError::RequestInProgress {
                 retry_after: Duration::from_secs(1),

@@ -3,7 +3,7 @@
 //! idempotency records keep exactly this JSON, so a replay is byte-for-byte the first answer.
 
 use serde::{Deserialize, Serialize};
-use stockade_domain::{Coupon, LedgerEntry, Order, Payment, Product, Timestamp, UserCoupon};
+use stockade_domain::{Cart, Coupon, LedgerEntry, Order, Payment, Product, Timestamp, UserCoupon};
 use time::format_description::well_known::Rfc3339;
 
 /// Formats a timestamp as RFC 3339 UTC with milliseconds.
@@ -93,6 +93,21 @@ pub struct CartItemView {
 #[serde(rename_all = "camelCase")]
 pub struct CartView {
     pub items: Vec<CartItemView>,
+}
+
+impl From<&Cart> for CartView {
+    fn from(cart: &Cart) -> Self {
+        CartView {
+            items: cart
+                .items
+                .iter()
+                .map(|(p, q)| CartItemView {
+                    product_id: p.get(),
+                    quantity: q.get(),
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,7 +16,7 @@
 //!   `RecvError::Lagged` and MUST treat it as [`Change::Everything`].
 //! - Map backend failures of `publish` to [`BackendError`].
 
-use crate::error::BackendError;
+use super::error::BackendError;
 use async_trait::async_trait;
 use std::fmt;
 use stockade_domain::ProductId;

@@ -12,7 +12,7 @@
 //!   can ever see a rebuilt gate without them; a gate that exists is left as it is.
 //! - Make `rollback` and `restore` idempotent, answering whether they changed anything.
 
-use crate::error::BackendError;
+use super::error::BackendError;
 use async_trait::async_trait;
 use std::fmt;
 use stockade_domain::{CouponId, Timestamp, UserId};

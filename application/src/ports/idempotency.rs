@@ -15,7 +15,7 @@
 //! - `abandon` deletes the in-flight record so that a retry runs at once.
 //! - Records and keys of different scopes never see each other.
 
-use crate::error::BackendError;
+use super::error::BackendError;
 use async_trait::async_trait;
 use std::fmt;
 use std::time::Duration;

@@ -19,7 +19,7 @@
 //! - Only ever release what the guard's own grant holds (never a newer holder's grant).
 //! - Map backend failures to [`LockError::Backend`].
 
-use crate::error::BackendError;
+use super::error::BackendError;
 use async_trait::async_trait;
 use std::fmt;
 use std::time::Duration;

@@ -6,6 +6,7 @@
 
 pub mod changes;
 pub mod clock;
+pub mod error;
 pub mod gate;
 pub mod idempotency;
 pub mod lock;

@@ -3,7 +3,7 @@
 //! An adapter MUST return a stored answer only until its TTL runs out, and MUST treat a backend
 //! failure as a miss on `get` (the use case then computes from the store) while reporting it.
 
-use crate::error::BackendError;
+use super::error::BackendError;
 use async_trait::async_trait;
 use std::fmt;
 use std::time::Duration;

@@ -11,7 +11,7 @@
 //!   `dead_letter` act only for the latest delivery of a request (a receiver that was too slow
 //!   must not give up on a request another receiver is handling).
 
-use crate::error::BackendError;
+use super::error::BackendError;
 use async_trait::async_trait;
 use std::fmt;
 use std::time::Duration;

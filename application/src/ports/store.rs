@@ -17,7 +17,7 @@
 //! - Map a lost connection or any backend failure to [`StoreError::Unavailable`], with nothing
 //!   half-applied; a serialization failure or deadlock to [`StoreError::Contention`].
 
-use crate::error::BackendError;
+use super::error::BackendError;
 use crate::ports::lock::Fence;
 use async_trait::async_trait;
 use std::fmt;

@@ -1,14 +1,68 @@
-//! One module per use case (or per small family of them). Each adds methods to
-//! [`crate::Stockade`].
+//! One module per use case, named verb_noun: its command (where it takes more than an id or
+//! two), its result (a view from [`crate::views`]), the outcomes it can answer (`# Errors` on
+//! its `execute`, as [`crate::AppError`] codes; docs/decisions/0014) and `execute`.
+//!
+//! A use case runs against the engine's `Context` and never calls another use case's
+//! `execute`, except where one is a loop over another (`reconcile_all`, `consume_issuances`,
+//! `refresh_popular`). Keyed use cases go through the one `engine::keyed::run_keyed`.
+//! [`crate::Stockade`] is the public face: one delegating method per use case.
 
-pub mod audit;
-pub mod balance;
-pub mod cart;
-pub mod coupons;
+pub mod audit_store;
+pub mod cancel_order;
+pub mod charge_balance;
+pub mod consume_issuances;
+pub mod create_coupon;
 pub mod create_order;
-pub mod issuance;
-pub mod orders;
-pub mod payment;
-pub mod popular;
-pub mod products;
-pub mod reconcile;
+pub mod create_product;
+pub mod expire_orders;
+pub mod get_balance;
+pub mod get_cart;
+pub mod get_coupon;
+pub mod get_coupon_stock;
+pub mod get_order;
+pub mod get_product;
+pub mod handle_issuance;
+pub mod issue_coupon;
+pub mod list_my_coupons;
+pub mod list_products;
+pub mod list_transactions;
+pub mod popular_products;
+pub mod process_payment;
+pub mod reconcile_all;
+pub mod reconcile_coupon;
+pub mod recover_sagas;
+pub mod refresh_popular;
+pub mod set_stock;
+pub mod update_cart;
+
+// The paths the commands had when use cases were grouped by noun; callers in other crates
+// still name them. New code names the use case's own module.
+
+/// Old path of [`charge_balance::ChargeBalance`].
+pub mod balance {
+    pub use super::charge_balance::ChargeBalance;
+}
+/// Old path of [`update_cart::CartChange`].
+pub mod cart {
+    pub use super::update_cart::CartChange;
+}
+/// Old path of [`create_order::CreateOrder`] and [`create_order::OrderSource`].
+pub mod orders {
+    pub use super::create_order::{CreateOrder, OrderSource};
+}
+/// Old path of [`process_payment::ProcessPayment`].
+pub mod payment {
+    pub use super::process_payment::ProcessPayment;
+}
+/// Old path of [`handle_issuance::IssuanceOutcome`].
+pub mod issuance {
+    pub use super::handle_issuance::IssuanceOutcome;
+}
+/// Old path of the limits of [`popular_products`].
+pub mod popular {
+    pub use super::popular_products::{MAX_DAYS, MAX_LIMIT};
+}
+/// Old path of [`audit_store::AuditReport`].
+pub mod audit {
+    pub use super::audit_store::AuditReport;
+}

@@ -96,6 +96,7 @@ where
                 key,
                 max_batch: self.max_batch,
                 done: false,
+                in_flight: Vec::new(),
             };
             tokio::spawn(drainer.run(run));
         }
@@ -115,6 +116,11 @@ struct Drainer<K: Hash + Eq, Req, Resp> {
     key: K,
     max_batch: usize,
     done: bool,
+    /// Where the answers of the batch being run go. Held here, not in a local of `run`, so
+    /// that a drainer dropped unfinished frees its key *before* these senders drop: a caller
+    /// told `Lost` that submits again at once then starts a drainer of its own instead of
+    /// queueing behind the one going away.
+    in_flight: Vec<oneshot::Sender<Resp>>,
 }
 
 impl<K: Hash + Eq, Req, Resp> Drainer<K, Req, Resp> {
@@ -129,12 +135,12 @@ impl<K: Hash + Eq, Req, Resp> Drainer<K, Req, Resp> {
                 self.done = true;
                 return;
             }
-            let (requests, senders): (Vec<Req>, Vec<oneshot::Sender<Resp>>) =
-                batch.into_iter().unzip();
-            let expected = senders.len();
+            let requests: Vec<Req>;
+            (requests, self.in_flight) = batch.into_iter().unzip();
+            let expected = self.in_flight.len();
             let answers = run(requests).await;
             debug_assert_eq!(answers.len(), expected, "a batch answers every request");
-            for (tx, answer) in senders.into_iter().zip(answers) {
+            for (tx, answer) in std::mem::take(&mut self.in_flight).into_iter().zip(answers) {
                 // A caller that went away no longer needs its answer.
                 let _ = tx.send(answer);
             }
@@ -160,7 +166,8 @@ impl<K: Hash + Eq, Req, Resp> Drainer<K, Req, Resp> {
 impl<K: Hash + Eq, Req, Resp> Drop for Drainer<K, Req, Resp> {
     fn drop(&mut self) {
         if !self.done {
-            // Unwinding: what waits is answered `Lost` (its senders dropped) and the key is free.
+            // Unwinding: the key is freed first, then what waits is answered `Lost` (its
+            // senders, and the batch's in `in_flight`, drop after this).
             self.lanes.lock().remove(&self.key);
         }
     }

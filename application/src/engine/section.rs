@@ -1,7 +1,7 @@
 //! The generic write path: sections over any lock manager and any store.
 
+use super::outcome::Answered;
 use crate::error::AppError;
-use crate::idempotent::Answered;
 use crate::ports::idempotency::{StoredOutcome, Ticket};
 use crate::ports::lock::{LockError, LockGuard, LockKey, LockManager, LockOptions};
 use crate::ports::section::{Outcomes, Section, Sections};

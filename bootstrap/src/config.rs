@@ -1,6 +1,12 @@
 //! Command line and environment: every `serve` flag also reads an environment variable.
+//!
+//! Secrets (the JWT secret, and the database and Redis URLs, which can carry passwords) are
+//! [`SecretString`]s from the moment they are parsed: `Debug` of any of these structs shows
+//! `[REDACTED]` in their place, and the value is only exposed where an adapter is built. Which
+//! backend each port runs on is decided from these flags in [`crate::wiring`].
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -67,24 +73,17 @@ pub enum LogFormat {
     Json,
 }
 
-/// A secret read from flags or environment; never printed.
-#[derive(Clone)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
+/// Parses the JWT secret: any non-empty string.
+fn jwt_secret(s: &str) -> Result<SecretString, String> {
+    if s.is_empty() {
+        return Err("the JWT secret must not be empty".into());
     }
+    Ok(SecretString::from(s))
 }
 
-impl std::str::FromStr for Secret {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s.is_empty() {
-            return Err("the JWT secret must not be empty".into());
-        }
-        Ok(Secret(s.to_owned()))
-    }
+/// Parses a connection URL that may carry a password: kept as given, only wrapped.
+fn secret_url(s: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(s))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -93,8 +92,13 @@ pub struct ServeArgs {
     #[arg(long, env = "STOCKADE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// HS256 secret for bearer tokens (required outside the demo profile).
-    #[arg(long, env = "STOCKADE_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<Secret>,
+    #[arg(
+        long,
+        env = "STOCKADE_JWT_SECRET",
+        hide_env_values = true,
+        value_parser = jwt_secret
+    )]
+    pub jwt_secret: Option<SecretString>,
     /// `demo`: memory adapters and demo data; `production`: Postgres + Redis.
     #[arg(long, env = "STOCKADE_PROFILE", value_enum, default_value = "demo")]
     pub profile: Profile,
@@ -122,9 +126,10 @@ pub struct ServeArgs {
         long,
         env = "DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/stockade",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret_url
     )]
-    pub database_url: String,
+    pub database_url: SecretString,
     /// Postgres schema to use instead of `public`.
     #[arg(long, env = "STOCKADE_DATABASE_SCHEMA")]
     pub database_schema: Option<String>,
@@ -143,9 +148,11 @@ pub struct ServeArgs {
         long = "redis-url",
         env = "REDIS_URL",
         value_delimiter = ',',
-        default_value = "redis://127.0.0.1:6379"
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true,
+        value_parser = secret_url
     )]
-    pub redis_urls: Vec<String>,
+    pub redis_urls: Vec<SecretString>,
     /// Log format.
     #[arg(long, env = "STOCKADE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -213,8 +220,13 @@ pub struct TokenArgs {
     #[arg(long)]
     pub admin: bool,
     /// HS256 secret (the demo secret when unset).
-    #[arg(long, env = "STOCKADE_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<Secret>,
+    #[arg(
+        long,
+        env = "STOCKADE_JWT_SECRET",
+        hide_env_values = true,
+        value_parser = jwt_secret
+    )]
+    pub jwt_secret: Option<SecretString>,
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 86_400)]
     pub ttl_secs: u64,
@@ -230,42 +242,102 @@ pub struct MigrateArgs {
         long,
         env = "DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/stockade",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret_url
     )]
-    pub database_url: String,
+    pub database_url: SecretString,
     /// Postgres schema to use instead of `public`.
     #[arg(long, env = "STOCKADE_DATABASE_SCHEMA")]
     pub database_schema: Option<String>,
 }
 
-impl ServeArgs {
-    /// The adapter of each port: the flag if given, else the profile's.
-    pub fn choices(&self) -> [(&'static str, Backend); 6] {
-        let (store, lock, idem, gate, queue, popularity) = match self.profile {
-            Profile::Demo => (
-                Backend::Memory,
-                Backend::Memory,
-                Backend::Memory,
-                Backend::Memory,
-                Backend::Memory,
-                Backend::Memory,
-            ),
-            Profile::Production => (
-                Backend::Postgres,
-                Backend::Redis,
-                Backend::Redis,
-                Backend::Redis,
-                Backend::Redis,
-                Backend::Redis,
-            ),
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::wiring::Wiring;
+    use secrecy::ExposeSecret;
+
+    const SECRETS: [&str; 4] = ["pw-database", "pw-redis-one", "pw-redis-two", "jwt-s3cret"];
+
+    fn parse(argv: &[&str]) -> Cli {
+        Cli::try_parse_from(argv).unwrap()
+    }
+
+    fn assert_redacted(debug: &str) {
+        for secret in SECRETS {
+            assert!(!debug.contains(secret), "{secret} shown in {debug}");
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let cli = parse(&[
+            "stockade",
+            "serve",
+            "--profile",
+            "production",
+            "--database-url",
+            "postgres://app:pw-database@db:5432/stockade",
+            "--redis-url",
+            "redis://:pw-redis-one@r1:6379,redis://default:pw-redis-two@r2:6379",
+            "--jwt-secret",
+            "jwt-s3cret",
+        ]);
+        assert_redacted(&format!("{cli:?}"));
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
         };
-        [
-            ("store", self.store.unwrap_or(store)),
-            ("lock", self.lock.unwrap_or(lock)),
-            ("idempotency", self.idempotency.unwrap_or(idem)),
-            ("gate", self.gate.unwrap_or(gate)),
-            ("queue", self.queue.unwrap_or(queue)),
-            ("popularity", self.popularity.unwrap_or(popularity)),
-        ]
+        // The values are all there, only hidden.
+        assert_eq!(args.redis_urls.len(), 2);
+        assert!(args.database_url.expose_secret().contains("pw-database"));
+        let wiring = Wiring::from_args(&args).unwrap();
+        assert_redacted(&format!("{wiring:?}"));
+        assert_redacted(&format!("{:?}", wiring.postgres));
+        assert_redacted(&format!("{:?}", wiring.redis));
+
+        let migrate = parse(&[
+            "stockade",
+            "migrate",
+            "--database-url",
+            "postgres://app:pw-database@db/stockade",
+        ]);
+        assert_redacted(&format!("{migrate:?}"));
+        let token = parse(&[
+            "stockade",
+            "token",
+            "--user",
+            "1",
+            "--jwt-secret",
+            "jwt-s3cret",
+        ]);
+        assert_redacted(&format!("{token:?}"));
+    }
+
+    #[test]
+    fn an_empty_jwt_secret_is_refused() {
+        let e = Cli::try_parse_from(["stockade", "serve", "--jwt-secret", ""]).unwrap_err();
+        assert!(
+            e.to_string().contains("the JWT secret must not be empty"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_urls_default_as_before() {
+        let from_env = ["DATABASE_URL", "REDIS_URL", "STOCKADE_JWT_SECRET"];
+        if from_env.iter().any(|v| std::env::var_os(v).is_some()) {
+            return; // the environment, not the default, would be read
+        }
+        let Command::Serve(args) = parse(&["stockade", "serve"]).command else {
+            panic!("not serve")
+        };
+        assert_eq!(
+            args.database_url.expose_secret(),
+            "postgres://postgres@127.0.0.1:5432/stockade"
+        );
+        let urls: Vec<&str> = args.redis_urls.iter().map(|u| u.expose_secret()).collect();
+        assert_eq!(urls, ["redis://127.0.0.1:6379"]);
+        assert!(args.jwt_secret.is_none());
     }
 }

@@ -2,9 +2,8 @@
 
 use clap::Parser;
 use std::process::ExitCode;
-use stockade::config::{Cli, Command, DEMO_JWT_SECRET};
-use stockade::{serve, telemetry};
-use stockade_http::{issue_token, JwtSecret};
+use stockade::config::{Cli, Command, LogFormat};
+use stockade::{migrate, serve, telemetry, token};
 
 /// mimalloc instead of the system allocator: a request allocates and frees many small buffers
 /// across the runtime's threads, which glibc's malloc serves with more contention.
@@ -13,62 +12,32 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    let outcome = match Cli::parse().command {
         Command::Serve(args) => {
             telemetry::init(args.log_format);
-            match serve(&args).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    eprintln!("stockade: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            let served = serve(&args).await;
+            served
+                .inspect_err(|e| tracing::error!("{e}"))
+                .map_err(|e| e.to_string())
         }
-        Command::Token(args) => {
-            let secret = match &args.jwt_secret {
-                Some(s) => JwtSecret::new(s.0.clone()),
-                None => {
-                    eprintln!("stockade: no STOCKADE_JWT_SECRET set; signing with the demo secret");
-                    JwtSecret::new(DEMO_JWT_SECRET)
+        Command::Token(args) => token::issue(&args)
+            .map_err(|e| e.to_string())
+            .map(|tokens| {
+                #[allow(clippy::print_stdout)]
+                {
+                    print!("{tokens}");
                 }
-            };
-            if args.user < 1 {
-                eprintln!("stockade: --user must be a positive id");
-                return ExitCode::FAILURE;
-            }
-            let mut out = String::new();
-            for user in args.user..args.user.saturating_add(i64::from(args.count.max(1))) {
-                match issue_token(&secret, user, args.admin, args.ttl_secs) {
-                    Ok(token) => {
-                        out.push_str(&token);
-                        out.push('\n');
-                    }
-                    Err(e) => {
-                        eprintln!("stockade: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-            }
-            #[allow(clippy::print_stdout)]
-            {
-                print!("{out}");
-            }
-            ExitCode::SUCCESS
-        }
+            }),
         Command::Migrate(args) => {
-            telemetry::init(stockade::config::LogFormat::Text);
-            match stockade::migrate(&args).await {
-                Ok(()) => {
-                    tracing::info!("migrations applied");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("stockade: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            telemetry::init(LogFormat::Text);
+            migrate(&args).await.map_err(|e| e.to_string())
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stockade: {e}");
+            ExitCode::FAILURE
         }
     }
 }

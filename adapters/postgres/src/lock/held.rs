@@ -165,7 +165,7 @@ async fn unlock_and_return(conn: Conn, ready: bool) -> Result<(), LockError> {
             .await
             .map_err(lock_err)?;
     } else {
-        sqlx::query("SELECT pg_advisory_unlock_all()")
+        sqlx::query!("SELECT pg_advisory_unlock_all()")
             .execute(&mut **conn)
             .await
             .map_err(lock_err)?;

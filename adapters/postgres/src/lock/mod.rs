@@ -103,7 +103,7 @@ impl Acquiring {
     /// the unlock fails).
     pub(super) async fn give_back(&mut self) {
         if let Some(mut conn) = self.conn.take() {
-            let unlocked = sqlx::query("SELECT pg_advisory_unlock_all()")
+            let unlocked = sqlx::query!("SELECT pg_advisory_unlock_all()")
                 .execute(&mut *conn)
                 .await;
             if unlocked.is_ok() {
@@ -142,10 +142,10 @@ impl PgLockManager {
     }
 
     async fn lock_one(conn: &mut Conn, lock: i64, deadline: Instant) -> Result<i64, LockError> {
-        let fast: Option<i64> = sqlx::query_scalar(
+        let fast = sqlx::query_scalar!(
             "SELECT CASE WHEN pg_try_advisory_lock($1) THEN nextval('lock_fencing_seq') END",
+            lock,
         )
-        .bind(lock)
         .fetch_one(&mut **conn)
         .await
         .map_err(lock_err)?;
@@ -156,13 +156,14 @@ impl PgLockManager {
         if left.is_zero() {
             return Err(LockError::Timeout);
         }
-        sqlx::query("SELECT set_config('lock_timeout', $1, false)")
-            .bind(format!("{}ms", left.as_millis().max(1)))
-            .execute(&mut **conn)
-            .await
-            .map_err(lock_err)?;
-        let waited = sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(lock)
+        sqlx::query!(
+            "SELECT set_config('lock_timeout', $1, false)",
+            format!("{}ms", left.as_millis().max(1)),
+        )
+        .fetch_one(&mut **conn)
+        .await
+        .map_err(lock_err)?;
+        let waited = sqlx::query!("SELECT pg_advisory_lock($1)", lock)
             .execute(&mut **conn)
             .await;
         // The session may host units of work next (PgSections::on_lock_sessions), whose row locks
@@ -174,15 +175,14 @@ impl PgLockManager {
             Ok(_) => {}
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03") => {
                 // Granted just as it timed out? Give it back: a time-out holds nothing.
-                let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-                    .bind(lock)
-                    .execute(&mut **conn)
+                let _ = sqlx::query!("SELECT pg_advisory_unlock($1)", lock)
+                    .fetch_one(&mut **conn)
                     .await;
                 return Err(LockError::Timeout);
             }
             Err(e) => return Err(lock_err(e)),
         }
-        sqlx::query_scalar("SELECT nextval('lock_fencing_seq')")
+        sqlx::query_scalar!(r#"SELECT nextval('lock_fencing_seq') AS "token!""#)
             .fetch_one(&mut **conn)
             .await
             .map_err(lock_err)
@@ -198,6 +198,9 @@ async fn try_all_in_transaction(
     ids: &[i64],
 ) -> Result<Vec<(i64, Option<i64>)>, LockError> {
     use sqlx::Row;
+    // A simple query takes no bound parameters, and binding them would cost the round trip
+    // this path exists to save: the ids (integers the manager computed, never caller text) are
+    // written into the statement, the one statement of the adapter built this way (ADR 0015).
     let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     let sql = format!(
         "BEGIN; SELECT k, CASE WHEN pg_try_advisory_lock(k) THEN nextval('lock_fencing_seq') END
@@ -264,14 +267,17 @@ impl PgLockManager {
             if ready {
                 try_all_in_transaction(conn, &ids).await?
             } else {
-                sqlx::query_as(
-                    "SELECT k, CASE WHEN pg_try_advisory_lock(k) THEN nextval('lock_fencing_seq') END
-                     FROM unnest($1::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
+                sqlx::query!(
+                    r#"SELECT k AS "k!", CASE WHEN pg_try_advisory_lock(k) THEN nextval('lock_fencing_seq') END AS token
+                     FROM unnest($1::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n"#,
+                    &ids as &[i64],
                 )
-                .bind(&ids)
                 .fetch_all(&mut **conn)
                 .await
                 .map_err(lock_err)?
+                .into_iter()
+                .map(|r| (r.k, r.token))
+                .collect()
             }
         };
         let first_busy = tried.iter().position(|(_, t)| t.is_none());
@@ -294,11 +300,13 @@ impl PgLockManager {
                 ready = false;
             }
             if !later.is_empty() {
-                sqlx::query("SELECT pg_advisory_unlock(k) FROM unnest($1::bigint[]) AS t(k)")
-                    .bind(&later)
-                    .execute(&mut **conn)
-                    .await
-                    .map_err(lock_err)?;
+                sqlx::query!(
+                    "SELECT pg_advisory_unlock(k) FROM unnest($1::bigint[]) AS t(k)",
+                    &later as &[i64],
+                )
+                .fetch_all(&mut **conn)
+                .await
+                .map_err(lock_err)?;
             }
             tokens.extend(tried[..busy].iter().filter_map(|(k, t)| t.map(|t| (*k, t))));
             for (lock, _) in &tried[busy..] {

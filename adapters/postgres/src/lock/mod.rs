@@ -189,6 +189,13 @@ impl PgLockManager {
     }
 }
 
+/// A lock id the fast path tried, with its fencing token if it was granted.
+#[derive(Debug, sqlx::FromRow)]
+struct Tried {
+    k: i64,
+    token: Option<i64>,
+}
+
 /// The fast path's one round trip inside a new transaction: `BEGIN` and the tries as one simple
 /// query (the ids are integers, written into it as an array literal). The session-level locks
 /// and the fencing values taken do not depend on that transaction: they stay if it is rolled
@@ -197,20 +204,20 @@ async fn try_all_in_transaction(
     conn: &mut Conn,
     ids: &[i64],
 ) -> Result<Vec<(i64, Option<i64>)>, LockError> {
-    use sqlx::Row;
+    use sqlx::FromRow;
     // A simple query takes no bound parameters, and binding them would cost the round trip
     // this path exists to save: the ids (integers the manager computed, never caller text) are
     // written into the statement, the one statement of the adapter built this way (ADR 0015).
     let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     let sql = format!(
-        "BEGIN; SELECT k, CASE WHEN pg_try_advisory_lock(k) THEN nextval('lock_fencing_seq') END
+        "BEGIN; SELECT k, CASE WHEN pg_try_advisory_lock(k) THEN nextval('lock_fencing_seq') END AS token
          FROM unnest('{{{list}}}'::bigint[]) WITH ORDINALITY AS t(k, n) ORDER BY n"
     );
     let rows = sqlx::Executor::fetch_all(&mut **conn, sql.as_str())
         .await
         .map_err(lock_err)?;
     rows.iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .map(|row| Tried::from_row(row).map(|t| (t.k, t.token)))
         .collect::<Result<_, sqlx::Error>>()
         .map_err(lock_err)
 }

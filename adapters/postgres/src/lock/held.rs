@@ -32,6 +32,8 @@ pub(super) enum After {
     Closed,
 }
 
+/// What a grant and the units hosted on its session share: the session's slot, and whether the
+/// grant was lost (its lease ran out, or its session broke).
 pub(super) struct Shared {
     slot: parking_lot::Mutex<Slot>,
     lost: AtomicBool,

@@ -32,6 +32,11 @@
 //! grow with every grant. A grant that outlives its lease is released by a watchdog task and its
 //! guard reports `lease_lost`; a holder whose session died (its backend was terminated) loses the
 //! lock at once, and the store refuses its stale token.
+//!
+//! ## Files
+//! This module acquires (ids, the fast path, waiting); [`held`] keeps a grant once acquired (its
+//! session's slot, the watchdog, the release); [`hosted`] runs a unit of work's transaction on
+//! that session.
 
 mod held;
 mod hosted;

@@ -11,6 +11,7 @@ use stockade_domain::{
     Coupon, DomainError, Order, OrderId, OrderStatus, Timestamp, UserCoupon, UserCouponId,
     UserCouponStatus, UserId,
 };
+use time::OffsetDateTime;
 
 type R<T> = Result<T, StoreError>;
 
@@ -30,8 +31,8 @@ pub(crate) async fn insert_orders(conn: &mut PgConnection, news: Vec<NewOrder>) 
     let subtotal: Vec<i64> = news.iter().map(|n| n.pricing.subtotal.won()).collect();
     let discount: Vec<i64> = news.iter().map(|n| n.pricing.discount.won()).collect();
     let total: Vec<i64> = news.iter().map(|n| n.pricing.total.won()).collect();
-    let expires: Vec<time::OffsetDateTime> = news.iter().map(|n| at(n.expires_at)).collect();
-    let created: Vec<time::OffsetDateTime> = news.iter().map(|n| at(n.created_at)).collect();
+    let expires: Vec<OffsetDateTime> = news.iter().map(|n| at(n.expires_at)).collect();
+    let created: Vec<OffsetDateTime> = news.iter().map(|n| at(n.created_at)).collect();
     let reference: Vec<Option<&str>> = news.iter().map(|n| n.reference.as_deref()).collect();
     // Lines and cart coupons, each naming its order's position.
     let (mut l_ord, mut l_no, mut l_product, mut l_name, mut l_unit) =
@@ -62,8 +63,8 @@ pub(crate) async fn insert_orders(conn: &mut PgConnection, news: Vec<NewOrder>) 
             c_at.push(at(n.created_at));
         }
     }
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "WITH ids AS (
+    let ids: Vec<i64> = sqlx::query_scalar!(
+        r#"WITH ids AS (
              SELECT ord, nextval(pg_get_serial_sequence('orders', 'id')) AS id
              FROM generate_series(1, $1::bigint) AS ord),
          o AS (
@@ -90,31 +91,31 @@ pub(crate) async fn insert_orders(conn: &mut PgConnection, news: Vec<NewOrder>) 
              FROM unnest($19::bigint[], $20::int[], $21::bigint[], $22::bigint[], $23::timestamptz[])
                   AS t(ord, position, coupon, discount, at)
              JOIN ids USING (ord))
-         SELECT id FROM ids ORDER BY ord",
+         SELECT id AS "id!" FROM ids ORDER BY ord"#,
+        i64::try_from(news.len()).unwrap_or(i64::MAX),
+        &user as &[i64],
+        &subtotal as &[i64],
+        &discount as &[i64],
+        &total as &[i64],
+        &expires as &[OffsetDateTime],
+        &created as &[OffsetDateTime],
+        &reference as &[Option<&str>],
+        &l_ord as &[i64],
+        &l_no as &[i32],
+        &l_product as &[i64],
+        &l_name as &[&str],
+        &l_unit as &[i64],
+        &l_qty as &[i32],
+        &l_total as &[i64],
+        &l_off as &[i64],
+        &l_coupon as &[Option<i64>],
+        &l_at as &[OffsetDateTime],
+        &c_ord as &[i64],
+        &c_pos as &[i32],
+        &c_coupon as &[i64],
+        &c_off as &[i64],
+        &c_at as &[OffsetDateTime],
     )
-    .bind(i64::try_from(news.len()).unwrap_or(i64::MAX))
-    .bind(&user)
-    .bind(&subtotal)
-    .bind(&discount)
-    .bind(&total)
-    .bind(&expires)
-    .bind(&created)
-    .bind(&reference)
-    .bind(&l_ord)
-    .bind(&l_no)
-    .bind(&l_product)
-    .bind(&l_name)
-    .bind(&l_unit)
-    .bind(&l_qty)
-    .bind(&l_total)
-    .bind(&l_off)
-    .bind(&l_coupon)
-    .bind(&l_at)
-    .bind(&c_ord)
-    .bind(&c_pos)
-    .bind(&c_coupon)
-    .bind(&c_off)
-    .bind(&c_at)
     .fetch_all(&mut *conn)
     .await
     .map_err(store_error)?;
@@ -153,7 +154,7 @@ pub(crate) async fn record_outcomes(
     let owner: Vec<&str> = outcomes.iter().map(|(t, _)| t.owner.as_str()).collect();
     let ok: Vec<bool> = outcomes.iter().map(|(_, o)| o.ok).collect();
     let body: Vec<&[u8]> = outcomes.iter().map(|(_, o)| o.body.as_slice()).collect();
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE idempotency_keys k
          SET state = 'DONE', ok = t.ok, body = t.body,
              expires_at = statement_timestamp() + ($6 || ' milliseconds')::interval,
@@ -161,13 +162,13 @@ pub(crate) async fn record_outcomes(
          FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::bytea[])
               AS t(scope, key, owner, ok, body)
          WHERE k.scope = t.scope AND k.key = t.key AND k.owner = t.owner AND k.state = 'IN_FLIGHT'",
+        &scope as &[&str],
+        &key as &[&str],
+        &owner as &[&str],
+        &ok as &[bool],
+        &body as &[&[u8]],
+        ttl.as_millis().max(1).to_string(),
     )
-    .bind(&scope)
-    .bind(&key)
-    .bind(&owner)
-    .bind(&ok)
-    .bind(&body)
-    .bind(ttl.as_millis().max(1).to_string())
     .execute(&mut *conn)
     .await
     .map_err(store_error)?;
@@ -194,8 +195,8 @@ pub(crate) async fn issue_each(
         return Ok(Vec::new());
     }
     let ids: Vec<i64> = users.iter().map(|u| u.get()).collect();
-    let rows: Vec<(i64, bool, Option<i64>, i64)> = sqlx::query_as(
-        "WITH claim AS (
+    let rows = sqlx::query!(
+        r#"WITH claim AS (
              SELECT user_id, ord FROM unnest($2::bigint[]) WITH ORDINALITY AS c(user_id, ord)
          ), room AS (
              SELECT greatest(quantity - issued, 0) AS room FROM coupons WHERE id = $1 FOR UPDATE
@@ -224,31 +225,32 @@ pub(crate) async fn issue_each(
              DELETE FROM failed_issuances
              WHERE coupon_id = $1 AND user_id IN (SELECT user_id FROM issued)
          )
-         SELECT c.user_id, c.user_id IN (SELECT user_id FROM held) AS held, i.id,
-                (SELECT count(*) FROM counted) AS counted
+         SELECT c.user_id AS "user_id!", c.user_id IN (SELECT user_id FROM held) AS "held!",
+                i.id AS "issued?", (SELECT count(*) FROM counted) AS "counted!"
          FROM claim c LEFT JOIN issued i ON i.user_id = c.user_id
-         ORDER BY c.ord",
+         ORDER BY c.ord"#,
+        coupon.id.get(),
+        &ids as &[i64],
+        at(now),
+        at(coupon.expiry_for(now)),
     )
-    .bind(coupon.id.get())
-    .bind(&ids)
-    .bind(at(now))
-    .bind(at(coupon.expiry_for(now)))
     .fetch_all(&mut *conn)
     .await
     .map_err(store_error)?;
     if rows.len() != users.len() {
         return Err(crate::error::corrupt("answers of a coupon batch"));
     }
-    if rows.iter().any(|(_, _, issued, _)| issued.is_some()) && rows[0].3 == 0 {
+    if rows.iter().any(|r| r.issued.is_some()) && rows[0].counted == 0 {
         // The count could not move (the quantity changed underneath): the caller drops the
         // unit, which removes the rows inserted above.
         return Err(DomainError::CouponSoldOut.into());
     }
     let mut answered: std::collections::HashSet<i64> = std::collections::HashSet::new();
     rows.into_iter()
-        .map(|(user, held, issued, _)| {
+        .map(|r| {
+            let (user, held) = (r.user_id, r.held);
             let first = answered.insert(user);
-            Ok(match issued {
+            Ok(match r.issued {
                 Some(ucid) if first => Ok(UserCoupon {
                     id: id(ucid, UserCouponId::new)?,
                     coupon_id: coupon.id,

@@ -82,9 +82,7 @@ async fn follow(pool: PgPool, weak: broadcast::WeakSender<Change>) {
 #[async_trait]
 impl ChangeFeed for PgChangeFeed {
     async fn publish(&self, change: Change) -> Result<(), BackendError> {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(change.encode())
+        sqlx::query!("SELECT pg_notify($1, $2)", CHANNEL, change.encode())
             .execute(&self.pool)
             .await
             .map_err(backend)?;

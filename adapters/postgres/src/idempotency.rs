@@ -12,8 +12,8 @@
 use crate::error::backend;
 use crate::sessions::Sessions;
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::postgres::types::PgInterval;
+use sqlx::PgPool;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
@@ -60,29 +60,41 @@ fn err(e: sqlx::Error) -> IdempotencyError {
     IdempotencyError::Unavailable(backend(e))
 }
 
-fn interval(d: Duration) -> String {
-    format!("{} milliseconds", d.as_millis().max(1))
+/// `d` as an interval of whole milliseconds (at least one).
+fn interval(d: Duration) -> PgInterval {
+    let millis = i64::try_from(d.as_millis().max(1)).unwrap_or(i64::MAX / 1_000);
+    PgInterval {
+        months: 0,
+        days: 0,
+        microseconds: millis.saturating_mul(1_000),
+    }
+}
+
+/// A record a claim did not win, as the claim reads it.
+#[derive(Debug, sqlx::FromRow)]
+struct Record {
+    fingerprint: String,
+    state: String,
+    ok: Option<bool>,
+    body: Option<Vec<u8>>,
+    /// How long its lease has left, in milliseconds (at least one).
+    left_ms: i64,
 }
 
 /// What a claim that lost answers, from the record that won.
-fn held_by_another(row: &PgRow, fingerprint: &Fingerprint) -> Result<Begin, IdempotencyError> {
-    let stored: String = row.try_get("fingerprint").map_err(err)?;
-    if stored != fingerprint.0 {
-        return Ok(Begin::Mismatch);
+fn held_by_another(record: Record, fingerprint: &Fingerprint) -> Begin {
+    if record.fingerprint != fingerprint.0 {
+        return Begin::Mismatch;
     }
-    let state: String = row.try_get("state").map_err(err)?;
-    if state == "DONE" {
-        let ok: Option<bool> = row.try_get("ok").map_err(err)?;
-        let body: Option<Vec<u8>> = row.try_get("body").map_err(err)?;
-        return Ok(Begin::Replay(StoredOutcome {
-            ok: ok.unwrap_or(false),
-            body: body.unwrap_or_default(),
-        }));
+    if record.state == "DONE" {
+        return Begin::Replay(StoredOutcome {
+            ok: record.ok.unwrap_or(false),
+            body: record.body.unwrap_or_default(),
+        });
     }
-    let left: i64 = row.try_get("left_ms").map_err(err)?;
-    Ok(Begin::InProgress {
-        retry_after: Duration::from_millis(u64::try_from(left).unwrap_or(1)),
-    })
+    Begin::InProgress {
+        retry_after: Duration::from_millis(u64::try_from(record.left_ms).unwrap_or(1)),
+    }
 }
 
 impl PgIdempotencyStore {
@@ -102,7 +114,7 @@ impl PgIdempotencyStore {
         let ok: Vec<bool> = sorted.iter().map(|(_, o)| o.ok).collect();
         let body: Vec<&[u8]> = sorted.iter().map(|(_, o)| o.body.as_slice()).collect();
         let mut session = self.sessions.acquire().await?;
-        let done: Vec<(String, String, String)> = sqlx::query_as(
+        let done = sqlx::query!(
             "UPDATE idempotency_keys k
              SET state = 'DONE', ok = t.ok, body = t.body, expires_at = now() + $6::interval,
                  updated_at = now()
@@ -111,13 +123,13 @@ impl PgIdempotencyStore {
              WHERE k.scope = t.scope AND k.key = t.key AND k.owner = t.owner
                AND k.state = 'IN_FLIGHT'
              RETURNING k.scope, k.key, k.owner",
+            &scope as &[&str],
+            &key as &[&str],
+            &owner as &[&str],
+            &ok as &[bool],
+            &body as &[&[u8]],
+            interval(ttl),
         )
-        .bind(&scope)
-        .bind(&key)
-        .bind(&owner)
-        .bind(&ok)
-        .bind(&body)
-        .bind(interval(ttl))
         .fetch_all(&mut *session)
         .await?;
         session.park();
@@ -126,7 +138,7 @@ impl PgIdempotencyStore {
             .map(|(t, _)| (t.scope.0.as_str(), t.key.as_str(), t.owner.as_str()))
             .filter(|k| {
                 done.iter()
-                    .any(|(s, key, o)| s == k.0 && key == k.1 && o == k.2)
+                    .any(|d| d.scope == k.0 && d.key == k.1 && d.owner == k.2)
             })
             .collect())
     }
@@ -158,7 +170,7 @@ impl PgIdempotencyStore {
             .map(|i| claims[*i].fingerprint.0.as_str())
             .collect();
         let mut session = self.sessions.acquire().await?;
-        let won: Vec<(String, String)> = sqlx::query_as(
+        let won = sqlx::query!(
             "INSERT INTO idempotency_keys (scope, key, fingerprint, owner, state, lease_until)
              SELECT s, k, f, o, 'IN_FLIGHT', now() + $5::interval
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
@@ -172,15 +184,15 @@ impl PgIdempotencyStore {
                       AND idempotency_keys.fingerprint = EXCLUDED.fingerprint)
                   OR (idempotency_keys.state = 'DONE' AND idempotency_keys.expires_at <= now())
              RETURNING scope, key",
+            &scopes as &[&str],
+            &keys as &[&str],
+            &prints as &[&str],
+            &owners as &[String],
+            interval(lease),
         )
-        .bind(&scopes)
-        .bind(&keys)
-        .bind(&prints)
-        .bind(&owners)
-        .bind(interval(lease))
         .fetch_all(&mut *session)
         .await?;
-        let won: HashSet<(String, String)> = won.into_iter().collect();
+        let won: HashSet<(String, String)> = won.into_iter().map(|w| (w.scope, w.key)).collect();
         let mut lost: Vec<usize> = Vec::new();
         for (n, i) in firsts.iter().enumerate() {
             let c = &claims[*i];
@@ -197,24 +209,28 @@ impl PgIdempotencyStore {
         if !lost.is_empty() {
             let scopes: Vec<&str> = lost.iter().map(|i| claims[*i].scope.0.as_str()).collect();
             let keys: Vec<&str> = lost.iter().map(|i| claims[*i].key.as_str()).collect();
-            let rows = sqlx::query(
-                "SELECT i.scope, i.key, i.fingerprint, i.state, i.ok, i.body,
-                        GREATEST(EXTRACT(EPOCH FROM (i.lease_until - now())) * 1000, 1)::BIGINT AS left_ms
+            let rows = sqlx::query!(
+                r#"SELECT i.scope, i.key, i.fingerprint, i.state, i.ok, i.body,
+                        GREATEST(EXTRACT(EPOCH FROM (i.lease_until - now())) * 1000, 1)::BIGINT AS "left_ms!"
                  FROM idempotency_keys i
-                 JOIN unnest($1::text[], $2::text[]) AS t(s, k) ON i.scope = t.s AND i.key = t.k",
+                 JOIN unnest($1::text[], $2::text[]) AS t(s, k) ON i.scope = t.s AND i.key = t.k"#,
+                &scopes as &[&str],
+                &keys as &[&str],
             )
-            .bind(&scopes)
-            .bind(&keys)
             .fetch_all(&mut *session)
             .await?;
             for row in rows {
-                let scope: String = row.try_get("scope")?;
-                let key: String = row.try_get("key")?;
-                if let Some(i) = lost
-                    .iter()
-                    .find(|i| claims[**i].scope.0 == scope && claims[**i].key.as_str() == key)
-                {
-                    answers[*i] = Some(held_by_another(&row, &claims[*i].fingerprint));
+                if let Some(i) = lost.iter().find(|i| {
+                    claims[**i].scope.0 == row.scope && claims[**i].key.as_str() == row.key
+                }) {
+                    let record = Record {
+                        fingerprint: row.fingerprint,
+                        state: row.state,
+                        ok: row.ok,
+                        body: row.body,
+                        left_ms: row.left_ms,
+                    };
+                    answers[*i] = Some(Ok(held_by_another(record, &claims[*i].fingerprint)));
                 }
             }
         }
@@ -235,7 +251,7 @@ impl IdempotencyStore for PgIdempotencyStore {
         let mut session = self.sessions.acquire().await.map_err(err)?;
         for _ in 0..5 {
             let owner = self.ids.unique();
-            let claimed: Option<String> = sqlx::query_scalar(
+            let claimed = sqlx::query_scalar!(
                 "INSERT INTO idempotency_keys (scope, key, fingerprint, owner, state, lease_until)
                  VALUES ($1, $2, $3, $4, 'IN_FLIGHT', now() + $5::interval)
                  ON CONFLICT (scope, key) DO UPDATE
@@ -246,12 +262,12 @@ impl IdempotencyStore for PgIdempotencyStore {
                           AND idempotency_keys.fingerprint = EXCLUDED.fingerprint)
                       OR (idempotency_keys.state = 'DONE' AND idempotency_keys.expires_at <= now())
                  RETURNING owner",
+                &scope.0,
+                key.as_str(),
+                &fingerprint.0,
+                &owner,
+                interval(lease),
             )
-            .bind(&scope.0)
-            .bind(key.as_str())
-            .bind(&fingerprint.0)
-            .bind(&owner)
-            .bind(interval(lease))
             .fetch_optional(&mut *session)
             .await
             .map_err(err)?;
@@ -263,13 +279,14 @@ impl IdempotencyStore for PgIdempotencyStore {
                     owner,
                 }));
             }
-            let row = sqlx::query(
-                "SELECT fingerprint, state, ok, body,
-                        GREATEST(EXTRACT(EPOCH FROM (lease_until - now())) * 1000, 1)::BIGINT AS left_ms
-                 FROM idempotency_keys WHERE scope = $1 AND key = $2",
+            let row = sqlx::query_as!(
+                Record,
+                r#"SELECT fingerprint, state, ok, body,
+                        GREATEST(EXTRACT(EPOCH FROM (lease_until - now())) * 1000, 1)::BIGINT AS "left_ms!"
+                 FROM idempotency_keys WHERE scope = $1 AND key = $2"#,
+                &scope.0,
+                key.as_str(),
             )
-            .bind(&scope.0)
-            .bind(key.as_str())
             .fetch_optional(&mut *session)
             .await
             .map_err(err)?;
@@ -278,7 +295,7 @@ impl IdempotencyStore for PgIdempotencyStore {
                 continue;
             };
             session.park();
-            return held_by_another(&row, fingerprint);
+            return Ok(held_by_another(row, fingerprint));
         }
         session.park();
         Err(IdempotencyError::Unavailable(backend(
@@ -323,17 +340,17 @@ impl IdempotencyStore for PgIdempotencyStore {
         ttl: Duration,
     ) -> Result<(), IdempotencyError> {
         let mut session = self.sessions.acquire().await.map_err(err)?;
-        let done = sqlx::query(
+        let done = sqlx::query!(
             "UPDATE idempotency_keys
              SET state = 'DONE', ok = $4, body = $5, expires_at = now() + $6::interval, updated_at = now()
              WHERE scope = $1 AND key = $2 AND owner = $3 AND state = 'IN_FLIGHT'",
+            &ticket.scope.0,
+            ticket.key.as_str(),
+            &ticket.owner,
+            outcome.ok,
+            &outcome.body,
+            interval(ttl),
         )
-        .bind(&ticket.scope.0)
-        .bind(ticket.key.as_str())
-        .bind(&ticket.owner)
-        .bind(outcome.ok)
-        .bind(&outcome.body)
-        .bind(interval(ttl))
         .execute(&mut *session)
         .await
         .map_err(err)?;
@@ -375,13 +392,13 @@ impl IdempotencyStore for PgIdempotencyStore {
 
     async fn abandon(&self, ticket: &Ticket) -> Result<(), IdempotencyError> {
         let mut session = self.sessions.acquire().await.map_err(err)?;
-        let done = sqlx::query(
+        let done = sqlx::query!(
             "DELETE FROM idempotency_keys
              WHERE scope = $1 AND key = $2 AND owner = $3 AND state = 'IN_FLIGHT'",
+            &ticket.scope.0,
+            ticket.key.as_str(),
+            &ticket.owner,
         )
-        .bind(&ticket.scope.0)
-        .bind(ticket.key.as_str())
-        .bind(&ticket.owner)
         .execute(&mut *session)
         .await
         .map_err(err)?;
@@ -395,7 +412,7 @@ impl IdempotencyStore for PgIdempotencyStore {
 
     async fn purge_expired(&self) -> Result<u64, IdempotencyError> {
         let mut session = self.sessions.acquire().await.map_err(err)?;
-        let done = sqlx::query(
+        let done = sqlx::query!(
             "DELETE FROM idempotency_keys
              WHERE (state = 'DONE' AND expires_at <= now())
                 OR (state = 'IN_FLIGHT' AND lease_until <= now())",

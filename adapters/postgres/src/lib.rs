@@ -116,8 +116,14 @@ pub async fn connect(config: &PgConfig) -> Result<PgPool, PgSetupError> {
                     conn.execute("SET synchronous_commit = off").await?;
                 }
                 if let Some(schema) = schema {
-                    conn.execute(format!("SET search_path TO {}", quote_ident(&schema)).as_str())
-                        .await?;
+                    // `SET search_path` takes no parameter; `set_config` does the same with
+                    // the quoted name bound.
+                    sqlx::query!(
+                        "SELECT set_config('search_path', $1, false)",
+                        quote_ident(&schema),
+                    )
+                    .fetch_one(&mut *conn)
+                    .await?;
                 }
                 Ok(())
             })

@@ -1,0 +1,139 @@
+//! Products and their stock.
+
+use super::{e, PgUnit, R};
+use crate::convert::{id, money, u32_of};
+use async_trait::async_trait;
+use stockade_application::ports::store::ProductRepository;
+use stockade_domain::{DomainError, NewProduct, Product, ProductId, Quantity};
+
+/// A row of `products`, as the store reads it.
+#[derive(Debug, sqlx::FromRow)]
+struct ProductRow {
+    id: i64,
+    name: String,
+    price: i64,
+    stock: i64,
+    max_per_order: i32,
+}
+
+impl ProductRow {
+    fn into_product(self) -> R<Product> {
+        Ok(Product {
+            id: id(self.id, ProductId::new)?,
+            name: self.name,
+            price: money(self.price),
+            stock: u32_of(self.stock),
+            max_per_order: u32_of(i64::from(self.max_per_order)),
+        })
+    }
+}
+
+#[async_trait]
+impl ProductRepository for PgUnit {
+    async fn get(&mut self, pid: ProductId) -> R<Option<Product>> {
+        sqlx::query_as!(
+            ProductRow,
+            "SELECT id, name, price, stock, max_per_order
+             FROM products WHERE id = $1 AND state = 'ACTIVE'",
+            pid.get(),
+        )
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(e)?
+        .map(ProductRow::into_product)
+        .transpose()
+    }
+
+    async fn list(&mut self) -> R<Vec<Product>> {
+        sqlx::query_as!(
+            ProductRow,
+            "SELECT id, name, price, stock, max_per_order
+             FROM products WHERE state = 'ACTIVE' ORDER BY id",
+        )
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(e)?
+        .into_iter()
+        .map(ProductRow::into_product)
+        .collect()
+    }
+
+    async fn insert(&mut self, new: NewProduct) -> R<Product> {
+        sqlx::query_as!(
+            ProductRow,
+            "INSERT INTO products (name, price, stock, max_per_order, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, statement_timestamp(), statement_timestamp())
+             RETURNING id, name, price, stock, max_per_order",
+            &new.name,
+            new.price.won(),
+            i64::from(new.stock),
+            i32::try_from(new.max_per_order).unwrap_or(i32::MAX),
+        )
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(e)?
+        .into_product()
+    }
+
+    async fn set_stock(&mut self, pid: ProductId, stock: u32) -> R<Option<Product>> {
+        sqlx::query_as!(
+            ProductRow,
+            "UPDATE products SET stock = $2, updated_at = statement_timestamp()
+             WHERE id = $1 AND state = 'ACTIVE'
+             RETURNING id, name, price, stock, max_per_order",
+            pid.get(),
+            i64::from(stock),
+        )
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(e)?
+        .map(ProductRow::into_product)
+        .transpose()
+    }
+
+    async fn deduct_stock(&mut self, pid: ProductId, quantity: Quantity) -> R<()> {
+        let done = sqlx::query!(
+            "UPDATE products SET stock = stock - $2, updated_at = statement_timestamp()
+             WHERE id = $1 AND state = 'ACTIVE' AND stock >= $2",
+            pid.get(),
+            i64::from(quantity.get()),
+        )
+        .execute(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        let left = sqlx::query_scalar!(
+            "SELECT stock FROM products WHERE id = $1 AND state = 'ACTIVE'",
+            pid.get(),
+        )
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        Err(match left {
+            None => DomainError::ProductNotFound(pid.get()).into(),
+            Some(available) => DomainError::InsufficientStock {
+                product: pid.get(),
+                requested: quantity.get(),
+                available: u32_of(available),
+            }
+            .into(),
+        })
+    }
+
+    async fn restore_stock(&mut self, pid: ProductId, quantity: Quantity) -> R<()> {
+        let done = sqlx::query!(
+            "UPDATE products SET stock = stock + $2, updated_at = statement_timestamp() WHERE id = $1",
+            pid.get(),
+            i64::from(quantity.get()),
+        )
+        .execute(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        if done.rows_affected() == 0 {
+            return Err(DomainError::ProductNotFound(pid.get()).into());
+        }
+        Ok(())
+    }
+}

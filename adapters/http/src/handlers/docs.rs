@@ -95,3 +95,6 @@ pub async fn asset(ApiPath(name): ApiPath<String>) -> Response {
         None => ApiError::new(ErrorCode::NotFound, "no such file of the docs page").into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests;

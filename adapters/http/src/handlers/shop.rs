@@ -14,6 +14,8 @@ use crate::schema::views::{
 use crate::Shared;
 use axum::extract::State;
 use serde::Deserialize;
+use serde_json::json;
+use std::borrow::Cow;
 use stockade_application::usecases::balance::ChargeBalance;
 use stockade_application::usecases::cart::CartChange;
 use stockade_application::usecases::orders::{CreateOrder, OrderSource};
@@ -22,7 +24,9 @@ use stockade_domain::{
     ChargeAmount, CouponId, DomainError, LineRequest, Money, OrderId, ProductId, Quantity,
     UserCouponId,
 };
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Ref, Type};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 type Answer = Result<Reply, ApiError>;
 
@@ -242,21 +246,80 @@ pub struct OrderItemRequest {
     pub user_coupon_id: Option<i64>,
 }
 
-/// Either `items` or `fromCart: true`, not both.
-#[derive(Debug, Deserialize, ToSchema)]
-#[schema(example = json!({"items": [{"productId": 1, "quantity": 1}]}))]
+/// Either `items` or `fromCart: true`, not both (the document says so with `oneOf`).
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderRequest {
-    /// The lines, each product at most once.
-    #[schema(min_items = 1, max_items = 100)]
     pub items: Option<Vec<OrderItemRequest>>,
-    /// Order what is in my cart instead of `items`.
     #[serde(default)]
     pub from_cart: bool,
-    /// CART coupons of mine for the whole order.
     #[serde(default)]
-    #[schema(max_items = 10, value_type = Vec<PositiveId>)]
     pub user_coupon_ids: Vec<i64>,
+}
+
+/// Written by hand: "lines, or the cart" is a choice between two shapes, which a derived
+/// struct schema cannot state (it would let `{}` and `{items, fromCart: true}` pass).
+impl PartialSchema for OrderRequest {
+    fn schema() -> RefOr<Schema> {
+        let coupons = || {
+            ArrayBuilder::new()
+                .items(PositiveId::schema())
+                .max_items(Some(10))
+                .description(Some("CART coupons of mine for the whole order."))
+        };
+        let lines = ObjectBuilder::new()
+            .title(Some("lines"))
+            .property(
+                "items",
+                ArrayBuilder::new()
+                    .items(Ref::from_schema_name("OrderItemRequest"))
+                    .min_items(Some(1))
+                    .max_items(Some(100))
+                    .description(Some("The lines, each product at most once.")),
+            )
+            .required("items")
+            .property(
+                "fromCart",
+                ObjectBuilder::new()
+                    .schema_type(Type::Boolean)
+                    .enum_values(Some([false])),
+            )
+            .property("userCouponIds", coupons());
+        let cart = ObjectBuilder::new()
+            .title(Some("cart"))
+            .property(
+                "items",
+                ObjectBuilder::new()
+                    .schema_type(Type::Null)
+                    .description(Some("absent or null: the cart's lines are ordered")),
+            )
+            .property(
+                "fromCart",
+                ObjectBuilder::new()
+                    .schema_type(Type::Boolean)
+                    .enum_values(Some([true])),
+            )
+            .required("fromCart")
+            .property("userCouponIds", coupons());
+        OneOfBuilder::new()
+            .item(lines)
+            .item(cart)
+            .examples([json!({"items": [{"productId": 1, "quantity": 1}]})])
+            .into()
+    }
+}
+
+impl ToSchema for OrderRequest {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("OrderRequest")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((
+            OrderItemRequest::name().into_owned(),
+            OrderItemRequest::schema(),
+        ));
+    }
 }
 
 impl OrderRequest {
@@ -305,7 +368,7 @@ impl OrderRequest {
 
 /// Creates an order: reserves stock and coupons until it is paid or expires.
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = r"^[!#-~]([ -~]*[!-~])?$", description = "required; replays the first answer for this key (`Idempotent-Replayed: true`)", example = "order-example")),
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = r"^[!#-~]([ -~]*[!-~])?$", description = "required; replays the first answer for this key (`Idempotent-Replayed: true`)")),
     request_body = OrderRequest,
     responses((status = 201, description = "created, awaiting payment", body = Envelope<Order>),
         OrderErrors))]

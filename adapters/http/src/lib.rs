@@ -7,8 +7,9 @@
 //!   from an outcome to a status is [`error::status_of`].
 //! - Extractors ([`extract`]) turn malformed JSON, wrong types, bad paths and bad queries into
 //!   400 `INVALID_INPUT` naming the field, and oversized bodies into 413.
-//! - [`openapi::ROUTES`] is the one route table: the router and `/openapi.json` both come
-//!   from it.
+//! - [`routes::routes`] is the one route table: each handler's `#[utoipa::path]` gives both its
+//!   route and its operation in `/openapi.json`; the shapes it names are in [`schema`], and
+//!   `/docs` renders the document with the Swagger UI vendored in `assets/` (ADR 0016).
 
 pub mod auth;
 pub mod envelope;
@@ -16,11 +17,15 @@ pub mod error;
 pub mod extract;
 mod handlers;
 mod middleware;
-pub mod openapi;
+pub mod routes;
+pub mod schema;
+#[cfg(test)]
+mod test_support;
 
 pub use auth::{issue_token, JwtSecret};
 
 use async_trait::async_trait;
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -64,14 +69,31 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
 
 /// The state as the router holds it: axum clones the state for every request (each route and
 /// every `State` extractor), so it is one reference count rather than one per field.
-pub(crate) type Shared = Arc<AppState>;
+pub(crate) type Shared = Arc<Served>;
+
+/// What the router serves from: the caller's state plus what the router derives once.
+#[derive(Debug)]
+pub(crate) struct Served {
+    state: AppState,
+    /// The rendered OpenAPI document; every `/openapi.json` answer is a clone of these bytes.
+    pub(crate) document: Bytes,
+}
+
+impl std::ops::Deref for Served {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.state
+    }
+}
 
 /// The whole service.
 pub fn router(state: AppState) -> Router {
-    let mut router = Router::new();
-    for route in openapi::ROUTES {
-        router = router.route(route.path, (route.handler)());
-    }
+    let (router, api) = routes::routes().split_for_parts();
+    let document = api
+        .to_json()
+        .map(|json| Bytes::from(json.into_bytes()))
+        .unwrap_or_else(|_| Bytes::from_static(b"{}"));
     let timeout = state.request_timeout;
     router
         .fallback(handlers::ops::not_found)
@@ -81,5 +103,5 @@ pub fn router(state: AppState) -> Router {
             Arc::new(middleware::Edge::new(timeout)),
             middleware::edge,
         ))
-        .with_state(Arc::new(state))
+        .with_state(Arc::new(Served { state, document }))
 }

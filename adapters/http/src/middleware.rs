@@ -164,9 +164,9 @@ impl std::fmt::Debug for Series {
 impl Series {
     fn new() -> Self {
         let mut labels: Vec<&'static str> = Vec::new();
-        for r in crate::openapi::ROUTES {
-            if !labels.contains(&r.path) {
-                labels.push(r.path);
+        for path in crate::routes::paths() {
+            if !labels.contains(&path.as_str()) {
+                labels.push(path.as_str());
             }
         }
         let routes = labels.iter().enumerate().map(|(i, p)| (*p, i)).collect();

@@ -5,6 +5,11 @@ use crate::auth::AdminUser;
 use crate::envelope::Reply;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
+use crate::schema::errors::error_set;
+use crate::schema::views::{
+    Coupon, CouponKind, CouponStock, DiscountType, Envelope, IssuanceMode, Product, Reconcile,
+    Reset,
+};
 use crate::Shared;
 use axum::extract::State;
 use serde::Deserialize;
@@ -13,18 +18,48 @@ use stockade_domain::product::stock_level;
 use stockade_domain::{
     CouponId, Discount, DomainError, ErrorCode, NewCoupon, NewProduct, ProductId,
 };
+use utoipa::ToSchema;
 
 type Answer = Result<Reply, ApiError>;
 
-#[derive(Debug, Deserialize)]
+error_set!(CreateErrors: [InvalidInput, Unauthorized, UserNotFound, Forbidden]);
+error_set!(StockErrors: [
+    InvalidInput, Unauthorized, UserNotFound, Forbidden, ProductNotFound, LockTimeout,
+]);
+error_set!(CouponErrors: [InvalidInput, Unauthorized, UserNotFound, Forbidden, CouponNotFound]);
+error_set!(ReconcileErrors: [
+    InvalidInput, InvalidCoupon, Unauthorized, UserNotFound, Forbidden, CouponNotFound,
+    LockTimeout,
+]);
+error_set!(
+    /// `FORBIDDEN` also when the demo profile is off.
+    ResetErrors: [Unauthorized, UserNotFound, Forbidden]
+);
+
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductRequest {
+    /// Trimmed; 1 to 200 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"\S",
+        example = "Keyboard"
+    )]
     pub name: String,
+    /// Won.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64, example = 10_000)]
     pub price: i64,
+    #[schema(minimum = 0, maximum = 1_000_000_000, example = 100)]
     pub stock: i64,
+    #[schema(minimum = 1, maximum = 1_000_000, example = 5)]
     pub max_per_order: i64,
 }
 
+/// Creates a product.
+#[utoipa::path(post, path = "/api/v1/admin/products", tag = "admin", security(("bearer" = [])),
+    request_body = ProductRequest,
+    responses((status = 201, description = "created", body = Envelope<Product>), CreateErrors))]
 pub async fn create_product(
     State(s): State<Shared>,
     _admin: AdminUser,
@@ -34,11 +69,18 @@ pub async fn create_product(
     Ok(Reply::created(&s.app.create_product(new).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct StockRequest {
+    #[schema(minimum = 0, maximum = 1_000_000_000, example = 100)]
     pub stock: i64,
 }
 
+/// Sets a product's stock.
+#[utoipa::path(put, path = "/api/v1/admin/products/{id}/stock", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "product id")),
+    request_body = StockRequest,
+    responses((status = 200, description = "the product", body = Envelope<Product>), StockErrors))]
 pub async fn set_stock(
     State(s): State<Shared>,
     _admin: AdminUser,
@@ -50,19 +92,41 @@ pub async fn set_stock(
     Ok(Reply::ok(&s.app.set_stock(product, stock).await?))
 }
 
-#[derive(Debug, Deserialize)]
+/// Times are RFC 3339; `validUntil` must be after `validFrom`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"name": "SPRING10", "kind": "CART", "discountType": "PERCENT",
+    "discountValue": 10, "maxDiscount": 5_000, "minOrderAmount": 0, "quantity": 100,
+    "mode": "LOCKED"}))]
 #[serde(rename_all = "camelCase")]
 pub struct CouponRequest {
+    /// Trimmed; 1 to 100 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"\S",
+        example = "SPRING10"
+    )]
     pub name: String,
+    #[schema(value_type = CouponKind)]
     pub kind: String,
+    #[schema(value_type = DiscountType)]
     pub discount_type: String,
+    /// Won for FIXED; 1 to 100 (percent) for PERCENT.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64, example = 10)]
     pub discount_value: i64,
+    /// The most a PERCENT coupon takes off, in won.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
     pub max_discount: Option<i64>,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
     pub min_order_amount: i64,
+    #[schema(minimum = 1, maximum = 10_000_000, example = 100)]
     pub quantity: i64,
+    #[schema(value_type = IssuanceMode)]
     pub mode: String,
+    #[schema(format = DateTime)]
     pub valid_from: Option<String>,
+    #[schema(format = DateTime)]
     pub valid_until: Option<String>,
 }
 
@@ -89,6 +153,10 @@ impl CouponRequest {
     }
 }
 
+/// Creates a coupon.
+#[utoipa::path(post, path = "/api/v1/admin/coupons", tag = "admin", security(("bearer" = [])),
+    request_body = CouponRequest,
+    responses((status = 201, description = "created", body = Envelope<Coupon>), CreateErrors))]
 pub async fn create_coupon(
     State(s): State<Shared>,
     _admin: AdminUser,
@@ -98,6 +166,12 @@ pub async fn create_coupon(
     Ok(Reply::created(&s.app.create_coupon(new).await?))
 }
 
+/// A coupon's counters: issued, reserved (FLASH), persisted and failed.
+#[utoipa::path(get, path = "/api/v1/admin/coupons/{id}/stock", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "coupon id")),
+    responses((status = 200, description = "the counters", body = Envelope<CouponStock>),
+        CouponErrors))]
 pub async fn coupon_stock(
     State(s): State<Shared>,
     _admin: AdminUser,
@@ -107,6 +181,12 @@ pub async fn coupon_stock(
     Ok(Reply::ok(&s.app.coupon_stock(coupon).await?))
 }
 
+/// Reconciles a FLASH coupon's gate with the store.
+#[utoipa::path(post, path = "/api/v1/admin/coupons/{id}/reconcile", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "coupon id")),
+    responses((status = 200, description = "what was checked and repaired",
+        body = Envelope<Reconcile>), ReconcileErrors))]
 pub async fn reconcile(
     State(s): State<Shared>,
     _admin: AdminUser,
@@ -116,6 +196,9 @@ pub async fn reconcile(
     Ok(Reply::ok(&s.app.reconcile(coupon).await?))
 }
 
+/// Puts the demo data back (demo profile only).
+#[utoipa::path(post, path = "/api/v1/admin/reset", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "reset", body = Envelope<Reset>), ResetErrors))]
 pub async fn reset(State(s): State<Shared>, _admin: AdminUser) -> Answer {
     let Some(reset) = &s.reset else {
         return Err(ApiError::new(

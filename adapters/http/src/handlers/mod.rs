@@ -2,6 +2,7 @@
 //! one use case and renders the answer in the envelope.
 
 pub mod admin;
+pub mod docs;
 pub mod ops;
 pub mod shop;
 

@@ -2,7 +2,8 @@
 
 use crate::envelope::Reply;
 use crate::error::ApiError;
-use crate::openapi;
+use crate::schema::errors::error_set;
+use crate::schema::views::{Envelope, Status};
 use crate::Shared;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -10,15 +11,30 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use stockade_domain::ErrorCode;
 
+error_set!(
+    /// Only what every operation can answer.
+    Plain: []
+);
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "ops",
+    responses((status = 200, description = "alive", body = Envelope<Status>), Plain))]
 pub async fn health() -> Reply {
     Reply::ok(&json!({ "status": "ok" }))
 }
 
+/// Readiness: every backend answers (503 `BACKEND_UNAVAILABLE` when one does not).
+#[utoipa::path(get, path = "/ready", tag = "ops",
+    responses((status = 200, description = "every backend answers", body = Envelope<Status>), Plain))]
 pub async fn ready(State(s): State<Shared>) -> Result<Reply, ApiError> {
     s.app.ready().await?;
     Ok(Reply::ok(&json!({ "status": "ready" })))
 }
 
+/// Prometheus exposition (text format 0.0.4).
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "Prometheus text", body = String,
+        content_type = "text/plain"), Plain))]
 pub async fn metrics(State(s): State<Shared>) -> Response {
     let text = s.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     (
@@ -32,14 +48,18 @@ pub async fn metrics(State(s): State<Shared>) -> Response {
         .into_response()
 }
 
-pub async fn openapi_json() -> Response {
+/// This document: OpenAPI 3.1, derived from the handlers.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops",
+    responses((status = 200, description = "the OpenAPI document", body = Object,
+        content_type = "application/json"), Plain))]
+pub async fn openapi_json(State(s): State<Shared>) -> Response {
     (
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        openapi::document().to_string(),
+        s.document.clone(),
     )
         .into_response()
 }

@@ -5,9 +5,17 @@ use crate::auth::AuthUser;
 use crate::envelope::Reply;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IdemKey};
+use crate::schema::errors::error_set;
+use crate::schema::params::{IdempotencyKeyOptional, PositiveId};
+use crate::schema::views::{
+    Balance, Cart, ChargeReceipt, Envelope, Issue, Order, Payment, Popular, Product, Transaction,
+    UserCoupon,
+};
 use crate::Shared;
 use axum::extract::State;
 use serde::Deserialize;
+use serde_json::json;
+use std::borrow::Cow;
 use stockade_application::usecases::balance::ChargeBalance;
 use stockade_application::usecases::cart::CartChange;
 use stockade_application::usecases::orders::{CreateOrder, OrderSource};
@@ -16,24 +24,81 @@ use stockade_domain::{
     ChargeAmount, CouponId, DomainError, LineRequest, Money, OrderId, ProductId, Quantity,
     UserCouponId,
 };
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Ref, Type};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 type Answer = Result<Reply, ApiError>;
 
+error_set!(ListErrors: []);
+error_set!(ProductErrors: [InvalidInput, ProductNotFound]);
+error_set!(PopularErrors: [InvalidInput]);
+error_set!(
+    /// What a signed-in read can answer.
+    MineErrors: [Unauthorized, UserNotFound]
+);
+error_set!(ChargeErrors: [
+    InvalidInput, IdempotencyKeyMissing, ChargeLimitExceeded, Unauthorized, UserNotFound,
+    RequestInProgress, LockTimeout, IdempotencyKeyReused,
+]);
+error_set!(CartErrors: [
+    InvalidInput, InsufficientStock, ExceededLimitedQuantity, Unauthorized, UserNotFound,
+    ProductNotFound, LockTimeout,
+]);
+error_set!(CartRemoveErrors: [InvalidInput, Unauthorized, UserNotFound, LockTimeout]);
+error_set!(IssueErrors: [
+    InvalidInput, InvalidCoupon, Unauthorized, UserNotFound, CouponNotFound, CouponSoldOut,
+    CouponAlreadyIssued, RequestInProgress, LockTimeout, IdempotencyKeyReused,
+]);
+error_set!(OrderErrors: [
+    InvalidInput, IdempotencyKeyMissing, InsufficientStock, ExceededLimitedQuantity, CartEmpty,
+    InvalidCoupon, Unauthorized, UserNotFound, ProductNotFound, RequestInProgress, LockTimeout,
+    IdempotencyKeyReused,
+]);
+error_set!(OrderReadErrors: [InvalidInput, Unauthorized, UserNotFound, OrderNotFound]);
+error_set!(PayErrors: [
+    InvalidInput, IdempotencyKeyMissing, InvalidOrderState, AmountMismatch, InsufficientBalance,
+    Unauthorized, UserNotFound, OrderNotFound, RequestInProgress, LockTimeout,
+    IdempotencyKeyReused, PaymentFailed,
+]);
+error_set!(CancelErrors: [
+    InvalidInput, InvalidOrderState, Unauthorized, UserNotFound, OrderNotFound, LockTimeout,
+]);
+
+/// Every product, by id.
+#[utoipa::path(get, path = "/api/v1/products", tag = "products",
+    responses((status = 200, description = "the products", body = Envelope<Vec<Product>>),
+        ListErrors))]
 pub async fn list_products(State(s): State<Shared>) -> Answer {
     Ok(Reply::ok(&s.app.products().await?))
 }
 
+/// One product.
+#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "products",
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "product id")),
+    responses((status = 200, description = "the product", body = Envelope<Product>),
+        ProductErrors))]
 pub async fn get_product(State(s): State<Shared>, ApiPath(raw): ApiPath<i64>) -> Answer {
     let product = id(raw, ProductId::new)?;
     Ok(Reply::ok(&s.app.product(product).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PopularQuery {
+    /// How many days back to count (default 3).
+    #[param(minimum = 1, maximum = 365)]
     pub days: Option<u32>,
+    /// How many products to rank (default 5).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
+/// The top products by units sold in paid orders over the last `days`.
+
+#[utoipa::path(get, path = "/api/v1/products/popular", tag = "products", params(PopularQuery),
+    responses((status = 200, description = "the ranking, best first",
+        body = Envelope<Vec<Popular>>), PopularErrors))]
 pub async fn popular_products(
     State(s): State<Shared>,
     ApiQuery(q): ApiQuery<PopularQuery>,
@@ -45,16 +110,28 @@ pub async fn popular_products(
     Ok(Reply::ok(&items))
 }
 
+/// My wallet's balance.
+#[utoipa::path(get, path = "/api/v1/users/me/balance", tag = "wallet", security(("bearer" = [])),
+    responses((status = 200, description = "the balance", body = Envelope<Balance>), MineErrors))]
 pub async fn balance(State(s): State<Shared>, who: AuthUser) -> Answer {
     Ok(Reply::ok(&s.app.balance(who.user).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChargeRequest {
+    /// Won to add; a wallet holds at most 100,000,000.
+    #[schema(minimum = 1, maximum = 1_000_000, example = 10_000)]
     pub amount: i64,
 }
 
+/// Charges my wallet (idempotent: the `Idempotency-Key` is required).
+
+#[utoipa::path(post, path = "/api/v1/users/me/balance/charge", tag = "wallet",
+    security(("bearer" = [])), params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = r"^[!#-~]([ -~]*[!-~])?$", description = "required; replays the first answer for this key (`Idempotent-Replayed: true`)", example = "charge-example")),
+    request_body = ChargeRequest,
+    responses((status = 200, description = "charged", body = Envelope<ChargeReceipt>),
+        ChargeErrors))]
 pub async fn charge(
     State(s): State<Shared>,
     who: AuthUser,
@@ -70,21 +147,37 @@ pub async fn charge(
     Ok(Reply::ok(&r.value).replayed(r.replayed))
 }
 
+/// My ledger, newest first.
+#[utoipa::path(get, path = "/api/v1/users/me/balance/transactions", tag = "wallet",
+    security(("bearer" = [])),
+    responses((status = 200, description = "the ledger", body = Envelope<Vec<Transaction>>),
+        MineErrors))]
 pub async fn transactions(State(s): State<Shared>, who: AuthUser) -> Answer {
     Ok(Reply::ok(&s.app.transactions(who.user).await?))
 }
 
+/// My cart.
+#[utoipa::path(get, path = "/api/v1/cart", tag = "cart", security(("bearer" = [])),
+    responses((status = 200, description = "the cart", body = Envelope<Cart>), MineErrors))]
 pub async fn cart(State(s): State<Shared>, who: AuthUser) -> Answer {
     Ok(Reply::ok(&s.app.cart(who.user).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CartItemRequest {
+    #[schema(minimum = 1, example = 1)]
     pub product_id: i64,
+    /// Units to add; the product's `maxPerOrder` and stock bound the line.
+    #[schema(minimum = 1, maximum = 1_000_000, example = 1)]
     pub quantity: i64,
 }
 
+/// Adds units of a product to my cart.
+
+#[utoipa::path(post, path = "/api/v1/cart/items", tag = "cart", security(("bearer" = [])),
+    request_body = CartItemRequest,
+    responses((status = 200, description = "the cart", body = Envelope<Cart>), CartErrors))]
 pub async fn add_to_cart(
     State(s): State<Shared>,
     who: AuthUser,
@@ -97,6 +190,11 @@ pub async fn add_to_cart(
     Ok(Reply::ok(&s.app.update_cart(who.user, change).await?))
 }
 
+/// Removes a product from my cart.
+#[utoipa::path(delete, path = "/api/v1/cart/items/{productId}", tag = "cart",
+    security(("bearer" = [])),
+    params(("productId" = i64, Path, minimum = 1, example = 1, description = "product id")),
+    responses((status = 200, description = "the cart", body = Envelope<Cart>), CartRemoveErrors))]
 pub async fn remove_from_cart(
     State(s): State<Shared>,
     who: AuthUser,
@@ -106,6 +204,14 @@ pub async fn remove_from_cart(
     Ok(Reply::ok(&s.app.update_cart(who.user, change).await?))
 }
 
+/// Gets me a coupon: `ISSUED` at once (LOCKED mode) or `RESERVED` and persisted shortly
+/// (FLASH mode). The `Idempotency-Key` is optional here.
+#[utoipa::path(post, path = "/api/v1/coupons/{couponId}/issue", tag = "coupons",
+    security(("bearer" = [])),
+    params(("couponId" = i64, Path, minimum = 1, example = 2, description = "coupon id"),
+        IdempotencyKeyOptional),
+    responses((status = 200, description = "issued or reserved", body = Envelope<Issue>),
+        IssueErrors))]
 pub async fn issue_coupon(
     State(s): State<Shared>,
     who: AuthUser,
@@ -120,18 +226,27 @@ pub async fn issue_coupon(
     Ok(Reply::ok(&r.value).replayed(r.replayed))
 }
 
+/// My coupons.
+#[utoipa::path(get, path = "/api/v1/users/me/coupons", tag = "coupons", security(("bearer" = [])),
+    responses((status = 200, description = "my coupons", body = Envelope<Vec<UserCoupon>>),
+        MineErrors))]
 pub async fn my_coupons(State(s): State<Shared>, who: AuthUser) -> Answer {
     Ok(Reply::ok(&s.app.my_coupons(who.user).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderItemRequest {
+    #[schema(minimum = 1, example = 1)]
     pub product_id: i64,
+    #[schema(minimum = 1, maximum = 1_000_000, example = 1)]
     pub quantity: i64,
+    /// A CART_ITEM coupon of mine for this line.
+    #[schema(minimum = 1)]
     pub user_coupon_id: Option<i64>,
 }
 
+/// Either `items` or `fromCart: true`, not both (the document says so with `oneOf`).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderRequest {
@@ -140,6 +255,71 @@ pub struct OrderRequest {
     pub from_cart: bool,
     #[serde(default)]
     pub user_coupon_ids: Vec<i64>,
+}
+
+/// Written by hand: "lines, or the cart" is a choice between two shapes, which a derived
+/// struct schema cannot state (it would let `{}` and `{items, fromCart: true}` pass).
+impl PartialSchema for OrderRequest {
+    fn schema() -> RefOr<Schema> {
+        let coupons = || {
+            ArrayBuilder::new()
+                .items(PositiveId::schema())
+                .max_items(Some(10))
+                .description(Some("CART coupons of mine for the whole order."))
+        };
+        let lines = ObjectBuilder::new()
+            .title(Some("lines"))
+            .property(
+                "items",
+                ArrayBuilder::new()
+                    .items(Ref::from_schema_name("OrderItemRequest"))
+                    .min_items(Some(1))
+                    .max_items(Some(100))
+                    .description(Some("The lines, each product at most once.")),
+            )
+            .required("items")
+            .property(
+                "fromCart",
+                ObjectBuilder::new()
+                    .schema_type(Type::Boolean)
+                    .enum_values(Some([false])),
+            )
+            .property("userCouponIds", coupons());
+        let cart = ObjectBuilder::new()
+            .title(Some("cart"))
+            .property(
+                "items",
+                ObjectBuilder::new()
+                    .schema_type(Type::Null)
+                    .description(Some("absent or null: the cart's lines are ordered")),
+            )
+            .property(
+                "fromCart",
+                ObjectBuilder::new()
+                    .schema_type(Type::Boolean)
+                    .enum_values(Some([true])),
+            )
+            .required("fromCart")
+            .property("userCouponIds", coupons());
+        OneOfBuilder::new()
+            .item(lines)
+            .item(cart)
+            .examples([json!({"items": [{"productId": 1, "quantity": 1}]})])
+            .into()
+    }
+}
+
+impl ToSchema for OrderRequest {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("OrderRequest")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((
+            OrderItemRequest::name().into_owned(),
+            OrderItemRequest::schema(),
+        ));
+    }
 }
 
 impl OrderRequest {
@@ -186,6 +366,12 @@ impl OrderRequest {
     }
 }
 
+/// Creates an order: reserves stock and coupons until it is paid or expires.
+#[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = r"^[!#-~]([ -~]*[!-~])?$", description = "required; replays the first answer for this key (`Idempotent-Replayed: true`)")),
+    request_body = OrderRequest,
+    responses((status = 201, description = "created, awaiting payment", body = Envelope<Order>),
+        OrderErrors))]
 pub async fn create_order(
     State(s): State<Shared>,
     who: AuthUser,
@@ -198,6 +384,10 @@ pub async fn create_order(
     Ok(Reply::created(&r.value).replayed(r.replayed))
 }
 
+/// One of my orders (another user's answers 404, as if it did not exist).
+#[utoipa::path(get, path = "/api/v1/orders/{orderId}", tag = "orders", security(("bearer" = [])),
+    params(("orderId" = i64, Path, minimum = 1, example = 1, description = "order id")),
+    responses((status = 200, description = "the order", body = Envelope<Order>), OrderReadErrors))]
 pub async fn get_order(
     State(s): State<Shared>,
     who: AuthUser,
@@ -207,12 +397,22 @@ pub async fn get_order(
     Ok(Reply::ok(&s.app.order(who.user, order).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PayRequest {
+    /// Must equal the order's total.
+    #[schema(minimum = 0, example = 10_000)]
     pub amount: i64,
 }
 
+/// Pays an order from my wallet. A platform failure compensates everything (502).
+
+#[utoipa::path(post, path = "/api/v1/orders/{orderId}/payment", tag = "orders",
+    security(("bearer" = [])),
+    params(("orderId" = i64, Path, minimum = 1, example = 1, description = "order id"),
+        ("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = r"^[!#-~]([ -~]*[!-~])?$", description = "required; replays the first answer for this key (`Idempotent-Replayed: true`)", example = "payment-example")),
+    request_body = PayRequest,
+    responses((status = 200, description = "paid", body = Envelope<Payment>), PayErrors))]
 pub async fn pay(
     State(s): State<Shared>,
     who: AuthUser,
@@ -230,6 +430,11 @@ pub async fn pay(
     Ok(Reply::ok(&r.value).replayed(r.replayed))
 }
 
+/// Cancels an order: unpaid, its reservations are released; paid, it is refunded too.
+#[utoipa::path(post, path = "/api/v1/orders/{orderId}/cancel", tag = "orders",
+    security(("bearer" = [])),
+    params(("orderId" = i64, Path, minimum = 1, example = 1, description = "order id")),
+    responses((status = 200, description = "cancelled", body = Envelope<Order>), CancelErrors))]
 pub async fn cancel_order(
     State(s): State<Shared>,
     who: AuthUser,

@@ -1,0 +1,302 @@
+//! Schemas of the success answers' `data`: one type per view of `stockade_application::views`,
+//! plus the enums that the views carry as strings.
+
+#![allow(dead_code)] // Documentation types: read by utoipa's derive, never built.
+
+use utoipa::ToSchema;
+
+/// `{status}` of `/health` and `/ready`.
+#[derive(Debug, ToSchema)]
+pub struct Status {
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+/// The answer of the demo reset.
+#[derive(Debug, ToSchema)]
+pub struct Reset {
+    pub reset: bool,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Product {
+    #[schema(minimum = 1, example = 1)]
+    pub id: i64,
+    pub name: String,
+    /// Won.
+    #[schema(minimum = 1)]
+    pub price: i64,
+    #[schema(minimum = 0)]
+    pub stock: i64,
+    #[schema(minimum = 1)]
+    pub max_per_order: i64,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Popular {
+    #[schema(minimum = 1)]
+    pub product_id: i64,
+    pub name: String,
+    #[schema(minimum = 0)]
+    pub sold_quantity: i64,
+    #[schema(minimum = 1)]
+    pub rank: i64,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Balance {
+    #[schema(minimum = 1)]
+    pub user_id: i64,
+    #[schema(minimum = 0)]
+    pub balance: i64,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct ChargeReceipt {
+    #[schema(minimum = 1)]
+    pub user_id: i64,
+    #[schema(minimum = 0)]
+    pub balance: i64,
+    #[schema(minimum = 1)]
+    pub transaction_id: i64,
+}
+
+/// What moved a wallet.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "UPPERCASE")]
+pub enum TransactionType {
+    Charge,
+    Use,
+    Refund,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Transaction {
+    #[schema(minimum = 1)]
+    pub id: i64,
+    #[schema(rename = "type")]
+    pub kind: TransactionType,
+    pub amount: i64,
+    #[schema(minimum = 0)]
+    pub balance_after: i64,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct CartItem {
+    #[schema(minimum = 1)]
+    pub product_id: i64,
+    #[schema(minimum = 1)]
+    pub quantity: i64,
+}
+
+#[derive(Debug, ToSchema)]
+pub struct Cart {
+    #[schema(max_items = 100)]
+    pub items: Vec<CartItem>,
+}
+
+/// `ISSUED` (LOCKED mode, in the store now) or `RESERVED` (FLASH mode, persisted shortly).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "UPPERCASE")]
+pub enum IssueStatus {
+    Issued,
+    Reserved,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Issue {
+    #[schema(minimum = 1)]
+    pub coupon_id: i64,
+    #[schema(minimum = 1)]
+    pub user_id: i64,
+    /// Present once the coupon is in the store (LOCKED mode).
+    #[schema(minimum = 1)]
+    pub user_coupon_id: Option<i64>,
+    pub status: IssueStatus,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CouponKind {
+    Cart,
+    CartItem,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "UPPERCASE")]
+pub enum DiscountType {
+    Fixed,
+    Percent,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "UPPERCASE")]
+pub enum IssuanceMode {
+    Locked,
+    Flash,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "UPPERCASE")]
+pub enum UserCouponStatus {
+    Issued,
+    Used,
+    Expired,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct UserCoupon {
+    #[schema(minimum = 1)]
+    pub user_coupon_id: i64,
+    #[schema(minimum = 1)]
+    pub coupon_id: i64,
+    pub name: String,
+    pub kind: CouponKind,
+    pub status: UserCouponStatus,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    PendingPayment,
+    Paid,
+    PaymentFailed,
+    Cancelled,
+    Expired,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct OrderLine {
+    #[schema(minimum = 1)]
+    pub product_id: i64,
+    pub name: String,
+    #[schema(minimum = 0)]
+    pub unit_price: i64,
+    #[schema(minimum = 1)]
+    pub quantity: i64,
+    #[schema(minimum = 0)]
+    pub line_total: i64,
+    #[schema(minimum = 0)]
+    pub discount: i64,
+    /// The CART_ITEM coupon applied to this line, if any.
+    #[schema(minimum = 1)]
+    pub user_coupon_id: Option<i64>,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Order {
+    #[schema(minimum = 1)]
+    pub order_id: i64,
+    pub status: OrderStatus,
+    #[schema(max_items = 100)]
+    pub items: Vec<OrderLine>,
+    /// The CART coupons applied to the whole order.
+    #[schema(max_items = 10)]
+    pub user_coupon_ids: Vec<i64>,
+    #[schema(minimum = 0)]
+    pub subtotal: i64,
+    #[schema(minimum = 0)]
+    pub discount: i64,
+    #[schema(minimum = 0)]
+    pub total: i64,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "UPPERCASE")]
+pub enum PaymentStatus {
+    Pending,
+    Approved,
+    Failed,
+    Refunded,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Payment {
+    #[schema(minimum = 1)]
+    pub payment_id: i64,
+    #[schema(minimum = 1)]
+    pub order_id: i64,
+    #[schema(minimum = 0)]
+    pub amount: i64,
+    pub status: PaymentStatus,
+    #[schema(minimum = 0)]
+    pub balance: i64,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Coupon {
+    #[schema(minimum = 1)]
+    pub id: i64,
+    pub name: String,
+    pub kind: CouponKind,
+    pub discount_type: DiscountType,
+    #[schema(minimum = 1)]
+    pub discount_value: i64,
+    #[schema(minimum = 0)]
+    pub max_discount: Option<i64>,
+    #[schema(minimum = 0)]
+    pub min_order_amount: i64,
+    #[schema(minimum = 1)]
+    pub quantity: i64,
+    pub mode: IssuanceMode,
+    #[schema(format = DateTime)]
+    pub valid_from: Option<String>,
+    #[schema(format = DateTime)]
+    pub valid_until: Option<String>,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct CouponStock {
+    #[schema(minimum = 1)]
+    pub coupon_id: i64,
+    #[schema(minimum = 0)]
+    pub quantity: i64,
+    #[schema(minimum = 0)]
+    pub remaining: i64,
+    #[schema(minimum = 0)]
+    pub reserved: i64,
+    #[schema(minimum = 0)]
+    pub persisted: i64,
+    #[schema(minimum = 0)]
+    pub failed: i64,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Reconcile {
+    #[schema(minimum = 0)]
+    pub checked: i64,
+    #[schema(minimum = 0)]
+    pub repaired: i64,
+    #[schema(minimum = 0)]
+    pub rolled_back: i64,
+}
+
+/// The success envelope of docs/api.md around `data`.
+#[derive(Debug, ToSchema)]
+pub struct Envelope<T> {
+    /// Always `true` on a success.
+    pub success: bool,
+    pub data: T,
+    #[schema(format = DateTime)]
+    pub timestamp: String,
+}

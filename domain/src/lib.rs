@@ -22,6 +22,11 @@ mod quantity;
 mod time;
 pub mod wallet;
 
+/// Property tests of the arithmetic rules against independent models (unit tests, so they build
+/// with the crate instead of as an integration binary of their own).
+#[cfg(test)]
+mod properties;
+
 pub use cart::Cart;
 pub use coupon::{
     Coupon, CouponKind, Discount, IssuanceMode, NewCoupon, UserCoupon, UserCouponStatus,

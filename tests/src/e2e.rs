@@ -1,7 +1,7 @@
 //! The HTTP end-to-end checks that hold on every backend, written once: each starts the real
 //! service with `flags` (the backend choice) on an ephemeral port and talks real HTTP to it.
-//! Run by `tests/http_e2e.rs` (memory) and `tests/http_e2e_backends.rs` (Postgres; Postgres +
-//! Redis).
+//! Run by the `http` test binary: `tests/http/memory.rs` (memory) and `tests/http/backends.rs`
+//! (Postgres; Postgres + Redis).
 
 use crate::http::{answer, spawn_app, token, Answer, TestServer, SECRET};
 use reqwest::{Method, StatusCode};

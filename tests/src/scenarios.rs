@@ -1,5 +1,5 @@
 //! Concurrency scenarios through the application layer, written once and run on every
-//! backend (see `tests/scenarios.rs` and `tests/postgres_scenarios.rs`). Each spawns hundreds
+//! backend (see `tests/engine/memory/scenarios.rs` and `tests/engine/postgres/scenarios.rs`). Each spawns hundreds
 //! of real tasks and checks the invariants of docs/design.md afterwards.
 
 use crate::harness::{user, TestApp};

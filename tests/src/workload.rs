@@ -1,7 +1,7 @@
 //! Random mixed workloads (charge, cart, order, pay, cancel, issue, expire, platform faults)
 //! run on many concurrent tasks against one application; every invariant of docs/design.md is
-//! checked at the end. Used by `tests/workload_properties.rs` (memory) and
-//! `tests/postgres_workload.rs`.
+//! checked at the end. Used by `tests/engine/memory/workload.rs` (memory) and
+//! `tests/engine/postgres/workload.rs`.
 
 use crate::harness::{user, TestApp};
 use proptest::prelude::*;

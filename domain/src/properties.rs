@@ -2,16 +2,16 @@
 //! ledger. Each property is checked against an independent model written here in `i128`, so a
 //! change to a rule in `src/` makes a property fail instead of agreeing with itself.
 
-use proptest::collection::vec;
-use proptest::option;
-use proptest::prelude::*;
-use stockade_domain::coupon::{Coupon, Discount, NewCoupon, UserCoupon, UserCouponStatus};
-use stockade_domain::order::{price_order, HeldCoupon, LineRequest};
-use stockade_domain::wallet::{MAX_CHARGE, MAX_WALLET_BALANCE, MIN_CHARGE};
-use stockade_domain::{
+use crate::coupon::{Coupon, Discount, NewCoupon, UserCoupon, UserCouponStatus};
+use crate::order::{price_order, HeldCoupon, LineRequest};
+use crate::wallet::{MAX_CHARGE, MAX_WALLET_BALANCE, MIN_CHARGE};
+use crate::{
     ChargeAmount, CouponId, ErrorCode, LedgerKind, Money, Product, ProductId, Quantity, Timestamp,
     UserCouponId, UserId, Wallet,
 };
+use proptest::collection::vec;
+use proptest::option;
+use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------------------------
 // Discounts

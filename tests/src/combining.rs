@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use stockade_application::ports::lock::{LockError, LockGuard, LockKey, LockManager, LockOptions};
 use stockade_application::ports::section::{Section, Sections};
-use stockade_application::usecases::orders::{CreateOrder, OrderSource};
+use stockade_application::usecases::create_order::{CreateOrder, OrderSource};
 use stockade_application::Stockade;
 use stockade_domain::{
     CouponId, Discount, IdempotencyKey, IssuanceMode, LineRequest, ProductId, Quantity,

@@ -134,7 +134,7 @@ impl TestApp {
     pub async fn charge(&self, user_id: i64, amount: i64) {
         self.app
             .charge(
-                stockade_application::usecases::balance::ChargeBalance {
+                stockade_application::usecases::charge_balance::ChargeBalance {
                     user_id: user(user_id),
                     amount: ChargeAmount::new(amount).unwrap(),
                 },

@@ -5,9 +5,9 @@
 use crate::harness::{user, TestApp};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use stockade_application::usecases::balance::ChargeBalance;
-use stockade_application::usecases::orders::{CreateOrder, OrderSource};
-use stockade_application::usecases::payment::ProcessPayment;
+use stockade_application::usecases::charge_balance::ChargeBalance;
+use stockade_application::usecases::create_order::{CreateOrder, OrderSource};
+use stockade_application::usecases::process_payment::ProcessPayment;
 use stockade_application::AppError;
 use stockade_domain::{
     ChargeAmount, Discount, ErrorCode, IdempotencyKey, IssuanceMode, LineRequest, Money, OrderId,

@@ -8,10 +8,10 @@ use proptest::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use stockade_application::usecases::balance::ChargeBalance;
-use stockade_application::usecases::cart::CartChange;
-use stockade_application::usecases::orders::{CreateOrder, OrderSource};
-use stockade_application::usecases::payment::ProcessPayment;
+use stockade_application::usecases::charge_balance::ChargeBalance;
+use stockade_application::usecases::create_order::{CreateOrder, OrderSource};
+use stockade_application::usecases::process_payment::ProcessPayment;
+use stockade_application::usecases::update_cart::CartChange;
 use stockade_application::{AppError, Settings};
 use stockade_domain::{
     ChargeAmount, CouponId, Discount, ErrorCode, IdempotencyKey, IssuanceMode, LineRequest, Money,

@@ -306,7 +306,7 @@ pub trait OrderRepository: Send {
     async fn all(&mut self) -> Result<Vec<Order>, StoreError>;
 }
 
-/// A step of the payment saga, as recorded (see `usecases::payment`).
+/// A step of the payment saga, as recorded (see `usecases::process_payment`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SagaStep {
     /// Step 1 committed: the wallet is debited and the payment PENDING.

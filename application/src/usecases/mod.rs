@@ -34,35 +34,3 @@ pub mod recover_sagas;
 pub mod refresh_popular;
 pub mod set_stock;
 pub mod update_cart;
-
-// The paths the commands had when use cases were grouped by noun; callers in other crates
-// still name them. New code names the use case's own module.
-
-/// Old path of [`charge_balance::ChargeBalance`].
-pub mod balance {
-    pub use super::charge_balance::ChargeBalance;
-}
-/// Old path of [`update_cart::CartChange`].
-pub mod cart {
-    pub use super::update_cart::CartChange;
-}
-/// Old path of [`create_order::CreateOrder`] and [`create_order::OrderSource`].
-pub mod orders {
-    pub use super::create_order::{CreateOrder, OrderSource};
-}
-/// Old path of [`process_payment::ProcessPayment`].
-pub mod payment {
-    pub use super::process_payment::ProcessPayment;
-}
-/// Old path of [`handle_issuance::IssuanceOutcome`].
-pub mod issuance {
-    pub use super::handle_issuance::IssuanceOutcome;
-}
-/// Old path of the limits of [`popular_products`].
-pub mod popular {
-    pub use super::popular_products::{MAX_DAYS, MAX_LIMIT};
-}
-/// Old path of [`audit_store::AuditReport`].
-pub mod audit {
-    pub use super::audit_store::AuditReport;
-}

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use stockade_application::ports::platform::{DataPlatform, PaidOrder, PlatformError};
 use stockade_application::ports::queue::{IssuanceQueue, IssuanceRequest};
-use stockade_application::usecases::orders::{CreateOrder, OrderSource};
-use stockade_application::usecases::payment::ProcessPayment;
+use stockade_application::usecases::create_order::{CreateOrder, OrderSource};
+use stockade_application::usecases::process_payment::ProcessPayment;
 use stockade_application::{AppError, Settings, Stockade};
 use stockade_domain::{
     CouponId, Discount, IdempotencyKey, IssuanceMode, LineRequest, Money, OrderId, Quantity,

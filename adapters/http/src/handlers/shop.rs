@@ -16,10 +16,10 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::json;
 use std::borrow::Cow;
-use stockade_application::usecases::balance::ChargeBalance;
-use stockade_application::usecases::cart::CartChange;
-use stockade_application::usecases::orders::{CreateOrder, OrderSource};
-use stockade_application::usecases::payment::ProcessPayment;
+use stockade_application::usecases::charge_balance::ChargeBalance;
+use stockade_application::usecases::create_order::{CreateOrder, OrderSource};
+use stockade_application::usecases::process_payment::ProcessPayment;
+use stockade_application::usecases::update_cart::CartChange;
 use stockade_domain::{
     ChargeAmount, CouponId, DomainError, LineRequest, Money, OrderId, ProductId, Quantity,
     UserCouponId,

@@ -123,7 +123,7 @@ async fn a_lost_connection_mid_unit_applies_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_taken_over_request_cannot_commit_a_second_order() {
     use stockade_application::ports::lock::LockKey;
-    use stockade_application::usecases::orders::{CreateOrder, OrderSource};
+    use stockade_application::usecases::create_order::{CreateOrder, OrderSource};
     use stockade_application::{AppError, Settings};
     use stockade_domain::{IdempotencyKey, LineRequest, Quantity};
     use stockade_tests::harness::{user, TestApp};

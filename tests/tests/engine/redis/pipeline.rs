@@ -287,7 +287,7 @@ async fn postgres_unavailable_then_reconciled_exactly() {
     while queue.depth().await.unwrap().dead < 10 {
         assert!(Instant::now() < deadline, "nothing dead-lettered");
         for d in queue.receive(4, Duration::from_millis(100)).await.unwrap() {
-            use stockade_application::usecases::issuance::IssuanceOutcome;
+            use stockade_application::usecases::handle_issuance::IssuanceOutcome;
             if t.app.handle_issuance(&d).await.unwrap() == IssuanceOutcome::Retried {
                 retried += 1;
             }

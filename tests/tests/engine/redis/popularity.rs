@@ -81,8 +81,8 @@ async fn the_ranking_cache_keeps_an_answer_for_its_ttl_only() {
 /// Through the application: a paid order counts in the ranking, a cancelled one stops counting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paid_orders_rank_and_cancelled_ones_stop_counting() {
-    use stockade_application::usecases::orders::{CreateOrder, OrderSource};
-    use stockade_application::usecases::payment::ProcessPayment;
+    use stockade_application::usecases::create_order::{CreateOrder, OrderSource};
+    use stockade_application::usecases::process_payment::ProcessPayment;
     use stockade_application::Stockade;
     use stockade_domain::{LineRequest, Money, OrderId, Quantity};
     use stockade_tests::harness::user;

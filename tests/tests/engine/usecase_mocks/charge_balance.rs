@@ -5,8 +5,8 @@
 use super::support::*;
 use std::sync::Arc;
 use stockade_application::ports::lock::{LockError, MockLockManager};
-use stockade_application::usecases::balance::ChargeBalance;
-use stockade_application::usecases::payment::ProcessPayment;
+use stockade_application::usecases::charge_balance::ChargeBalance;
+use stockade_application::usecases::process_payment::ProcessPayment;
 use stockade_application::{Settings, Stockade};
 use stockade_domain::{ChargeAmount, ErrorCode, OrderId};
 

@@ -11,9 +11,9 @@ use stockade_application::ports::idempotency::{
     Begin, Fingerprint, MockIdempotencyStore, Scope, StoredOutcome, Ticket,
 };
 use stockade_application::ports::platform::{MockDataPlatform, PlatformError};
-use stockade_application::usecases::balance::ChargeBalance;
-use stockade_application::usecases::orders::{CreateOrder, OrderSource};
-use stockade_application::usecases::payment::ProcessPayment;
+use stockade_application::usecases::charge_balance::ChargeBalance;
+use stockade_application::usecases::create_order::{CreateOrder, OrderSource};
+use stockade_application::usecases::process_payment::ProcessPayment;
 use stockade_application::views::ChargeReceipt;
 use stockade_application::{AppError, Ports, Replayable, Settings, Stockade};
 use stockade_domain::{ChargeAmount, ErrorCode, IdempotencyKey, LineRequest, OrderId, OrderStatus};

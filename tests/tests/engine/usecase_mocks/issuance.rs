@@ -18,7 +18,7 @@ use stockade_tests::harness::{user, TestApp, EPOCH_MS};
 #[tokio::test]
 async fn a_dead_letter_taken_over_by_another_consumer_changes_nothing() {
     use stockade_application::ports::queue::{Delivery, IssuanceRequest};
-    use stockade_application::usecases::issuance::IssuanceOutcome;
+    use stockade_application::usecases::handle_issuance::IssuanceOutcome;
     for accepted in [false, true] {
         let t = TestApp::new();
         let coupon = flash_coupon(&t, 1).await;

@@ -6,8 +6,8 @@
 
 use super::*;
 use std::sync::atomic::Ordering;
-use stockade_application::usecases::cart::CartChange;
-use stockade_application::usecases::orders::{CreateOrder, OrderSource};
+use stockade_application::usecases::create_order::{CreateOrder, OrderSource};
+use stockade_application::usecases::update_cart::CartChange;
 use stockade_application::views::OrderView;
 use stockade_application::AppError;
 use stockade_domain::{ErrorCode, OrderId};

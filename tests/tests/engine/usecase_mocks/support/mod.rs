@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use stockade_application::ports::lock::{LockError, MockLockManager};
 use stockade_application::ports::platform::{DataPlatform, PaidOrder, PlatformError};
 use stockade_application::ports::store::{MockStore, WalletAudit};
-use stockade_application::usecases::orders::{CreateOrder, OrderSource};
-use stockade_application::usecases::payment::ProcessPayment;
+use stockade_application::usecases::create_order::{CreateOrder, OrderSource};
+use stockade_application::usecases::process_payment::ProcessPayment;
 use stockade_application::views::{OrderView, PaymentReceipt};
 use stockade_application::{AppError, BackendError, Ports, Settings, Stockade};
 use stockade_domain::{

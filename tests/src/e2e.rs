@@ -548,7 +548,12 @@ fn series(text: &str, name_and_labels: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The metrics recorder is one per process, and this check runs once per backend in the same
+/// test binary: its runs take turns so each sees only its own three requests.
+static METRICS_CHECK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub async fn metrics_count_requests_and_gate_outcomes(flags: &[&str]) {
+    let _turn = METRICS_CHECK.lock().await;
     let app = spawn_app(flags).await;
     // Every request is counted once, under its route, method and status (the series are
     // shared by every test of this process, so this one uses a combination no other sends).

@@ -21,6 +21,7 @@ pub use lock::{lock_id, PgLockManager};
 pub use section::PgSections;
 pub use store::PgStore;
 
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, Executor, PgPool};
 use std::str::FromStr;
@@ -32,7 +33,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// How to connect.
 #[derive(Debug, Clone)]
 pub struct PgConfig {
-    pub url: String,
+    /// The connection URL; it can carry a password, so it is kept as a secret (`Debug` shows
+    /// it redacted) and read only where the connection options are parsed.
+    pub url: SecretString,
     /// A schema to use instead of `public` (tests use one per test).
     pub schema: Option<String>,
     pub max_connections: u32,
@@ -48,7 +51,7 @@ pub struct PgConfig {
 impl PgConfig {
     pub fn new(url: impl Into<String>) -> Self {
         PgConfig {
-            url: url.into(),
+            url: SecretString::from(url.into()),
             schema: None,
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
@@ -84,7 +87,7 @@ fn quote_ident(s: &str) -> String {
 /// # Errors
 /// [`PgSetupError`] when the URL is bad or the server does not answer.
 pub async fn connect(config: &PgConfig) -> Result<PgPool, PgSetupError> {
-    let options = PgConnectOptions::from_str(&config.url)
+    let options = PgConnectOptions::from_str(config.url.expose_secret())
         .map_err(PgSetupError::Url)?
         .application_name(&config.application_name);
     let schema = config.schema.clone();
@@ -139,4 +142,21 @@ pub async fn connect(config: &PgConfig) -> Result<PgPool, PgSetupError> {
 /// [`PgSetupError::Migrate`].
 pub async fn migrate(pool: &PgPool) -> Result<(), PgSetupError> {
     MIGRATOR.run(pool).await.map_err(PgSetupError::Migrate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_url() {
+        let config = PgConfig::new("postgres://shop:hunter2-pg@db.internal:5432/shop");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2-pg"), "{shown}");
+        assert!(!shown.contains("db.internal"), "{shown}");
+        assert_eq!(
+            config.url.expose_secret(),
+            "postgres://shop:hunter2-pg@db.internal:5432/shop"
+        );
+    }
 }

@@ -32,3 +32,9 @@ pub mod workload;
 
 #[doc(hidden)]
 pub use proptest as __proptest;
+
+/// docs/architecture.md, whose Rust example (embedding Stockade as a library) runs as a
+/// doctest of this crate, so the document cannot drift from the API it shows.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/architecture.md")]
+pub struct ArchitectureDoc;

@@ -8,6 +8,9 @@ mod report;
 mod run;
 mod scenarios;
 mod stats;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
 
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -248,7 +251,11 @@ fn finish(common: &Common, summary: Result<stats::Summary, scenarios::SetupError
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    execute(Cli::parse()).await
+}
+
+/// One invocation: what `main` does with the parsed command line (the tests call it directly).
+async fn execute(cli: Cli) -> ExitCode {
     let (common, result) = match cli.command {
         Command::Report { input } => {
             return match report::read(&input) {

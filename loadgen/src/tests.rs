@@ -1,35 +1,32 @@
-//! Every scenario of `stockade-load`, run as a process against the real service on an
-//! ephemeral port: each must finish with its invariants holding and write its JSON summary.
+//! Every scenario of `stockade-load`, run against the real service on an ephemeral port through
+//! the same entry point as the command line: each must finish with its invariants holding, exit
+//! with success and write its JSON summary.
 
-#![allow(clippy::unwrap_used)]
-
+use super::{execute, Cli};
+use clap::Parser;
+use std::process::ExitCode;
 use stockade_tests::http::{spawn_app, SECRET};
 
 async fn load(base: &str, args: &[&str]) -> serde_json::Value {
-    let dir =
-        std::env::temp_dir().join(format!("stockade-load-{}-{}", std::process::id(), args[0]));
-    let json = dir.with_extension("json");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_stockade-load"));
-    cmd.args(args)
-        .args([
-            "--target",
-            base,
-            "--jwt-secret",
-            SECRET,
-            "--quiet",
-            "--json",
-        ])
-        .arg(&json);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let json = std::env::temp_dir().join(format!(
+        "stockade-load-{}-{}.json",
+        std::process::id(),
+        args[0]
+    ));
+    let mut argv = vec!["stockade-load"];
+    argv.extend_from_slice(args);
+    let json_arg = json.to_string_lossy().into_owned();
+    argv.extend([
+        "--target",
+        base,
+        "--jwt-secret",
+        SECRET,
+        "--quiet",
+        "--json",
+        &json_arg,
+    ]);
+    let code = execute(Cli::try_parse_from(&argv).unwrap()).await;
+    assert_eq!(code, ExitCode::SUCCESS, "{args:?} failed");
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let _ = std::fs::remove_file(&json);

@@ -387,6 +387,13 @@ if hot:
     print("over 100 products the same load rarely meets itself, and each order pays for its own")
     print("turn.\n")
 
+notes = sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes", "*.md")))
+if notes:
+    print("## Side by side with earlier builds\n")
+    print("Checks kept from earlier changes: two builds measured in one sitting (`bench/notes/`).\n")
+    for note in notes:
+        with open(note, encoding="utf-8") as f:
+            print(f.read().rstrip() + "\n")
 print("## Next to the reference projects\n")
 print("Their figures were measured on their own hardware, so these are orders of magnitude, not")
 print("ratios of one run.\n")

@@ -79,7 +79,10 @@ impl JwtSecret {
     fn with_capacity(secret: impl Into<Vec<u8>>, capacity: usize) -> Self {
         let secret = secret.into();
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // `sub` is required too, but checked here rather than by the library: its required-claim
+        // check only counts a string `sub`, and the contract takes a number as well (`7` or
+        // `"7"`). A token without `sub` fails to decode into `Claims`.
+        validation.set_required_spec_claims(&["exp"]);
         JwtSecret(Arc::new(Keys {
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),
@@ -243,6 +246,26 @@ mod tests {
         );
         assert!(verify(&secret, "garbage").is_err());
         assert_eq!(format!("{secret:?}"), "JwtSecret(<redacted>)");
+    }
+
+    #[test]
+    fn sub_may_be_a_number_or_a_string_but_must_be_there() {
+        let secret = JwtSecret::new("s3cret");
+        let sign = |claims: serde_json::Value| {
+            encode(&Header::new(Algorithm::HS256), &claims, &secret.0.encoding).expect("signed")
+        };
+        let exp = now_secs() + 60;
+        let number = sign(serde_json::json!({"sub": 7, "role": "user", "exp": exp}));
+        let u = verify(&secret, &number).expect("a numeric sub is a user id");
+        assert_eq!((u.user.get(), u.admin), (7, false));
+        let string = sign(serde_json::json!({"sub": "8", "role": "admin", "exp": exp}));
+        let u = verify(&secret, &string).expect("a string sub is a user id");
+        assert_eq!((u.user.get(), u.admin), (8, true));
+        let missing = sign(serde_json::json!({"role": "user", "exp": exp}));
+        assert_eq!(
+            verify(&secret, &missing).map(|_| ()).map_err(|e| e.code),
+            Err(ErrorCode::Unauthorized)
+        );
     }
 
     #[test]

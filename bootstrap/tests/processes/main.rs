@@ -1,0 +1,7 @@
+//! The real `stockade` binary, run as separate processes: instances sharing one database, crashes
+//! and recovery. `support` starts them; each module is one area.
+
+#![allow(clippy::unwrap_used)]
+
+mod durable;
+mod support;

@@ -34,6 +34,7 @@ pub struct Answer {
     pub raw: String,
     pub replayed: bool,
     pub retry_after: Option<String>,
+    pub www_authenticate: Option<String>,
 }
 
 impl Answer {
@@ -167,6 +168,11 @@ pub async fn answer(r: reqwest::Response) -> Answer {
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let www_authenticate = r
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let raw = r.text().await.unwrap_or_default();
     let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
     Answer {
@@ -175,5 +181,6 @@ pub async fn answer(r: reqwest::Response) -> Answer {
         raw,
         replayed,
         retry_after,
+        www_authenticate,
     }
 }

@@ -98,7 +98,8 @@ impl fmt::Debug for JwtSecret {
     }
 }
 
-/// The claims Stockade reads. `sub` may be a string or a number.
+/// The claims Stockade reads. `sub` may be a string or a number; `role` is required (a token
+/// without one is refused rather than taken as a user's).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: serde_json::Value,
@@ -162,11 +163,38 @@ fn verify_at(secret: &JwtSecret, token: &str, now: u64) -> Result<AuthUser, ApiE
             return Ok(user);
         }
         keys.verified.tokens.remove(token);
-        return Err(ApiError::unauthorized("the token has expired"));
+        return Err(ApiError::invalid_token("the token has expired"));
     }
     let (user, exp) = check(secret, token)?;
     keys.verified.remember(token, user, exp, now, leeway);
     Ok(user)
+}
+
+/// The largest `sub`: 2^53-1, the largest integer every JSON reader holds exactly.
+const MAX_SUB: u64 = (1 << 53) - 1;
+
+/// The user a token's `sub` names: a positive integer written canonically, as a JSON number
+/// (`7`) or a string of digits without sign, spaces or leading zeros (`"7"`), at most
+/// [`MAX_SUB`]. Anything else names nobody, and the token is not valid.
+fn user_id(sub: &serde_json::Value) -> Option<UserId> {
+    let id = match sub {
+        // `as_u64` is `None` for negative numbers and for any number written with a fraction
+        // or an exponent (`7.0`, `7e0`), which are not canonical.
+        serde_json::Value::Number(n) => n.as_u64()?,
+        serde_json::Value::String(s) => {
+            let canonical =
+                !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0');
+            if !canonical || s.len() > 16 {
+                return None;
+            }
+            s.parse::<u64>().ok()?
+        }
+        _ => return None,
+    };
+    if id > MAX_SUB {
+        return None;
+    }
+    UserId::new(i64::try_from(id).ok()?).ok()
 }
 
 /// The full check: signature, required claims, expiry, role and user id.
@@ -174,25 +202,19 @@ fn check(secret: &JwtSecret, token: &str) -> Result<(AuthUser, u64), ApiError> {
     let data = decode::<Claims>(token, &secret.0.decoding, &secret.0.validation).map_err(|e| {
         match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                ApiError::unauthorized("the token has expired")
+                ApiError::invalid_token("the token has expired")
             }
-            _ => ApiError::unauthorized("the token is not valid"),
+            _ => ApiError::invalid_token("the token is not valid"),
         }
     })?;
     let admin = match data.claims.role.as_deref() {
-        None | Some("user") => false,
+        Some("user") => false,
         Some("admin") => true,
-        Some(_) => return Err(ApiError::unauthorized("the token's role is not known")),
+        None => return Err(ApiError::invalid_token("the token has no role")),
+        Some(_) => return Err(ApiError::invalid_token("the token's role is not known")),
     };
-    let raw = match &data.claims.sub {
-        serde_json::Value::String(s) => s.trim().parse::<i64>().ok(),
-        serde_json::Value::Number(n) => n.as_i64(),
-        _ => None,
-    };
-    // A genuine token naming something that cannot be a user id: there is no such user.
-    let user = raw
-        .and_then(|id| UserId::new(id).ok())
-        .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, "the token names no valid user"))?;
+    let user = user_id(&data.claims.sub)
+        .ok_or_else(|| ApiError::invalid_token("the token's sub is not a user id"))?;
     Ok((AuthUser { user, admin }, data.claims.exp))
 }
 
@@ -206,7 +228,7 @@ impl FromRequestParts<Shared> for AuthUser {
             .ok_or_else(|| ApiError::unauthorized("an Authorization: Bearer token is required"))?;
         let value = header
             .to_str()
-            .map_err(|_| ApiError::unauthorized("the Authorization header is not valid"))?;
+            .map_err(|_| ApiError::invalid_token("the Authorization header is not valid"))?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
@@ -265,6 +287,64 @@ mod tests {
         assert_eq!(
             verify(&secret, &missing).map(|_| ()).map_err(|e| e.code),
             Err(ErrorCode::Unauthorized)
+        );
+    }
+
+    #[test]
+    fn sub_must_be_a_canonical_positive_integer_and_role_must_be_there() {
+        let secret = JwtSecret::new("s3cret");
+        let exp = now_secs() + 60;
+        let sign = |sub: serde_json::Value| {
+            let claims = serde_json::json!({"sub": sub, "role": "user", "exp": exp});
+            encode(&Header::new(Algorithm::HS256), &claims, &secret.0.encoding).expect("signed")
+        };
+        let largest = (1_i64 << 53) - 1;
+        for (sub, id) in [
+            (serde_json::json!(1), 1),
+            (serde_json::json!("1"), 1),
+            (serde_json::json!(largest), largest),
+            (serde_json::json!(largest.to_string()), largest),
+        ] {
+            let u = verify(&secret, &sign(sub.clone())).expect("a canonical sub");
+            assert_eq!(u.user.get(), id, "{sub}");
+        }
+        for sub in [
+            serde_json::json!(0),
+            serde_json::json!(-1),
+            serde_json::json!(7.5),
+            // A whole number written with a fraction is not canonical either.
+            serde_json::json!(7.0),
+            serde_json::json!(largest + 1),
+            serde_json::json!(u64::MAX),
+            serde_json::json!("0"),
+            serde_json::json!("-1"),
+            serde_json::json!("07"),
+            serde_json::json!(" 7"),
+            serde_json::json!("7 "),
+            serde_json::json!("+7"),
+            serde_json::json!("7.0"),
+            serde_json::json!("abc"),
+            serde_json::json!(""),
+            serde_json::json!("9007199254740992"),
+            serde_json::json!("99999999999999999999"),
+            serde_json::json!(null),
+            serde_json::json!(true),
+            serde_json::json!([7]),
+        ] {
+            let refused = verify(&secret, &sign(sub.clone()));
+            let refused = refused.map(|_| ()).map_err(|e| (e.code, e.invalid_token));
+            assert_eq!(refused, Err((ErrorCode::Unauthorized, true)), "{sub}");
+        }
+        let header = Header::new(Algorithm::HS256);
+        let no_role = encode(
+            &header,
+            &serde_json::json!({"sub": "7", "exp": exp}),
+            &secret.0.encoding,
+        )
+        .expect("signed");
+        assert_eq!(
+            verify(&secret, &no_role).map(|_| ()).map_err(|e| e.message),
+            Err("the token has no role".to_owned())
         );
     }
 

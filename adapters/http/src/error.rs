@@ -53,6 +53,9 @@ pub struct ApiError {
     pub replayed: bool,
     /// For the log only.
     pub cause: Option<String>,
+    /// A 401 about a token the client sent (RFC 6750 `error="invalid_token"`), rather than one
+    /// about a missing token.
+    pub invalid_token: bool,
 }
 
 impl ApiError {
@@ -63,6 +66,7 @@ impl ApiError {
             retry_after: None,
             replayed: false,
             cause: None,
+            invalid_token: false,
         }
     }
 
@@ -70,8 +74,17 @@ impl ApiError {
         ApiError::new(ErrorCode::InvalidInput, message)
     }
 
+    /// 401 for a request without usable credentials (no token, or not a Bearer one).
     pub fn unauthorized(message: impl Into<String>) -> Self {
         ApiError::new(ErrorCode::Unauthorized, message)
+    }
+
+    /// 401 for a token that was sent and is not valid (bad signature, expired, odd claims).
+    pub fn invalid_token(message: impl Into<String>) -> Self {
+        ApiError {
+            invalid_token: true,
+            ..ApiError::new(ErrorCode::Unauthorized, message)
+        }
     }
 }
 
@@ -143,6 +156,17 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 section 3: every 401 names the scheme; a rejected token says so.
+            let challenge = if self.invalid_token {
+                HeaderValue::from_static("Bearer error=\"invalid_token\"")
+            } else {
+                HeaderValue::from_static("Bearer")
+            };
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
         if self.replayed {
             response
                 .headers_mut()
@@ -170,6 +194,28 @@ mod tests {
         }
         assert_eq!(status_of(ErrorCode::IdempotencyKeyReused).as_u16(), 422);
         assert_eq!(status_of(ErrorCode::PaymentFailed).as_u16(), 502);
+    }
+
+    #[test]
+    fn every_401_names_the_bearer_scheme_and_says_when_a_token_was_refused() {
+        let header = |e: ApiError| {
+            let r = e.into_response();
+            r.headers()
+                .get(header::WWW_AUTHENTICATE)
+                .map(|v| v.to_str().expect("ascii").to_owned())
+        };
+        assert_eq!(
+            header(ApiError::unauthorized("no token")).as_deref(),
+            Some("Bearer")
+        );
+        assert_eq!(
+            header(ApiError::invalid_token("expired")).as_deref(),
+            Some("Bearer error=\"invalid_token\"")
+        );
+        assert_eq!(
+            header(ApiError::new(ErrorCode::Forbidden, "admins only")),
+            None
+        );
     }
 
     #[test]

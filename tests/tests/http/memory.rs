@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -368,20 +368,59 @@ async fn every_error_code_is_reachable() {
     expect(&a, 413, "PAYLOAD_TOO_LARGE");
     note(&seen, &a).await;
 
-    // A genuine token naming no possible user.
-    let nobody =
-        stockade_http::issue_token(&stockade_http::JwtSecret::new(SECRET), 0, false, 60).unwrap();
+    // Every 401 names the Bearer scheme; a token that was sent and refused says it is invalid:
+    // one signed with the right secret whose `sub` is not a canonical positive integer, or
+    // that has no role, included.
+    let a = app.get("/api/v1/users/me/balance", None).await;
+    expect(&a, 401, "UNAUTHORIZED");
+    assert_eq!(a.www_authenticate.as_deref(), Some("Bearer"));
+    let sign = |claims: Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60;
+    for claims in [
+        json!({"sub": "0", "role": "user", "exp": exp}),
+        json!({"sub": " 7", "role": "user", "exp": exp}),
+        json!({"sub": "007", "role": "user", "exp": exp}),
+        json!({"sub": "99999999999999999999", "role": "user", "exp": exp}),
+        json!({"sub": 7, "exp": exp}),
+        json!({"sub": 7, "role": "user", "exp": 1}),
+    ] {
+        let a = answer(
+            app.client
+                .get(format!("{}/api/v1/users/me/balance", app.base))
+                .bearer_auth(sign(claims.clone()))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        expect(&a, 401, "UNAUTHORIZED");
+        assert_eq!(
+            a.www_authenticate.as_deref(),
+            Some("Bearer error=\"invalid_token\""),
+            "{claims}"
+        );
+    }
     let a = answer(
         app.client
             .get(format!("{}/api/v1/users/me/balance", app.base))
-            .bearer_auth(nobody)
+            .bearer_auth(sign(json!({"sub": 7, "role": "user", "exp": exp})))
             .send()
             .await
             .unwrap(),
     )
     .await;
-    expect(&a, 404, "USER_NOT_FOUND");
-    note(&seen, &a).await;
+    assert_eq!((a.status.as_u16(), a.www_authenticate), (200, None));
 
     // The store is down.
     app.service
@@ -413,7 +452,12 @@ async fn every_error_code_is_reachable() {
         .iter()
         .map(|c| c.as_str().to_owned())
         .collect();
-    let missing: Vec<_> = all.difference(&seen).collect();
+    // USER_NOT_FOUND stays in the table of codes, but since v1.1 nothing answers it: a token
+    // naming no possible user is a 401 (above), and any positive id is a user.
+    let missing: Vec<_> = all
+        .difference(&seen)
+        .filter(|code| code.as_str() != "USER_NOT_FOUND")
+        .collect();
     assert!(missing.is_empty(), "codes no test reached: {missing:?}");
 }
 

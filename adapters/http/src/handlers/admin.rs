@@ -22,18 +22,18 @@ use utoipa::ToSchema;
 
 type Answer = Result<Reply, ApiError>;
 
-error_set!(CreateErrors: [InvalidInput, Unauthorized, UserNotFound, Forbidden]);
+error_set!(CreateErrors: [InvalidInput, Unauthorized, Forbidden]);
 error_set!(StockErrors: [
-    InvalidInput, Unauthorized, UserNotFound, Forbidden, ProductNotFound, LockTimeout,
+    InvalidInput, Unauthorized, Forbidden, ProductNotFound, LockTimeout,
 ]);
-error_set!(CouponErrors: [InvalidInput, Unauthorized, UserNotFound, Forbidden, CouponNotFound]);
+error_set!(CouponErrors: [InvalidInput, Unauthorized, Forbidden, CouponNotFound]);
 error_set!(ReconcileErrors: [
-    InvalidInput, InvalidCoupon, Unauthorized, UserNotFound, Forbidden, CouponNotFound,
+    InvalidInput, InvalidCoupon, Unauthorized, Forbidden, CouponNotFound,
     LockTimeout,
 ]);
 error_set!(
     /// `FORBIDDEN` also when the demo profile is off.
-    ResetErrors: [Unauthorized, UserNotFound, Forbidden]
+    ResetErrors: [Unauthorized, Forbidden]
 );
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -35,34 +35,34 @@ error_set!(ProductErrors: [InvalidInput, ProductNotFound]);
 error_set!(PopularErrors: [InvalidInput]);
 error_set!(
     /// What a signed-in read can answer.
-    MineErrors: [Unauthorized, UserNotFound]
+    MineErrors: [Unauthorized]
 );
 error_set!(ChargeErrors: [
-    InvalidInput, IdempotencyKeyMissing, ChargeLimitExceeded, Unauthorized, UserNotFound,
+    InvalidInput, IdempotencyKeyMissing, ChargeLimitExceeded, Unauthorized,
     RequestInProgress, LockTimeout, IdempotencyKeyReused,
 ]);
 error_set!(CartErrors: [
-    InvalidInput, InsufficientStock, ExceededLimitedQuantity, Unauthorized, UserNotFound,
+    InvalidInput, InsufficientStock, ExceededLimitedQuantity, Unauthorized,
     ProductNotFound, LockTimeout,
 ]);
-error_set!(CartRemoveErrors: [InvalidInput, Unauthorized, UserNotFound, LockTimeout]);
+error_set!(CartRemoveErrors: [InvalidInput, Unauthorized, LockTimeout]);
 error_set!(IssueErrors: [
-    InvalidInput, InvalidCoupon, Unauthorized, UserNotFound, CouponNotFound, CouponSoldOut,
+    InvalidInput, InvalidCoupon, Unauthorized, CouponNotFound, CouponSoldOut,
     CouponAlreadyIssued, RequestInProgress, LockTimeout, IdempotencyKeyReused,
 ]);
 error_set!(OrderErrors: [
     InvalidInput, IdempotencyKeyMissing, InsufficientStock, ExceededLimitedQuantity, CartEmpty,
-    InvalidCoupon, Unauthorized, UserNotFound, ProductNotFound, RequestInProgress, LockTimeout,
+    InvalidCoupon, Unauthorized, ProductNotFound, RequestInProgress, LockTimeout,
     IdempotencyKeyReused,
 ]);
-error_set!(OrderReadErrors: [InvalidInput, Unauthorized, UserNotFound, OrderNotFound]);
+error_set!(OrderReadErrors: [InvalidInput, Unauthorized, OrderNotFound]);
 error_set!(PayErrors: [
     InvalidInput, IdempotencyKeyMissing, InvalidOrderState, AmountMismatch, InsufficientBalance,
-    Unauthorized, UserNotFound, OrderNotFound, RequestInProgress, LockTimeout,
+    Unauthorized, OrderNotFound, RequestInProgress, LockTimeout,
     IdempotencyKeyReused, PaymentFailed,
 ]);
 error_set!(CancelErrors: [
-    InvalidInput, InvalidOrderState, Unauthorized, UserNotFound, OrderNotFound, LockTimeout,
+    InvalidInput, InvalidOrderState, Unauthorized, OrderNotFound, LockTimeout,
 ]);
 
 /// Every product, by id.

@@ -85,6 +85,17 @@ pub fn responses(codes: &[ErrorCode]) -> BTreeMap<String, RefOr<Response>> {
                         .build(),
                 );
             }
+            if status == 401 {
+                response = response.header(
+                    "WWW-Authenticate",
+                    HeaderBuilder::new()
+                        .schema(ObjectBuilder::new().schema_type(Type::String))
+                        .description(Some(
+                            "`Bearer`, or `Bearer error=\"invalid_token\"` when a token was sent and refused (RFC 6750)",
+                        ))
+                        .build(),
+                );
+            }
             (status.to_string(), RefOr::T(response.build()))
         })
         .collect()

@@ -8,6 +8,8 @@
 
 pub mod backends;
 pub mod config;
+#[cfg(test)]
+mod flags_table;
 mod metered;
 mod run;
 pub mod seed;

@@ -48,7 +48,7 @@ fn table() -> String {
             .filter(|v| !v.is_hide_set())
             .map(|v| format!("`{}`", v.get_name()))
             .collect();
-        if !values.is_empty() && !arg.get_num_args().is_some_and(|n| n.max_values() == 0) {
+        if !values.is_empty() && arg.get_action().takes_values() {
             let _ = write!(help, " ({})", values.join(", "));
         }
         let _ = writeln!(out, "| `--{long}` | {env} | {default} | {help} |");

@@ -459,6 +459,166 @@ pub async fn bad_input_is_a_4xx_envelope_never_a_5xx(flags: &[&str]) {
     assert_eq!(app.get("/health", None).await.status, StatusCode::OK);
 }
 
+/// Every body refuses a field its operation does not know, naming it, before anything happens
+/// (a typo must not change what is bought); every 201 says where its resource is, and that
+/// path answers it.
+pub async fn unknown_fields_are_refused_and_created_things_have_a_location(flags: &[&str]) {
+    let app = spawn_app(flags).await;
+    let u = 41;
+    app.post(
+        "/api/v1/users/me/balance/charge",
+        u,
+        Some("fund"),
+        json!({"amount": 1_000_000}),
+    )
+    .await;
+    let product = app
+        .post(
+            "/api/v1/admin/products",
+            ADMIN,
+            None,
+            json!({"name": "Strict", "price": 1_000, "stock": 10, "maxPerOrder": 5}),
+        )
+        .await;
+    assert_eq!(product.status, StatusCode::CREATED, "{}", product.raw);
+    let pid = product.data()["id"].as_i64().unwrap();
+    let refused: Vec<(Method, String, Option<&str>, Value, &str)> = vec![
+        (
+            Method::POST,
+            "/api/v1/users/me/balance/charge".into(),
+            Some("c1"),
+            json!({"amount": 1, "amout": 2}),
+            "amout",
+        ),
+        (
+            Method::POST,
+            "/api/v1/cart/items".into(),
+            None,
+            json!({"productId": pid, "quantity": 1, "qty": 3}),
+            "qty",
+        ),
+        // The typo of the contract: a line's coupon list spelled like the order's.
+        (
+            Method::POST,
+            "/api/v1/orders".into(),
+            Some("o1"),
+            json!({"items": [{"productId": pid, "quantity": 1, "userCouponIds": [3]}]}),
+            "userCouponIds",
+        ),
+        (
+            Method::POST,
+            "/api/v1/orders".into(),
+            Some("o2"),
+            json!({"fromCart": true, "userCouponId": 3}),
+            "userCouponId",
+        ),
+        (
+            Method::POST,
+            "/api/v1/orders/1/payment".into(),
+            Some("p1"),
+            json!({"amount": 1, "currency": "KRW"}),
+            "currency",
+        ),
+        (
+            Method::POST,
+            "/api/v1/admin/products".into(),
+            None,
+            json!({"name": "X", "price": 1, "stock": 1, "maxPerOrder": 1, "colour": "red"}),
+            "colour",
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/admin/products/{pid}/stock"),
+            None,
+            json!({"stock": 1, "reason": "count"}),
+            "reason",
+        ),
+        (
+            Method::POST,
+            "/api/v1/admin/coupons".into(),
+            None,
+            json!({"name": "C", "kind": "CART", "discountType": "FIXED", "discountValue": 1,
+                   "minOrderAmount": 0, "quantity": 1, "mode": "LOCKED", "maxUses": 1}),
+            "maxUses",
+        ),
+    ];
+    for (method, path, key, body, field) in refused {
+        let user = if path.contains("/admin/") { ADMIN } else { u };
+        let a = app.call(method, &path, Some(user), key, Some(body)).await;
+        expect(&a, 400, "INVALID_INPUT");
+        let message = a.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(field), "{path}: {message}");
+    }
+    // Nothing of the refused requests happened.
+    let balance = app.get("/api/v1/users/me/balance", Some(u)).await;
+    assert_eq!(
+        balance.data()["balance"],
+        json!(1_000_000),
+        "{}",
+        balance.raw
+    );
+    let cart = app.get("/api/v1/cart", Some(u)).await;
+    assert_eq!(cart.data()["items"], json!([]), "{}", cart.raw);
+    let stock = app.get(&format!("/api/v1/products/{pid}"), None).await;
+    assert_eq!(stock.data()["stock"], json!(10));
+
+    // 201s and their Location.
+    assert_eq!(
+        product.location.as_deref(),
+        Some(format!("/api/v1/products/{pid}").as_str())
+    );
+    let coupon = app
+        .post(
+            "/api/v1/admin/coupons",
+            ADMIN,
+            None,
+            json!({"name": "LOC", "kind": "CART", "discountType": "FIXED", "discountValue": 1,
+                   "minOrderAmount": 0, "quantity": 5, "mode": "LOCKED"}),
+        )
+        .await;
+    assert_eq!(coupon.status, StatusCode::CREATED, "{}", coupon.raw);
+    let order = app
+        .post(
+            "/api/v1/orders",
+            u,
+            Some("o3"),
+            json!({"items": [{"productId": pid, "quantity": 1}]}),
+        )
+        .await;
+    assert_eq!(order.status, StatusCode::CREATED, "{}", order.raw);
+    let again = app
+        .post(
+            "/api/v1/orders",
+            u,
+            Some("o3"),
+            json!({"items": [{"productId": pid, "quantity": 1}]}),
+        )
+        .await;
+    assert!(again.replayed);
+    assert_eq!(
+        again.location, order.location,
+        "a replay points at the same order"
+    );
+    for (created, user, id) in [
+        (&product, None, "id"),
+        (&coupon, Some(ADMIN), "id"),
+        (&order, Some(u), "orderId"),
+    ] {
+        let location = created.location.clone().expect("a 201 has a Location");
+        let fetched = app.get(&location, user).await;
+        assert_eq!(
+            fetched.status,
+            StatusCode::OK,
+            "{location}: {}",
+            fetched.raw
+        );
+        assert_eq!(fetched.data()[id], created.data()[id], "{location}");
+        assert_eq!(fetched.data()["name"], created.data()["name"], "{location}");
+    }
+    let missing = app.get("/api/v1/admin/coupons/999999", Some(ADMIN)).await;
+    expect(&missing, 404, "COUPON_NOT_FOUND");
+}
+
 pub async fn the_openapi_document_lists_every_route_of_the_api(flags: &[&str]) {
     let app = spawn_app(flags).await;
     let doc: Value = app.get("/openapi.json", None).await.body;
@@ -471,7 +631,7 @@ pub async fn the_openapi_document_lists_every_route_of_the_api(flags: &[&str]) {
         .filter(|(m, p)| ["GET", "POST", "PUT", "DELETE"].contains(m) && p.starts_with('/'))
         .map(|(m, p)| (m.to_lowercase(), p.split('?').next().unwrap_or(p)))
         .collect();
-    assert_eq!(table.len(), 27, "docs/api.md's table as read: {table:?}");
+    assert_eq!(table.len(), 28, "docs/api.md's table as read: {table:?}");
     assert_eq!(doc["openapi"], "3.1.0");
     for (method, path) in &table {
         assert!(

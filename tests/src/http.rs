@@ -35,6 +35,7 @@ pub struct Answer {
     pub replayed: bool,
     pub retry_after: Option<String>,
     pub www_authenticate: Option<String>,
+    pub location: Option<String>,
 }
 
 impl Answer {
@@ -173,6 +174,11 @@ pub async fn answer(r: reqwest::Response) -> Answer {
         .get("www-authenticate")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let location = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let raw = r.text().await.unwrap_or_default();
     let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
     Answer {
@@ -182,5 +188,6 @@ pub async fn answer(r: reqwest::Response) -> Answer {
         replayed,
         retry_after,
         www_authenticate,
+        location,
     }
 }

@@ -50,6 +50,7 @@ pub struct Reply {
     status: StatusCode,
     body: Vec<u8>,
     replayed: bool,
+    location: Option<String>,
 }
 
 impl Reply {
@@ -72,7 +73,14 @@ impl Reply {
             status,
             body,
             replayed: false,
+            location: None,
         }
+    }
+
+    /// The path of what a 201 created (`Location`).
+    pub fn at(mut self, location: String) -> Reply {
+        self.location = Some(location);
+        self
     }
 
     /// Marks the answer as the replay of a stored idempotent outcome.
@@ -97,6 +105,9 @@ impl IntoResponse for Reply {
             response
                 .headers_mut()
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        }
+        if let Some(location) = self.location.and_then(|l| HeaderValue::try_from(l).ok()) {
+            response.headers_mut().insert(header::LOCATION, location);
         }
         response
     }

@@ -75,6 +75,7 @@ pub(crate) fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(admin::create_product))
         .routes(routes!(admin::set_stock))
         .routes(routes!(admin::create_coupon))
+        .routes(routes!(admin::get_coupon))
         .routes(routes!(admin::coupon_stock))
         .routes(routes!(admin::reconcile))
         .routes(routes!(admin::reset))

@@ -97,6 +97,7 @@ on_backends!(
     one_payment_sent_twenty_times_at_once_with_one_key,
     one_payment_sent_twenty_times_at_once_with_twenty_keys,
     bad_input_is_a_4xx_envelope_never_a_5xx,
+    unknown_fields_are_refused_and_created_things_have_a_location,
     the_openapi_document_lists_every_route_of_the_api,
     metrics_count_requests_and_gate_outcomes,
 );

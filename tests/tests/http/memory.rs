@@ -544,6 +544,11 @@ async fn bad_input_is_a_4xx_envelope_never_a_5xx() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_fields_are_refused_and_created_things_have_a_location() {
+    e2e::unknown_fields_are_refused_and_created_things_have_a_location(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_lists_every_route_of_the_api() {
     e2e::the_openapi_document_lists_every_route_of_the_api(&[]).await;
 }

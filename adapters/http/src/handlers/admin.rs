@@ -37,7 +37,7 @@ error_set!(
 );
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProductRequest {
     /// Trimmed; 1 to 200 characters.
     #[schema(
@@ -59,17 +59,22 @@ pub struct ProductRequest {
 /// Creates a product.
 #[utoipa::path(post, path = "/api/v1/admin/products", tag = "admin", security(("bearer" = [])),
     request_body = ProductRequest,
-    responses((status = 201, description = "created", body = Envelope<Product>), CreateErrors))]
+    responses((status = 201, description = "created", body = Envelope<Product>,
+        headers(("Location" = String, description = "the product's path, `/api/v1/products/{id}`"))),
+        CreateErrors))]
 pub async fn create_product(
     State(s): State<Shared>,
     _admin: AdminUser,
     ApiJson(body): ApiJson<ProductRequest>,
 ) -> Answer {
     let new = NewProduct::new(&body.name, body.price, body.stock, body.max_per_order)?;
-    Ok(Reply::created(&s.app.create_product(new).await?))
+    let product = s.app.create_product(new).await?;
+    let location = format!("/api/v1/products/{}", product.id);
+    Ok(Reply::created(&product).at(location))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct StockRequest {
     #[schema(minimum = 0, maximum = 1_000_000_000, example = 100)]
     pub stock: i64,
@@ -97,7 +102,7 @@ pub async fn set_stock(
 #[schema(example = json!({"name": "SPRING10", "kind": "CART", "discountType": "PERCENT",
     "discountValue": 10, "maxDiscount": 5_000, "minOrderAmount": 0, "quantity": 100,
     "mode": "LOCKED"}))]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CouponRequest {
     /// Trimmed; 1 to 100 characters.
     #[schema(
@@ -156,14 +161,31 @@ impl CouponRequest {
 /// Creates a coupon.
 #[utoipa::path(post, path = "/api/v1/admin/coupons", tag = "admin", security(("bearer" = [])),
     request_body = CouponRequest,
-    responses((status = 201, description = "created", body = Envelope<Coupon>), CreateErrors))]
+    responses((status = 201, description = "created", body = Envelope<Coupon>,
+        headers(("Location" = String, description = "the coupon's path, `/api/v1/admin/coupons/{id}`"))),
+        CreateErrors))]
 pub async fn create_coupon(
     State(s): State<Shared>,
     _admin: AdminUser,
     ApiJson(body): ApiJson<CouponRequest>,
 ) -> Answer {
     let new = body.try_into_domain()?;
-    Ok(Reply::created(&s.app.create_coupon(new).await?))
+    let coupon = s.app.create_coupon(new).await?;
+    let location = format!("/api/v1/admin/coupons/{}", coupon.id);
+    Ok(Reply::created(&coupon).at(location))
+}
+
+/// A coupon with its settings (the `Location` of a created coupon).
+#[utoipa::path(get, path = "/api/v1/admin/coupons/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "coupon id")),
+    responses((status = 200, description = "the coupon", body = Envelope<Coupon>), CouponErrors))]
+pub async fn get_coupon(
+    State(s): State<Shared>,
+    _admin: AdminUser,
+    ApiPath(raw): ApiPath<i64>,
+) -> Answer {
+    let coupon = id(raw, CouponId::new)?;
+    Ok(Reply::ok(&s.app.coupon(coupon).await?))
 }
 
 /// A coupon's counters: issued, reserved (FLASH), persisted and failed.

@@ -24,7 +24,9 @@ use stockade_domain::{
     ChargeAmount, CouponId, DomainError, LineRequest, Money, OrderId, ProductId, Quantity,
     UserCouponId,
 };
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Ref, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Ref, Type,
+};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
@@ -118,7 +120,7 @@ pub async fn balance(State(s): State<Shared>, who: AuthUser) -> Answer {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChargeRequest {
     /// Won to add; a wallet holds at most 100,000,000.
     #[schema(minimum = 1, maximum = 1_000_000, example = 10_000)]
@@ -164,7 +166,7 @@ pub async fn cart(State(s): State<Shared>, who: AuthUser) -> Answer {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CartItemRequest {
     #[schema(minimum = 1, example = 1)]
     pub product_id: i64,
@@ -235,7 +237,7 @@ pub async fn my_coupons(State(s): State<Shared>, who: AuthUser) -> Answer {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrderItemRequest {
     #[schema(minimum = 1, example = 1)]
     pub product_id: i64,
@@ -248,7 +250,7 @@ pub struct OrderItemRequest {
 
 /// Either `items` or `fromCart: true`, not both (the document says so with `oneOf`).
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrderRequest {
     pub items: Option<Vec<OrderItemRequest>>,
     #[serde(default)]
@@ -284,7 +286,8 @@ impl PartialSchema for OrderRequest {
                     .schema_type(Type::Boolean)
                     .enum_values(Some([false])),
             )
-            .property("userCouponIds", coupons());
+            .property("userCouponIds", coupons())
+            .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)));
         let cart = ObjectBuilder::new()
             .title(Some("cart"))
             .property(
@@ -300,7 +303,8 @@ impl PartialSchema for OrderRequest {
                     .enum_values(Some([true])),
             )
             .required("fromCart")
-            .property("userCouponIds", coupons());
+            .property("userCouponIds", coupons())
+            .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)));
         OneOfBuilder::new()
             .item(lines)
             .item(cart)
@@ -370,7 +374,8 @@ impl OrderRequest {
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
     params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = r"^[!#-~]([ -~]*[!-~])?$", description = "required; replays the first answer for this key (`Idempotent-Replayed: true`)")),
     request_body = OrderRequest,
-    responses((status = 201, description = "created, awaiting payment", body = Envelope<Order>),
+    responses((status = 201, description = "created, awaiting payment", body = Envelope<Order>,
+        headers(("Location" = String, description = "the order's path, `/api/v1/orders/{orderId}`"))),
         OrderErrors))]
 pub async fn create_order(
     State(s): State<Shared>,
@@ -381,7 +386,8 @@ pub async fn create_order(
     let key = key.required()?;
     let cmd = body.try_into_domain(who.user)?;
     let r = s.app.create_order(cmd, Some(&key)).await?;
-    Ok(Reply::created(&r.value).replayed(r.replayed))
+    let location = format!("/api/v1/orders/{}", r.value.order_id);
+    Ok(Reply::created(&r.value).replayed(r.replayed).at(location))
 }
 
 /// One of my orders (another user's answers 404, as if it did not exist).
@@ -398,7 +404,7 @@ pub async fn get_order(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PayRequest {
     /// Must equal the order's total.
     #[schema(minimum = 0, example = 10_000)]

@@ -209,6 +209,14 @@ pub struct ServeArgs {
     /// How often FLASH coupons are reconciled, in seconds.
     #[arg(long, env = "STOCKADE_RECONCILE_INTERVAL_SECS", default_value_t = 300)]
     pub reconcile_interval_secs: u64,
+    /// An origin browsers may call the API from (`https://shop.example`), repeatable or
+    /// comma-separated; `*` for any. CORS is off when none is given.
+    #[arg(
+        long = "cors-origin",
+        env = "STOCKADE_CORS_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

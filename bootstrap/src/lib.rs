@@ -36,6 +36,8 @@ pub enum StartError {
     },
     #[error("the production profile needs --jwt-secret (or STOCKADE_JWT_SECRET)")]
     MissingSecret,
+    #[error("--cors-origin: {0}")]
+    Cors(#[from] stockade_http::cors::BadOrigin),
     #[error("could not seed the demo data: {0}")]
     Seed(#[source] stockade_application::AppError),
     #[error("Postgres: {0}")]

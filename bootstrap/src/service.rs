@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use std::time::Duration;
 use stockade_application::{AppError, Ports, Settings, Stockade};
-use stockade_http::{AppState, JwtSecret, Reset};
+use stockade_http::{AppState, CorsOrigins, JwtSecret, Reset};
 use stockade_memory::MemoryBackend;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -113,6 +113,7 @@ impl Service {
     pub async fn build(args: &ServeArgs) -> Result<Service, StartError> {
         let wiring = Wiring::from_args(args)?;
         let jwt = jwt_secret(args)?;
+        let cors = CorsOrigins::parse(&args.cors_origins)?;
         let memory = backends::memory::build(args.platform_mode);
         let mut ports = memory.ports();
         let postgres = match &wiring.postgres {
@@ -164,6 +165,7 @@ impl Service {
             metrics: stockade_http::metrics_handle(),
             reset,
             request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
+            cors,
         };
         Ok(Service {
             app,

@@ -12,6 +12,7 @@
 //!   `/docs` renders the document with the Swagger UI vendored in `assets/` (ADR 0016).
 
 pub mod auth;
+pub mod cors;
 pub mod envelope;
 pub mod error;
 pub mod extract;
@@ -23,6 +24,7 @@ pub mod schema;
 mod test_support;
 
 pub use auth::{issue_token, JwtSecret};
+pub use cors::CorsOrigins;
 
 use async_trait::async_trait;
 use axum::body::Bytes;
@@ -48,6 +50,8 @@ pub struct AppState {
     pub reset: Option<Arc<dyn Reset>>,
     /// The longest a request may take.
     pub request_timeout: Duration,
+    /// Origins browsers may call the API from (off by default).
+    pub cors: CorsOrigins,
 }
 
 /// The process-wide Prometheus recorder (installed on first use).
@@ -95,7 +99,8 @@ pub fn router(state: AppState) -> Router {
         .map(|json| Bytes::from(json.into_bytes()))
         .unwrap_or_else(|_| Bytes::from_static(b"{}"));
     let timeout = state.request_timeout;
-    router
+    let cors = state.cors.layer();
+    let router = router
         .fallback(handlers::ops::not_found)
         .method_not_allowed_fallback(handlers::ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(middleware::BODY_LIMIT))
@@ -103,5 +108,10 @@ pub fn router(state: AppState) -> Router {
             Arc::new(middleware::Edge::new(timeout)),
             middleware::edge,
         ))
-        .with_state(Arc::new(Served { state, document }))
+        .with_state(Arc::new(Served { state, document }));
+    // Outermost: a preflight is answered before routing (no route answers OPTIONS).
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }

@@ -19,6 +19,7 @@ pub fn state() -> AppState {
         metrics: None,
         reset: None,
         request_timeout: Duration::from_secs(10),
+        cors: crate::CorsOrigins::Off,
     }
 }
 

@@ -477,6 +477,7 @@ async fn internal_error() -> Answer {
         metrics: None,
         reset: None,
         request_timeout: Duration::from_secs(5),
+        cors: stockade_http::CorsOrigins::Off,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -556,4 +557,80 @@ async fn the_openapi_document_lists_every_route_of_the_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_and_gate_outcomes() {
     e2e::metrics_count_requests_and_gate_outcomes(&[]).await;
+}
+
+/// CORS is off unless origins are configured; then a configured origin's preflight is answered
+/// before routing and its answers name it, and any other origin gets no CORS header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_answers_preflights_for_configured_origins_only() {
+    let preflight = |app: &stockade_tests::http::TestServer, origin: &'static str| {
+        app.client
+            .request(Method::OPTIONS, format!("{}/api/v1/orders", app.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,idempotency-key",
+            )
+            .send()
+    };
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_ascii_lowercase())
+    };
+
+    let off = spawn_app(&[]).await;
+    let r = preflight(&off, "https://shop.example").await.unwrap();
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+    let r = off
+        .client
+        .get(format!("{}/api/v1/products", off.base))
+        .header("origin", "https://shop.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
+
+    let on = spawn_app(&[
+        "--cors-origin",
+        "https://shop.example,http://localhost:3000",
+    ])
+    .await;
+    let r = preflight(&on, "https://shop.example").await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(
+        header(&r, "access-control-allow-origin").as_deref(),
+        Some("https://shop.example")
+    );
+    let methods = header(&r, "access-control-allow-methods").unwrap_or_default();
+    assert!(methods.contains("post"), "{methods}");
+    let allowed = header(&r, "access-control-allow-headers").unwrap_or_default();
+    for h in ["authorization", "content-type", "idempotency-key"] {
+        assert!(allowed.contains(h), "{allowed}");
+    }
+    assert_eq!(header(&r, "access-control-allow-credentials"), None);
+    let r = on
+        .client
+        .get(format!("{}/api/v1/products", on.base))
+        .header("origin", "http://localhost:3000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        header(&r, "access-control-allow-origin").as_deref(),
+        Some("http://localhost:3000")
+    );
+    let exposed = header(&r, "access-control-expose-headers").unwrap_or_default();
+    for h in [
+        "location",
+        "idempotent-replayed",
+        "retry-after",
+        "x-request-id",
+    ] {
+        assert!(exposed.contains(h), "{exposed}");
+    }
+    let r = preflight(&on, "https://evil.example").await.unwrap();
+    assert_eq!(header(&r, "access-control-allow-origin"), None);
 }

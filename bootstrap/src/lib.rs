@@ -10,6 +10,7 @@ pub mod backends;
 pub mod config;
 #[cfg(test)]
 mod flags_table;
+mod gauges;
 mod metered;
 mod run;
 pub mod seed;

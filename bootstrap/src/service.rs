@@ -4,7 +4,7 @@
 use crate::backends;
 use crate::config::{Profile, ServeArgs, DEMO_JWT_SECRET};
 use crate::wiring::Wiring;
-use crate::{metered, seed, workers, StartError};
+use crate::{gauges, metered, seed, workers, StartError};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
@@ -24,6 +24,8 @@ pub struct Service {
     pub memory: MemoryBackend,
     /// The Postgres store's pool, when a port runs on Postgres.
     pub postgres: Option<sqlx::PgPool>,
+    /// Every Postgres pool, named, for the pool gauges.
+    pub pools: Vec<(&'static str, sqlx::PgPool)>,
     pub intervals: workers::Intervals,
 }
 
@@ -162,7 +164,7 @@ impl Service {
         let state = AppState {
             app: app.clone(),
             jwt: JwtSecret::new(jwt.expose_secret()),
-            metrics: stockade_http::metrics_handle(),
+            metrics: stockade_http::metrics_handle().inspect(|_| gauges::describe()),
             reset,
             request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
             cors,
@@ -171,6 +173,10 @@ impl Service {
             app,
             state,
             memory,
+            pools: postgres
+                .as_ref()
+                .map(|pg| pg.pools.clone())
+                .unwrap_or_default(),
             postgres: postgres.map(|pg| pg.pool),
             intervals: intervals(args),
         })
@@ -178,7 +184,13 @@ impl Service {
 
     /// Starts the background workers.
     pub fn spawn_workers(&self, shutdown: &watch::Receiver<bool>) -> JoinSet<()> {
-        workers::spawn(&self.app, &self.intervals, shutdown)
+        let mut set = workers::spawn(&self.app, &self.intervals, shutdown);
+        set.spawn(gauges::run(
+            self.pools.clone(),
+            self.intervals.metrics,
+            shutdown.clone(),
+        ));
+        set
     }
 
     /// The HTTP service.

@@ -58,7 +58,10 @@ pub fn spawn(
         async move {
             match a.expire_orders(1_000).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(expired = n, "unpaid orders expired"),
+                Ok(n) => {
+                    metrics::counter!("stockade_orders_expired_total").increment(n as u64);
+                    tracing::info!(expired = n, "unpaid orders expired");
+                }
                 Err(e) => tracing::warn!(error = %e, "order expiry failed"),
             }
         }

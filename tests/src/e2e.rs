@@ -670,6 +670,37 @@ pub async fn the_openapi_document_lists_every_route_of_the_api(flags: &[&str]) {
     }
 }
 
+/// Each metric family in `text` has a `# TYPE` and a `# HELP` line.
+fn every_family_has_help_and_type(text: &str) {
+    let mut families = std::collections::BTreeSet::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let name = line.split(['{', ' ']).next().unwrap_or_default();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                let base = name.strip_suffix(suffix)?;
+                text.contains(&format!("# TYPE {base} histogram"))
+                    .then_some(base)
+            })
+            .unwrap_or(name);
+        families.insert(family.to_owned());
+    }
+    assert!(families.len() > 5, "{families:?}");
+    for family in families {
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "no TYPE for {family}"
+        );
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "no HELP for {family}"
+        );
+    }
+}
+
 async fn scrape(app: &TestServer) -> String {
     app.client
         .get(format!("{}/metrics", app.base))
@@ -721,7 +752,99 @@ pub async fn metrics_count_requests_and_gate_outcomes(flags: &[&str]) {
         None,
     )
     .await;
+    // The business counters move with what was sold; replays do not count again.
     let text = scrape(&app).await;
+    let created = series(&text, "stockade_orders_created_total");
+    let paid = series(&text, "stockade_orders_paid_total");
+    let revenue = series(&text, "stockade_revenue_won_total");
+    let cancelled = series(&text, "stockade_orders_cancelled_total");
+    let issued = series(&text, r#"stockade_coupons_issued_total{mode="LOCKED"}"#);
+    let buyer = 78;
+    let (order, total) = pending_order(&app, buyer).await;
+    let again = app
+        .post(
+            "/api/v1/orders",
+            buyer,
+            Some("order"),
+            json!({"items": [{"productId": 1, "quantity": 1}]}),
+        )
+        .await;
+    assert!(again.replayed);
+    let pay = app
+        .post(
+            &format!("/api/v1/orders/{order}/payment"),
+            buyer,
+            Some("pay"),
+            json!({"amount": total}),
+        )
+        .await;
+    assert_eq!(pay.status, StatusCode::OK, "{}", pay.raw);
+    let (second, _) = {
+        let o = app
+            .post(
+                "/api/v1/orders",
+                buyer,
+                Some("order-2"),
+                json!({"items": [{"productId": 1, "quantity": 1}]}),
+            )
+            .await;
+        assert_eq!(o.status, StatusCode::CREATED, "{}", o.raw);
+        (o.data()["orderId"].as_i64().unwrap(), ())
+    };
+    let cancel = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/orders/{second}/cancel"),
+            Some(buyer),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(cancel.status, StatusCode::OK, "{}", cancel.raw);
+    let locked = app
+        .call(
+            Method::POST,
+            "/api/v1/coupons/2/issue",
+            Some(buyer),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(locked.status, StatusCode::OK, "{}", locked.raw);
+    let text = scrape(&app).await;
+    assert_eq!(
+        series(&text, "stockade_orders_created_total") - created,
+        2.0
+    );
+    assert_eq!(series(&text, "stockade_orders_paid_total") - paid, 1.0);
+    #[allow(clippy::cast_precision_loss)]
+    let total = total as f64;
+    assert_eq!(series(&text, "stockade_revenue_won_total") - revenue, total);
+    assert_eq!(
+        series(&text, "stockade_orders_cancelled_total") - cancelled,
+        1.0
+    );
+    assert_eq!(
+        series(&text, r#"stockade_coupons_issued_total{mode="LOCKED"}"#) - issued,
+        1.0
+    );
+    // The process and, on Postgres, its pools (sampled every second).
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let text = scrape(&app).await;
+    for name in ["process_resident_memory_bytes", "process_open_fds"] {
+        assert!(series(&text, name) > 0.0, "{name} missing: {text}");
+    }
+    // Whole seconds: a young process may show 0.
+    assert!(text
+        .lines()
+        .any(|l| l.starts_with("process_cpu_seconds_total ")));
+    if flags.contains(&"postgres") {
+        let open = series(&text, r#"db_pool_max_connections{pool="store"}"#);
+        assert!(open >= 1.0, "{text}");
+        assert!(text.contains(r#"db_pool_connections{pool="store",state="idle"}"#));
+    }
+    // Every family says what it is and what it counts.
+    every_family_has_help_and_type(&text);
     assert!(text.contains("http_requests_total{"), "{text}");
     assert!(text.contains("route=\"/api/v1/products\""));
     assert!(text.contains("http_request_duration_seconds"));

@@ -12,6 +12,7 @@
 //!   `/docs` renders the document with the Swagger UI vendored in `assets/` (ADR 0016).
 
 pub mod auth;
+mod business;
 pub mod cors;
 pub mod envelope;
 pub mod error;
@@ -67,8 +68,23 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
                 .ok()?
                 .install_recorder()
                 .ok()
+                .inspect(|_| describe_metrics())
         })
         .clone()
+}
+
+/// `# HELP` for the families this crate publishes.
+fn describe_metrics() {
+    metrics::describe_counter!(
+        "http_requests_total",
+        "answers, by method, route template and status"
+    );
+    metrics::describe_histogram!(
+        "http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "time to answer, by method and route template"
+    );
+    business::describe();
 }
 
 /// The state as the router holds it: axum clones the state for every request (each route and

@@ -25,6 +25,8 @@ pub struct PostgresPorts {
     pub store: Option<(PgStore, PgChangeFeed)>,
     pub locks: Option<PgLockManager>,
     pub idempotency: Option<PgIdempotencyStore>,
+    /// Every pool opened, named for the pool gauges (`store`, `locks`, `claims`).
+    pub pools: Vec<(&'static str, sqlx::PgPool)>,
 }
 
 /// Connects, applies the migrations, and builds the adapters of the ports `wiring` puts on
@@ -44,6 +46,7 @@ pub async fn build(
     };
     let pool = stockade_postgres::connect(&config).await?;
     stockade_postgres::migrate(&pool).await?;
+    let mut pools = vec![("store", pool.clone())];
     let mut locks = None;
     if wiring.lock == LockBackend::PostgresAdvisory {
         let lock_pool = stockade_postgres::connect(&PgConfig {
@@ -57,6 +60,7 @@ pub async fn build(
             Some(schema) => format!("{}/{schema}", settings.lock_namespace),
             None => settings.lock_namespace.clone(),
         };
+        pools.push(("locks", lock_pool.clone()));
         locks = Some(PgLockManager::new(lock_pool, namespace));
     }
     let store = (wiring.store == StoreBackend::Postgres).then(|| {
@@ -75,6 +79,7 @@ pub async fn build(
                 ..config.clone()
             })
             .await?;
+            pools.push(("claims", claims.clone()));
             PgIdempotencyStore::on_own_pool(claims, ids)
         } else {
             PgIdempotencyStore::new(pool.clone(), ids)
@@ -88,6 +93,7 @@ pub async fn build(
         store,
         locks,
         idempotency,
+        pools,
     })
 }
 

@@ -3,5 +3,6 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod access_log;
 mod durable;
 mod support;

@@ -2,6 +2,7 @@
 
 use super::id;
 use crate::auth::AuthUser;
+use crate::business;
 use crate::envelope::Reply;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IdemKey};
@@ -20,6 +21,7 @@ use stockade_application::usecases::charge_balance::ChargeBalance;
 use stockade_application::usecases::create_order::{CreateOrder, OrderSource};
 use stockade_application::usecases::process_payment::ProcessPayment;
 use stockade_application::usecases::update_cart::CartChange;
+use stockade_application::AppError;
 use stockade_domain::{
     ChargeAmount, CouponId, DomainError, LineRequest, Money, OrderId, ProductId, Quantity,
     UserCouponId,
@@ -225,6 +227,12 @@ pub async fn issue_coupon(
         .app
         .issue_coupon_keyed(coupon, who.user, key.0.as_ref())
         .await?;
+    if !r.replayed {
+        match r.value.status.as_str() {
+            "RESERVED" => business::coupons_reserved_flash().increment(1),
+            _ => business::coupons_issued_locked().increment(1),
+        }
+    }
     Ok(Reply::ok(&r.value).replayed(r.replayed))
 }
 
@@ -386,6 +394,9 @@ pub async fn create_order(
     let key = key.required()?;
     let cmd = body.try_into_domain(who.user)?;
     let r = s.app.create_order(cmd, Some(&key)).await?;
+    if !r.replayed {
+        business::orders_created().increment(1);
+    }
     let location = format!("/api/v1/orders/{}", r.value.order_id);
     Ok(Reply::created(&r.value).replayed(r.replayed).at(location))
 }
@@ -432,7 +443,19 @@ pub async fn pay(
         order_id: id(raw, OrderId::new)?,
         amount: Money::new(body.amount, "amount")?,
     };
-    let r = s.app.pay(cmd, Some(&key)).await?;
+    let r = match s.app.pay(cmd, Some(&key)).await {
+        Ok(r) => r,
+        Err(e) => {
+            if matches!(e, AppError::PaymentFailed) {
+                business::payments_failed().increment(1);
+            }
+            return Err(e.into());
+        }
+    };
+    if !r.replayed {
+        business::orders_paid().increment(1);
+        business::revenue_won().increment(u64::try_from(r.value.amount).unwrap_or(0));
+    }
     Ok(Reply::ok(&r.value).replayed(r.replayed))
 }
 
@@ -447,5 +470,7 @@ pub async fn cancel_order(
     ApiPath(raw): ApiPath<i64>,
 ) -> Answer {
     let order = id(raw, OrderId::new)?;
-    Ok(Reply::ok(&s.app.cancel_order(who.user, order).await?))
+    let cancelled = s.app.cancel_order(who.user, order).await?;
+    business::orders_cancelled().increment(1);
+    Ok(Reply::ok(&cancelled))
 }

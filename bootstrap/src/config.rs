@@ -257,6 +257,9 @@ pub struct MigrateArgs {
     /// Postgres schema to use instead of `public`.
     #[arg(long, env = "STOCKADE_DATABASE_SCHEMA")]
     pub database_schema: Option<String>,
+    /// Create the database first when it does not exist (the URL's user needs CREATEDB).
+    #[arg(long)]
+    pub create: bool,
 }
 
 #[cfg(test)]

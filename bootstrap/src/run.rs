@@ -10,6 +10,12 @@ use tokio::sync::watch;
 /// # Errors
 /// [`StartError::Postgres`].
 pub async fn migrate(args: &MigrateArgs) -> Result<(), StartError> {
+    if args.create {
+        let url = secrecy::ExposeSecret::expose_secret(&args.database_url);
+        if stockade_postgres::create_database(url).await? {
+            tracing::info!("database created");
+        }
+    }
     backends::postgres::migrate(&args.database_url, args.database_schema.clone()).await?;
     tracing::info!("migrations applied");
     Ok(())

@@ -69,6 +69,29 @@ pub enum PgSetupError {
     Connect(#[source] sqlx::Error),
     #[error("migrations failed: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("could not create the database: {0}")]
+    Create(#[source] sqlx::Error),
+}
+
+/// Creates the database `url` names unless it exists (the URL's user needs `CREATEDB`).
+/// Answers whether it was created.
+///
+/// # Errors
+/// [`PgSetupError::Create`] when the server refuses or cannot be reached.
+pub async fn create_database(url: &str) -> Result<bool, PgSetupError> {
+    use sqlx::migrate::MigrateDatabase;
+    if sqlx::Postgres::database_exists(url)
+        .await
+        .map_err(PgSetupError::Create)?
+    {
+        return Ok(false);
+    }
+    match sqlx::Postgres::create_database(url).await {
+        Ok(()) => Ok(true),
+        // Another process created it in between.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(false),
+        Err(e) => Err(PgSetupError::Create(e)),
+    }
 }
 
 /// A pooled connection idle for this long is pinged before it is handed out.

@@ -75,7 +75,10 @@ async fn every_request_is_logged_once_without_its_secrets() {
     assert_eq!(charge["fields"]["method"], "POST");
     assert_eq!(charge["fields"]["route"], "/api/v1/users/me/balance/charge");
     assert_eq!(charge["fields"]["status"], 200);
-    assert!(charge["fields"]["latency_ms"].as_f64().is_some(), "{charge}");
+    assert!(
+        charge["fields"]["latency_ms"].as_f64().is_some(),
+        "{charge}"
+    );
     let order = find("access-log-request-2");
     assert_eq!(order["fields"]["route"], "/api/v1/orders/{orderId}");
     assert_eq!(order["fields"]["status"], 404);

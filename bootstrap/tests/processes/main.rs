@@ -5,4 +5,5 @@
 
 mod access_log;
 mod durable;
+mod migrate;
 mod support;

@@ -17,12 +17,14 @@ pub mod error;
 pub mod extract;
 mod handlers;
 mod middleware;
+pub mod readiness;
 pub mod routes;
 pub mod schema;
 #[cfg(test)]
 mod test_support;
 
 pub use auth::{issue_token, JwtSecret};
+pub use readiness::{Readiness, ReadyCheck};
 
 use async_trait::async_trait;
 use axum::body::Bytes;
@@ -48,6 +50,8 @@ pub struct AppState {
     pub reset: Option<Arc<dyn Reset>>,
     /// The longest a request may take.
     pub request_timeout: Duration,
+    /// Whether business requests are served yet, and what `/ready` checks and reports.
+    pub readiness: Readiness,
 }
 
 /// The process-wide Prometheus recorder (installed on first use).
@@ -100,7 +104,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(handlers::ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(middleware::BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(middleware::Edge::new(timeout)),
+            Arc::new(middleware::Edge::new(timeout, state.readiness.clone())),
             middleware::edge,
         ))
         .with_state(Arc::new(Served { state, document }))

@@ -1,6 +1,6 @@
 //! The whole service on the in-memory backends, for the crate's own tests.
 
-use crate::{issue_token, router, AppState, JwtSecret};
+use crate::{issue_token, router, AppState, JwtSecret, Readiness};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +19,7 @@ pub fn state() -> AppState {
         metrics: None,
         reset: None,
         request_timeout: Duration::from_secs(10),
+        readiness: Readiness::serving(),
     }
 }
 

@@ -306,7 +306,8 @@ async fn a_postgres_outage_answers_503_at_once_and_both_recover() {
     let (status, body) = get(&instance.base, "/api/v1/products").await;
     assert_eq!(status, 200, "{body}");
 
-    proxy.cut().await;
+    // The server stops answering: connections open but nothing comes back.
+    proxy.stall().await;
     for _ in 0..3 {
         let asked = Instant::now();
         let (status, body) = get(&instance.base, "/api/v1/products").await;

@@ -136,6 +136,10 @@ pub struct ServeArgs {
     /// Connections in the Postgres store's pool.
     #[arg(long, env = "STOCKADE_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+    /// How long a request waits for a connection of the store's pool before it answers 503
+    /// `BACKEND_UNAVAILABLE`, in milliseconds (the lock pool keeps its own, longer wait).
+    #[arg(long, env = "STOCKADE_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 1_000)]
+    pub db_acquire_timeout_ms: u64,
     /// Connections in the Postgres lock pool (each held lock grant uses one).
     #[arg(long, env = "STOCKADE_LOCK_MAX_CONNECTIONS", default_value_t = 32)]
     pub lock_max_connections: u32,
@@ -153,6 +157,11 @@ pub struct ServeArgs {
         value_parser = secret_url
     )]
     pub redis_urls: Vec<SecretString>,
+    /// Start the production profile even though the Redis of the FLASH gate and issuance queue
+    /// keeps no append-only file: a restart of that Redis then loses reservations already
+    /// answered RESERVED (a warning is logged and `/ready` reports it).
+    #[arg(long, env = "STOCKADE_ALLOW_VOLATILE_GATE")]
+    pub allow_volatile_gate: bool,
     /// Log format.
     #[arg(long, env = "STOCKADE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -10,6 +10,7 @@ pub mod backends;
 pub mod config;
 #[cfg(test)]
 mod flags_table;
+pub mod gate_persistence;
 mod gauges;
 mod metered;
 mod run;
@@ -45,6 +46,16 @@ pub enum StartError {
     Postgres(#[from] stockade_postgres::PgSetupError),
     #[error("Redis: {0}")]
     Redis(#[from] stockade_redis::RedisSetupError),
+    #[error(
+        "the Redis of the FLASH gate and issuance queue (the first --redis-url) keeps no \
+         append-only file ({persistence}): its restart would lose coupon reservations already \
+         answered RESERVED. Turn AOF on (appendonly yes, appendfsync everysec or always), or \
+         start with --allow-volatile-gate (STOCKADE_ALLOW_VOLATILE_GATE) to run without that \
+         guarantee"
+    )]
+    VolatileGate {
+        persistence: stockade_redis::Persistence,
+    },
     #[error("could not listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,

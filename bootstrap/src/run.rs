@@ -33,6 +33,9 @@ pub async fn serve(args: &ServeArgs) -> Result<(), StartError> {
             addr: args.listen,
             source,
         })?;
+    // Connected and migrated above; listening now, the start-up reconciliation runs in the
+    // background (/health answers, /ready and business requests answer 503 until it is done)
+    // and the workers start after it (docs/decisions/0020).
     let (stop, stopped) = watch::channel(false);
     let mut workers = service.spawn_workers(&stopped);
     tracing::info!(addr = %args.listen, profile = ?args.profile, "stockade is listening");

@@ -1,16 +1,19 @@
-//! [`Service::build`]: from flags to a running application — wiring, backends, metering, demo
-//! data, HTTP state and worker intervals. The end-to-end tests start the service through it.
+//! [`Service::build`]: from flags to a running application — wiring, the check of the gate's
+//! persistence, backends, metering, demo data, HTTP state and worker intervals; then
+//! [`Service::spawn_workers`]: the start-up reconciliation in the background, and the workers
+//! after it. The end-to-end tests start the service through it.
 
 use crate::backends;
 use crate::config::{Profile, ServeArgs, DEMO_JWT_SECRET};
-use crate::wiring::Wiring;
+use crate::gate_persistence::GatePersistence;
+use crate::wiring::{GateBackend, QueueBackend, Wiring};
 use crate::{gauges, metered, seed, workers, StartError};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use std::time::Duration;
 use stockade_application::{AppError, Ports, Settings, Stockade};
-use stockade_http::{AppState, CorsOrigins, JwtSecret, Reset};
+use stockade_http::{AppState, CorsOrigins, JwtSecret, Readiness, ReadyCheck, Reset};
 use stockade_memory::MemoryBackend;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -106,9 +109,10 @@ fn metered(mut ports: Ports, lock_backend: &'static str) -> Ports {
 }
 
 impl Service {
-    /// Builds the adapters `args` choose, the application and its HTTP state; applies
-    /// migrations when a port runs on Postgres; seeds the demo data in the demo profile (into
-    /// an empty store only).
+    /// Builds the adapters `args` choose, the application and its HTTP state (not ready yet:
+    /// see [`Service::spawn_workers`]); checks the persistence of the gate's Redis first;
+    /// applies migrations when a port runs on Postgres; seeds the demo data in the demo profile
+    /// (into an empty store only). A backend that cannot be reached fails the start.
     ///
     /// # Errors
     /// [`StartError`] naming what is missing.
@@ -116,6 +120,13 @@ impl Service {
         let wiring = Wiring::from_args(args)?;
         let jwt = jwt_secret(args)?;
         let cors = CorsOrigins::parse(&args.cors_origins)?;
+        // Before anything is migrated: refuse a gate that cannot keep its promises.
+        let mut checks: Vec<Arc<dyn ReadyCheck>> = Vec::new();
+        if let Some(gate) = gate_persistence(&wiring).await? {
+            gate.at_start(args.profile, args.allow_volatile_gate)
+                .await?;
+            checks.push(Arc::new(gate));
+        }
         let memory = backends::memory::build(args.platform_mode);
         let mut ports = memory.ports();
         let postgres = match &wiring.postgres {
@@ -156,11 +167,11 @@ impl Service {
                 }));
             }
         }
-        // Gates live outside the store: make sure every FLASH coupon has one and that it knows
-        // every coupon the store already issued (after a restart, for instance).
-        if let Err(e) = app.reconcile_all().await {
-            tracing::warn!(error = %e, "start-up reconciliation failed; the worker will retry");
-        }
+        let readiness = Readiness::new(
+            Some(STARTING.to_owned()),
+            stockade_http::readiness::DEFAULT_PROBE_TIMEOUT,
+            checks,
+        );
         let state = AppState {
             app: app.clone(),
             jwt: JwtSecret::new(jwt.expose_secret()),
@@ -168,6 +179,7 @@ impl Service {
             reset,
             request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),
             cors,
+            readiness,
         };
         Ok(Service {
             app,
@@ -182,19 +194,81 @@ impl Service {
         })
     }
 
-    /// Starts the background workers.
+    /// Starts the start-up work in the background: reconciles every FLASH gate with the store
+    /// (retrying until it succeeds), then marks the service ready and starts the background
+    /// workers, which rely on the gates knowing the store. Until then `/ready` and business
+    /// requests answer 503 (docs/decisions/0020). The set ends once `shutdown` turns true and
+    /// the workers stopped; aborting it aborts them.
     pub fn spawn_workers(&self, shutdown: &watch::Receiver<bool>) -> JoinSet<()> {
-        let mut set = workers::spawn(&self.app, &self.intervals, shutdown);
+        let mut set = JoinSet::new();
+        let (app, intervals) = (self.app.clone(), self.intervals.clone());
+        let (readiness, mut shutdown) = (self.state.readiness.clone(), shutdown.clone());
         set.spawn(gauges::run(
             self.pools.clone(),
             self.intervals.metrics,
             shutdown.clone(),
         ));
+        set.spawn(async move {
+            if !reconcile_until_done(&app, &mut shutdown).await {
+                return;
+            }
+            readiness.mark_ready();
+            tracing::info!("start-up reconciliation done: ready");
+            let mut workers = workers::spawn(&app, &intervals, &shutdown);
+            while workers.join_next().await.is_some() {}
+        });
         set
     }
 
     /// The HTTP service.
     pub fn router(&self) -> axum::Router {
         stockade_http::router(self.state.clone())
+    }
+}
+
+/// Why `/ready` answers 503 while the start-up work runs.
+pub const STARTING: &str = "starting: reconciling coupon gates";
+
+/// How long the start-up reconciliation waits before trying again after a failure.
+const RETRY_START_UP: Duration = Duration::from_secs(1);
+
+/// Gates live outside the store: makes sure every FLASH coupon has one and that it knows every
+/// coupon the store already issued (after a restart, for instance), trying again until it
+/// succeeds. `false` when `shutdown` came first.
+async fn reconcile_until_done(app: &Stockade, shutdown: &mut watch::Receiver<bool>) -> bool {
+    loop {
+        if *shutdown.borrow() {
+            return false;
+        }
+        match app.reconcile_all().await {
+            Ok(r) => {
+                if r.repaired + r.rolled_back > 0 {
+                    tracing::warn!(
+                        repaired = r.repaired,
+                        rolled_back = r.rolled_back,
+                        "start-up reconciliation repaired drift"
+                    );
+                }
+                return true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "start-up reconciliation failed; trying again");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RETRY_START_UP) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// A probe of the gate's Redis when the gate or the queue runs there (both use the first
+/// `--redis-url`).
+async fn gate_persistence(wiring: &Wiring) -> Result<Option<GatePersistence>, StartError> {
+    let on_redis = wiring.gate == GateBackend::Redis || wiring.queue == QueueBackend::Redis;
+    let first = wiring.redis.as_ref().and_then(|r| r.urls.first());
+    match (on_redis, first) {
+        (true, Some(url)) => Ok(Some(GatePersistence::connect(url.expose_secret()).await?)),
+        _ => Ok(None),
     }
 }

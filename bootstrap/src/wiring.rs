@@ -155,6 +155,8 @@ pub struct PgSettings {
     pub schema: Option<String>,
     /// Connections in the store's pool.
     pub max_connections: u32,
+    /// How long a checkout of the store's pool waits for a connection.
+    pub acquire_timeout: Duration,
     /// Connections in the lock pool (each held grant uses one).
     pub lock_max_connections: u32,
     /// Namespace of the advisory-lock ids.
@@ -166,6 +168,9 @@ pub struct PgSettings {
 pub struct RedisSettings {
     /// Every node of the lock's Redlock; the other ports use the first.
     pub urls: Vec<SecretString>,
+    /// Whether the production profile may run the gate and queue on a Redis without an
+    /// append-only file.
+    pub allow_volatile_gate: bool,
     /// Prefix of every key.
     pub namespace: String,
     /// How long a delivered issuance may stay unacknowledged before another consumer takes it.
@@ -225,6 +230,7 @@ impl Wiring {
                 url: args.database_url.clone(),
                 schema: args.database_schema.clone(),
                 max_connections: args.db_max_connections,
+                acquire_timeout: Duration::from_millis(args.db_acquire_timeout_ms.max(1)),
                 lock_max_connections: args.lock_max_connections,
                 lock_namespace: args.lock_namespace.clone(),
             });
@@ -232,6 +238,7 @@ impl Wiring {
         if wiring.uses_redis() {
             wiring.redis = Some(RedisSettings {
                 urls: args.redis_urls.clone(),
+                allow_volatile_gate: args.allow_volatile_gate,
                 namespace: args.lock_namespace.clone(),
                 issuance_visibility: Duration::from_secs(args.issuance_visibility_secs.max(1)),
             });

@@ -81,6 +81,17 @@ pub async fn spawn_app(extra: &[&str]) -> TestServer {
     let (stop, stopped) = watch::channel(false);
     let workers = service.spawn_workers(&stopped);
     let router = service.router();
+    // The start-up reconciliation runs in the background: serve the tests once it is done.
+    for _ in 0..3_000 {
+        if service.state.readiness.starting().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        service.state.readiness.starting().is_none(),
+        "the start-up reconciliation did not finish in 30 s"
+    );
     let mut on_stop = stopped.clone();
     tokio::spawn(async move {
         let _workers = workers;

@@ -1,6 +1,8 @@
 //! A TCP proxy a test can cut and heal, to make a backend unreachable for a while without
 //! stopping it for everybody else: cutting closes every open connection through it and makes
-//! it close new ones at once; healing lets connections through again.
+//! it close new ones at once; stalling closes the open ones too but holds new ones open
+//! without an answer (a server that stopped answering, as in a partition, rather than one
+//! that refuses); healing lets connections through again.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +15,8 @@ use tokio::task::JoinSet;
 pub struct Proxy {
     pub addr: SocketAddr,
     up: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
+    held: Arc<std::sync::Mutex<Vec<TcpStream>>>,
     links: Arc<Mutex<JoinSet<()>>>,
     accept: tokio::task::JoinHandle<()>,
 }
@@ -23,13 +27,18 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(AtomicBool::new(true));
+        let stalled = Arc::new(AtomicBool::new(false));
+        let held: Arc<std::sync::Mutex<Vec<TcpStream>>> = Arc::default();
         let links: Arc<Mutex<JoinSet<()>>> = Arc::default();
         let accept = {
-            let (up, links) = (up.clone(), links.clone());
+            let (up, stalled, held, links) =
+                (up.clone(), stalled.clone(), held.clone(), links.clone());
             tokio::spawn(async move {
                 while let Ok((mut client, _)) = listener.accept().await {
                     if !up.load(Ordering::SeqCst) {
-                        drop(client);
+                        if stalled.load(Ordering::SeqCst) {
+                            held.lock().unwrap().push(client);
+                        }
                         continue;
                     }
                     links.lock().await.spawn(async move {
@@ -43,6 +52,8 @@ impl Proxy {
         Proxy {
             addr,
             up,
+            stalled,
+            held,
             links,
             accept,
         }
@@ -56,7 +67,16 @@ impl Proxy {
         while links.join_next().await.is_some() {}
     }
 
+    /// Closes every connection and holds new ones open, unanswered, until [`Proxy::heal`].
+    pub async fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+        self.cut().await;
+    }
+
+    /// Lets connections through again (closing those a stall held).
     pub fn heal(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
+        self.held.lock().unwrap().clear();
         self.up.store(true, Ordering::SeqCst);
     }
 }

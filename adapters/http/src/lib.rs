@@ -19,6 +19,7 @@ pub mod error;
 pub mod extract;
 mod handlers;
 mod middleware;
+pub mod readiness;
 pub mod routes;
 pub mod schema;
 #[cfg(test)]
@@ -26,6 +27,7 @@ mod test_support;
 
 pub use auth::{issue_token, JwtSecret};
 pub use cors::CorsOrigins;
+pub use readiness::{Readiness, ReadyCheck};
 
 use async_trait::async_trait;
 use axum::body::Bytes;
@@ -53,6 +55,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Origins browsers may call the API from (off by default).
     pub cors: CorsOrigins,
+    /// Whether business requests are served yet, and what `/ready` checks and reports.
+    pub readiness: Readiness,
 }
 
 /// The process-wide Prometheus recorder (installed on first use).
@@ -121,7 +125,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(handlers::ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(middleware::BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(middleware::Edge::new(timeout)),
+            Arc::new(middleware::Edge::new(timeout, state.readiness.clone())),
             middleware::edge,
         ))
         .with_state(Arc::new(Served { state, document }));

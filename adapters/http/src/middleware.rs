@@ -3,6 +3,7 @@
 //! metrics with error logging.
 
 use crate::error::{ApiError, ErrorCause};
+use crate::readiness::Readiness;
 use axum::extract::{MatchedPath, Request};
 use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderName, HeaderValue, Method};
@@ -59,6 +60,9 @@ pub async fn edge(
     // The panic guard covers everything the request runs here (the body drain, the time-out
     // and dropping a handler that overran it), not only the handler.
     let mut response = guard_panics(async {
+        if let Some(refused) = refuse_while_starting(&edge.readiness, &req) {
+            return refused;
+        }
         match refuse_oversize(req).await {
             Err(refused) => refused,
             Ok(req) => time_out(edge.limit, next.run(req)).await,
@@ -71,20 +75,41 @@ pub async fn edge(
     response
 }
 
-/// What [`edge`] needs: the time-out, and the request metrics' handles of one router.
+/// What [`edge`] needs: the time-out, whether the process serves business requests yet, and
+/// the request metrics' handles of one router.
 #[derive(Debug)]
 pub struct Edge {
     pub limit: Duration,
+    pub readiness: Readiness,
     pub series: Series,
 }
 
 impl Edge {
-    pub fn new(limit: Duration) -> Self {
+    pub fn new(limit: Duration, readiness: Readiness) -> Self {
         Edge {
             limit,
+            readiness,
             series: Series::new(),
         }
     }
+}
+
+/// Until the start-up work is done, a business request (under `/api/`) answers 503
+/// `BACKEND_UNAVAILABLE` with the reason: a FLASH gate that is not yet reconciled with the
+/// store could admit more claims than the coupon has (docs/decisions/0020). The operational
+/// routes answer as usual.
+fn refuse_while_starting(readiness: &Readiness, req: &Request) -> Option<Response> {
+    let reason = readiness.starting()?;
+    if !req.uri().path().starts_with("/api/") {
+        return None;
+    }
+    Some(
+        ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(ErrorCode::BackendUnavailable, reason)
+        }
+        .into_response(),
+    )
 }
 
 fn new_request_id() -> HeaderValue {
@@ -294,8 +319,13 @@ mod tests {
     use tower::ServiceExt;
 
     fn app(limit: Duration) -> Router {
+        app_with(limit, Readiness::serving())
+    }
+
+    fn app_with(limit: Duration, readiness: Readiness) -> Router {
         Router::new()
             .route("/ok", get(|| async { "fine" }))
+            .route("/api/v1/products", get(|| async { "products" }))
             .route(
                 "/boom",
                 get(|| async {
@@ -313,7 +343,7 @@ mod tests {
                 }),
             )
             .layer(axum::middleware::from_fn_with_state(
-                Arc::new(Edge::new(limit)),
+                Arc::new(Edge::new(limit, readiness)),
                 edge,
             ))
     }
@@ -386,5 +416,28 @@ mod tests {
         let (r, body) = send(app(Duration::from_secs(5)), req).await;
         assert_eq!(r.status(), axum::http::StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(body["error"]["code"], "PAYLOAD_TOO_LARGE");
+    }
+
+    #[tokio::test]
+    async fn business_requests_answer_503_until_the_start_up_work_is_done() {
+        let readiness = Readiness::new(
+            Some("starting: reconciling coupon gates".to_owned()),
+            Duration::from_millis(100),
+            Vec::new(),
+        );
+        let app = app_with(Duration::from_secs(5), readiness.clone());
+        let (r, body) = send(app.clone(), get_req("/api/v1/products")).await;
+        assert_eq!(r.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "BACKEND_UNAVAILABLE");
+        assert_eq!(
+            body["error"]["message"],
+            "starting: reconciling coupon gates"
+        );
+        assert_eq!(r.headers()[axum::http::header::RETRY_AFTER], "1");
+        let (r, _) = send(app.clone(), get_req("/ok")).await;
+        assert_eq!(r.status(), axum::http::StatusCode::OK);
+        readiness.mark_ready();
+        let (r, _) = send(app, get_req("/api/v1/products")).await;
+        assert_eq!(r.status(), axum::http::StatusCode::OK);
     }
 }

@@ -1,6 +1,6 @@
 //! The whole service on the in-memory backends, for the crate's own tests.
 
-use crate::{issue_token, router, AppState, JwtSecret};
+use crate::{issue_token, router, AppState, JwtSecret, Readiness};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +20,7 @@ pub fn state() -> AppState {
         reset: None,
         request_timeout: Duration::from_secs(10),
         cors: crate::CorsOrigins::Off,
+        readiness: Readiness::serving(),
     }
 }
 

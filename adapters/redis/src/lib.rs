@@ -12,12 +12,14 @@ mod error;
 mod gate;
 mod idempotency;
 mod lock;
+mod persistence;
 mod popularity;
 mod queue;
 
 pub use gate::RedisCouponGate;
 pub use idempotency::RedisIdempotencyStore;
 pub use lock::RedisLockManager;
+pub use persistence::{Persistence, RedisPersistenceProbe};
 pub use popularity::{RedisPopularityCache, RedisSalesCounter};
 pub use queue::{DeadLetter, RedisIssuanceQueue, GROUP as ISSUANCE_GROUP};
 

@@ -42,6 +42,9 @@ pub async fn build(
     let config = PgConfig {
         schema: settings.schema.clone(),
         max_connections: settings.max_connections.max(1),
+        // Short: during an outage a request answers 503 after this wait instead of holding
+        // its caller (docs/decisions/0020).
+        acquire_timeout: settings.acquire_timeout,
         ..PgConfig::new(settings.url.expose_secret())
     };
     let pool = stockade_postgres::connect(&config).await?;

@@ -6,4 +6,5 @@
 mod access_log;
 mod durable;
 mod migrate;
+mod startup;
 mod support;

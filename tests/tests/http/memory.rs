@@ -478,6 +478,7 @@ async fn internal_error() -> Answer {
         reset: None,
         request_timeout: Duration::from_secs(5),
         cors: stockade_http::CorsOrigins::Off,
+        readiness: stockade_http::Readiness::serving(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -3,7 +3,7 @@
 use crate::envelope::Reply;
 use crate::error::ApiError;
 use crate::schema::errors::error_set;
-use crate::schema::views::{Envelope, Status};
+use crate::schema::views::{Envelope, Ready, Status};
 use crate::Shared;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -23,12 +23,33 @@ pub async fn health() -> Reply {
     Reply::ok(&json!({ "status": "ok" }))
 }
 
-/// Readiness: every backend answers (503 `BACKEND_UNAVAILABLE` when one does not).
+/// Readiness: the start-up work is done and every backend answers within the probe's
+/// time-out (503 `BACKEND_UNAVAILABLE` with the reason otherwise). `warnings` lists what the
+/// process serves with but an operator should know, such as a FLASH gate whose Redis keeps no
+/// append-only file (docs/operations.md).
 #[utoipa::path(get, path = "/ready", tag = "ops",
-    responses((status = 200, description = "every backend answers", body = Envelope<Status>), Plain))]
+    responses((status = 200, description = "every backend answers", body = Envelope<Ready>), Plain))]
 pub async fn ready(State(s): State<Shared>) -> Result<Reply, ApiError> {
-    s.app.ready().await?;
-    Ok(Reply::ok(&json!({ "status": "ready" })))
+    if let Some(reason) = s.readiness.starting() {
+        return Err(ApiError::new(ErrorCode::BackendUnavailable, reason));
+    }
+    let limit = s.readiness.probe_timeout();
+    match tokio::time::timeout(limit, s.app.ready()).await {
+        Ok(answered) => answered?,
+        Err(_) => {
+            return Err(ApiError::new(
+                ErrorCode::BackendUnavailable,
+                format!(
+                    "the backends did not answer within {} ms",
+                    limit.as_millis()
+                ),
+            ))
+        }
+    }
+    let warnings = s.readiness.warnings().await;
+    Ok(Reply::ok(
+        &json!({ "status": "ready", "warnings": warnings }),
+    ))
 }
 
 /// Prometheus exposition (text format 0.0.4).

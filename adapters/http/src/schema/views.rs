@@ -5,11 +5,22 @@
 
 use utoipa::ToSchema;
 
-/// `{status}` of `/health` and `/ready`.
+/// `{status}` of `/health`.
 #[derive(Debug, ToSchema)]
 pub struct Status {
     #[schema(example = "ok")]
     pub status: String,
+}
+
+/// `{status, warnings}` of `/ready`: `warnings` names what the process serves with but an
+/// operator should know (empty when nothing), e.g. a FLASH gate on a Redis without an
+/// append-only file.
+#[derive(Debug, ToSchema)]
+pub struct Ready {
+    #[schema(example = "ready")]
+    pub status: String,
+    #[schema(example = json!(["gate: the Redis of the FLASH gate and issuance queue keeps no append-only file (appendonly no): reservations answered RESERVED are lost if it restarts"]))]
+    pub warnings: Vec<String>,
 }
 
 /// The answer of the demo reset.

@@ -8,6 +8,7 @@
 
 pub mod backends;
 pub mod config;
+pub mod listen;
 mod metered;
 mod run;
 pub mod seed;

@@ -53,6 +53,8 @@ fn health(tcp: &mut TcpStream) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_slow_connections_are_closed_and_busy_ones_kept() {
+    // Timing-sensitive: not alongside the other process tests, which load the machine.
+    let _one = ONE_AT_A_TIME.lock().await;
     let instance = spawn(&TIMEOUTS);
     wait_until_ok(&instance, "/health").await;
     tokio::task::spawn_blocking(move || {
@@ -118,6 +120,8 @@ async fn idle_and_slow_connections_are_closed_and_busy_ones_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_connection_cap_health_answers_once_idle_sockets_time_out() {
+    // Timing-sensitive: not alongside the other process tests, which load the machine.
+    let _one = ONE_AT_A_TIME.lock().await;
     let instance = spawn(&[&TIMEOUTS[..], &["--max-connections", "20"]].concat());
     wait_until_ok(&instance, "/health").await;
     let sockets: Vec<TcpStream> = (0..50).map(|_| connect(&instance)).collect();
@@ -176,6 +180,8 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_file_descriptors_the_service_backs_off_and_recovers() {
+    // Timing-sensitive: not alongside the other process tests, which load the machine.
+    let _one = ONE_AT_A_TIME.lock().await;
     let instance = spawn_limited(
         "-n 64",
         &[
@@ -205,6 +211,8 @@ async fn out_of_file_descriptors_the_service_backs_off_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+    // Timing-sensitive: not alongside the other process tests, which load the machine.
+    let _one = ONE_AT_A_TIME.lock().await;
     let hard: u64 = std::fs::read_to_string("/proc/self/limits")
         .unwrap()
         .lines()

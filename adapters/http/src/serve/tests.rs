@@ -240,7 +240,7 @@ async fn a_connection_that_sends_nothing_is_closed_after_the_header_time_out() {
     let took = closed_after(&mut tcp, Duration::from_secs(5)).await;
     let took = took.expect("the server never closed an idle new connection");
     assert!(took >= HEAD - Duration::from_millis(50), "{took:?}");
-    assert!(took < HEAD + Duration::from_millis(500), "{took:?}");
+    assert!(took < HEAD + Duration::from_millis(1_000), "{took:?}");
 }
 
 #[tokio::test]
@@ -266,7 +266,7 @@ async fn a_head_sent_a_byte_at_a_time_is_cut_off() {
         }
     }
     assert!(cut, "a slow head was never cut off");
-    assert!(started.elapsed() < HEAD + Duration::from_millis(500));
+    assert!(started.elapsed() < HEAD + Duration::from_millis(1_000));
 }
 
 #[tokio::test]
@@ -285,7 +285,7 @@ async fn keep_alive_waits_longer_than_the_header_time_out_but_not_than_the_idle_
     let took = took.expect("the server never closed an idle keep-alive connection");
     let waited = HEAD + Duration::from_millis(150) + took;
     assert!(waited >= IDLE - Duration::from_millis(50), "{waited:?}");
-    assert!(waited < IDLE + Duration::from_millis(500), "{waited:?}");
+    assert!(waited < IDLE + Duration::from_millis(1_000), "{waited:?}");
 }
 
 #[tokio::test]

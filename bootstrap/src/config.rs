@@ -215,6 +215,31 @@ pub struct ServeArgs {
     /// seconds (keep it above the platform time-out).
     #[arg(long, env = "STOCKADE_SAGA_RECOVERY_AFTER_SECS", default_value_t = 30)]
     pub saga_recovery_after_secs: u64,
+    /// The longest a client may take to send a whole request head, in seconds: from connecting,
+    /// or from the first byte of a later request on a kept-alive connection.
+    #[arg(
+        long,
+        env = "STOCKADE_HTTP_HEADER_TIMEOUT",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub http_header_timeout: u64,
+    /// The longest a kept-alive connection may stay open with no request on it, in seconds.
+    #[arg(
+        long,
+        env = "STOCKADE_HTTP_IDLE_TIMEOUT",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub http_idle_timeout: u64,
+    /// The most client connections open at once; at the cap new ones wait in the listen
+    /// backlog (default: the open-file limit less 128 and both Postgres pools, at least 16).
+    #[arg(
+        long,
+        env = "STOCKADE_MAX_CONNECTIONS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_connections: Option<u64>,
     /// How often FLASH coupons are reconciled, in seconds.
     #[arg(long, env = "STOCKADE_RECONCILE_INTERVAL_SECS", default_value_t = 300)]
     pub reconcile_interval_secs: u64,

@@ -12,6 +12,7 @@ pub mod config;
 mod flags_table;
 pub mod gate_persistence;
 mod gauges;
+pub mod listen;
 mod metered;
 mod run;
 pub mod seed;

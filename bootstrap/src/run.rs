@@ -39,16 +39,7 @@ pub async fn serve(args: &ServeArgs) -> Result<(), StartError> {
     let (stop, stopped) = watch::channel(false);
     let mut workers = service.spawn_workers(&stopped);
     tracing::info!(addr = %args.listen, profile = ?args.profile, "stockade is listening");
-    // Answers are small and each is one write: send them at once rather than waiting on the
-    // client's acknowledgement of the previous segment (Nagle).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY on a connection");
-        }
-    });
-    let served = axum::serve(listener, service.router())
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let served = crate::listen::serve(listener, service.router(), args, shutdown_signal()).await;
     tracing::info!("shutting down: stopping workers");
     let _ = stop.send(true);
     let drained = tokio::time::timeout(Duration::from_secs(10), async {

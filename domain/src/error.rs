@@ -32,6 +32,8 @@ pub enum ErrorCode {
     RequestInProgress,
     LockTimeout,
     PayloadTooLarge,
+    UriTooLong,
+    HeadersTooLarge,
     IdempotencyKeyReused,
     InternalError,
     PaymentFailed,
@@ -40,7 +42,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the error table of docs/api.md.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::InvalidInput,
         ErrorCode::IdempotencyKeyMissing,
         ErrorCode::InsufficientStock,
@@ -64,6 +66,8 @@ impl ErrorCode {
         ErrorCode::RequestInProgress,
         ErrorCode::LockTimeout,
         ErrorCode::PayloadTooLarge,
+        ErrorCode::UriTooLong,
+        ErrorCode::HeadersTooLarge,
         ErrorCode::IdempotencyKeyReused,
         ErrorCode::InternalError,
         ErrorCode::PaymentFailed,
@@ -96,6 +100,8 @@ impl ErrorCode {
             ErrorCode::RequestInProgress => "REQUEST_IN_PROGRESS",
             ErrorCode::LockTimeout => "LOCK_TIMEOUT",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::UriTooLong => "URI_TOO_LONG",
+            ErrorCode::HeadersTooLarge => "HEADERS_TOO_LARGE",
             ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             ErrorCode::InternalError => "INTERNAL_ERROR",
             ErrorCode::PaymentFailed => "PAYMENT_FAILED",

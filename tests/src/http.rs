@@ -92,14 +92,14 @@ pub async fn spawn_app(extra: &[&str]) -> TestServer {
         service.state.readiness.starting().is_none(),
         "the start-up reconciliation did not finish in 30 s"
     );
+    let options = stockade::listen::options(&args, None);
     let mut on_stop = stopped.clone();
     tokio::spawn(async move {
         let _workers = workers;
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = on_stop.wait_for(|s| *s).await;
-            })
-            .await;
+        let _ = stockade_http::serve(listener, router, options, async move {
+            let _ = on_stop.wait_for(|s| *s).await;
+        })
+        .await;
     });
     TestServer {
         base: format!("http://{addr}"),
@@ -154,6 +154,36 @@ impl TestServer {
     pub async fn post(&self, path: &str, user: i64, key: Option<&str>, body: Value) -> Answer {
         self.call(Method::POST, path, Some(user), key, Some(body))
             .await
+    }
+
+    /// Sends `request` as raw bytes on a new connection and reads the answer until the server
+    /// closes it (for requests no HTTP client would send).
+    pub async fn raw(&self, request: &[u8]) -> Answer {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.base.trim_start_matches("http://");
+        let mut tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("the server accepts");
+        // The server may refuse before reading everything; the answer is what matters.
+        let _ = tcp.write_all(request).await;
+        let mut bytes = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut bytes)).await;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let (head, raw) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .get(9..12)
+            .and_then(|s| s.parse::<u16>().ok())
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
+        Answer {
+            status,
+            body: serde_json::from_str(raw).unwrap_or(Value::Null),
+            raw: raw.to_owned(),
+            replayed: false,
+            retry_after: None,
+            www_authenticate: None,
+            location: None,
+        }
     }
 
     /// Waits until the issuance queue has persisted everything.

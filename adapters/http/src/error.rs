@@ -31,6 +31,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
             StatusCode::CONFLICT
         }
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        UriTooLong => StatusCode::URI_TOO_LONG,
+        HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
         InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         PaymentFailed => StatusCode::BAD_GATEWAY,
@@ -189,11 +191,13 @@ mod tests {
             let s = status_of(code).as_u16();
             assert!(matches!(
                 s,
-                400 | 401 | 403 | 404 | 405 | 409 | 413 | 422 | 500 | 502 | 503
+                400 | 401 | 403 | 404 | 405 | 409 | 413 | 414 | 422 | 431 | 500 | 502 | 503
             ));
         }
         assert_eq!(status_of(ErrorCode::IdempotencyKeyReused).as_u16(), 422);
         assert_eq!(status_of(ErrorCode::PaymentFailed).as_u16(), 502);
+        assert_eq!(status_of(ErrorCode::UriTooLong).as_u16(), 414);
+        assert_eq!(status_of(ErrorCode::HeadersTooLarge).as_u16(), 431);
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`routes::routes`] is the one route table: each handler's `#[utoipa::path]` gives both its
 //!   route and its operation in `/openapi.json`; the shapes it names are in [`schema`], and
 //!   `/docs` renders the document with the Swagger UI vendored in `assets/` (ADR 0016).
+//! - [`serve`] runs the router on a listener: time-outs for request heads and idle connections,
+//!   a connection cap, accept back-off, and hyper's own refusals in the envelope (ADR 0019).
 
 pub mod auth;
 mod business;
@@ -22,12 +24,14 @@ mod middleware;
 pub mod readiness;
 pub mod routes;
 pub mod schema;
+pub mod serve;
 #[cfg(test)]
 mod test_support;
 
 pub use auth::{issue_token, JwtSecret};
 pub use cors::CorsOrigins;
 pub use readiness::{Readiness, ReadyCheck};
+pub use serve::{serve, ServeOptions};
 
 use async_trait::async_trait;
 use axum::body::Bytes;

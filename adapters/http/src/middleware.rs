@@ -21,6 +21,14 @@ use tracing::Instrument;
 /// The largest body any route accepts.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
+/// The longest request target (path and query) the API takes: longer is 414 `URI_TOO_LONG`.
+pub const TARGET_LIMIT: usize = 8 * 1024;
+
+/// The most header bytes (names, values and their separators) the API takes: more is 431
+/// `HEADERS_TOO_LARGE`. Heads too large for the server's read buffer are refused by the serve
+/// loop with the same answer (ADR 0019).
+pub const HEADERS_LIMIT: usize = 32 * 1024;
+
 /// The header that carries a request's id, in both directions.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -60,6 +68,9 @@ pub async fn edge(
     // The panic guard covers everything the request runs here (the body drain, the time-out
     // and dropping a handler that overran it), not only the handler.
     let mut response = guard_panics(async {
+        if let Some(refused) = refuse_oversize_head(&req) {
+            return refused;
+        }
         if let Some(refused) = refuse_while_starting(&edge.readiness, &req) {
             return refused;
         }
@@ -131,7 +142,7 @@ const METHODS: [&str; 8] = [
 ];
 
 /// The statuses the service answers with; any other is labelled as it comes.
-const STATUSES: [(u16, &str); 13] = [
+const STATUSES: [(u16, &str); 15] = [
     (200, "200"),
     (201, "201"),
     (202, "202"),
@@ -142,7 +153,9 @@ const STATUSES: [(u16, &str); 13] = [
     (405, "405"),
     (409, "409"),
     (413, "413"),
+    (414, "414"),
     (422, "422"),
+    (431, "431"),
     (500, "500"),
     (503, "503"),
 ];
@@ -260,6 +273,39 @@ const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Refuses a declared body over [`BODY_LIMIT`] without handing it to a handler (bodies without
 /// a length are limited while being read by the JSON extractor).
+/// A request target over [`TARGET_LIMIT`] or headers over [`HEADERS_LIMIT`] are refused in
+/// the envelope before anything reads them.
+fn refuse_oversize_head(req: &Request) -> Option<Response> {
+    let uri = req.uri();
+    let target = uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    if target > TARGET_LIMIT {
+        return Some(
+            ApiError::new(
+                ErrorCode::UriTooLong,
+                "the request target is longer than 8 KiB",
+            )
+            .into_response(),
+        );
+    }
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if headers > HEADERS_LIMIT {
+        return Some(
+            ApiError::new(
+                ErrorCode::HeadersTooLarge,
+                "the request's headers are larger than 32 KiB in all",
+            )
+            .into_response(),
+        );
+    }
+    None
+}
+
 async fn refuse_oversize(req: Request) -> Result<Request, Response> {
     let declared = req
         .headers()

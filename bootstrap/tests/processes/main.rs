@@ -5,6 +5,7 @@
 
 mod access_log;
 mod durable;
+mod edge;
 mod migrate;
 mod startup;
 mod support;

@@ -167,6 +167,39 @@ async fn every_error_code_is_reachable() {
             405,
             "METHOD_NOT_ALLOWED",
         ),
+        // Refused by the HTTP layer itself, still in the envelope.
+        (
+            app.raw(
+                format!(
+                    "GET /api/v1/products?q={} HTTP/1.1\r\nhost: e2e\r\n\r\n",
+                    "a".repeat(9 * 1024)
+                )
+                .as_bytes(),
+            )
+            .await,
+            414,
+            "URI_TOO_LONG",
+        ),
+        (
+            app.raw(
+                format!(
+                    "GET /health HTTP/1.1\r\nhost: e2e\r\n{}\r\n",
+                    (0..128)
+                        .map(|i| format!("x-filler-{i}: {}\r\n", "v".repeat(8_000)))
+                        .collect::<String>()
+                )
+                .as_bytes(),
+            )
+            .await,
+            431,
+            "HEADERS_TOO_LARGE",
+        ),
+        (
+            app.raw(b"GET /api/v1/products HTTP/1.1\r\nhost: e2e\r\nx-bad: a\x01b\r\n\r\n")
+                .await,
+            400,
+            "INVALID_INPUT",
+        ),
         (
             app.call(Method::POST, "/api/v1/coupons/3/issue", Some(u), None, None)
                 .await,

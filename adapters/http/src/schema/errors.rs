@@ -4,8 +4,9 @@
 //! The statuses are not written by hand: each operation names its codes (next to its handler,
 //! in [`crate::handlers`]) and [`status_of`] — the one code → status mapping — groups them, so
 //! the document cannot give a code a status the service does not answer with. Every operation
-//! can also answer 413 (a declared body over 1 MiB is refused before routing), 500 and 503
-//! (time-outs and unreachable backends); [`ALWAYS`] adds those.
+//! can also answer 413 (a declared body over 1 MiB is refused before routing), 414 and 431 (a
+//! request target over 8 KiB, headers over 32 KiB), 500 and 503 (time-outs and unreachable
+//! backends); [`ALWAYS`] adds those.
 
 use crate::error::status_of;
 use std::collections::BTreeMap;
@@ -14,8 +15,10 @@ use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, RefOr, Response, ResponseBuilder, Schema};
 
 /// Codes every operation can answer with, whatever it does.
-pub const ALWAYS: [ErrorCode; 3] = [
+pub const ALWAYS: [ErrorCode; 5] = [
     ErrorCode::PayloadTooLarge,
+    ErrorCode::UriTooLong,
+    ErrorCode::HeadersTooLarge,
     ErrorCode::InternalError,
     ErrorCode::BackendUnavailable,
 ];
@@ -109,6 +112,8 @@ fn description(status: u16) -> &'static str {
         404 => "what the path names does not exist (or is not the caller's)",
         409 => "a conflict: sold out, already issued, in progress or a lock time-out",
         413 => "the body is larger than 1 MiB",
+        414 => "the request target is longer than 8 KiB",
+        431 => "the request's headers are larger than 32 KiB in all",
         422 => "the Idempotency-Key was used for a different request",
         500 => "an internal error; the body carries no detail",
         502 => "the payment platform failed; everything was compensated",

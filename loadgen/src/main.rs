@@ -232,7 +232,7 @@ fn finish(common: &Common, summary: Result<stats::Summary, scenarios::SetupError
             return ExitCode::from(2);
         }
     };
-    summary.judge(&common.thresholds);
+    threshold::judge_all(&mut summary, &common.thresholds);
     let mut stdout = std::io::stdout();
     let _ = stdout.write_all(summary.render().as_bytes());
     let json = serde_json::to_string_pretty(&summary).unwrap_or_default();

@@ -1,6 +1,6 @@
 //! Runs jobs on `concurrency` workers with a progress bar, until the jobs or the time run out.
 
-use crate::stats::Recorder;
+use crate::stats::{Recorder, LATE_AFTER};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::future::Future;
 use std::io::IsTerminal;
@@ -56,9 +56,6 @@ pub fn progress(total: Option<u64>, label: &str, quiet: bool) -> ProgressBar {
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
 }
-
-/// An open-model arrival sent more than this after its scheduled time counts as late.
-pub const LATE_AFTER: Duration = Duration::from_millis(10);
 
 /// How a run offers its load.
 #[derive(Debug, Clone)]

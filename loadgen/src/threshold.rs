@@ -1,8 +1,7 @@
 //! Pass/fail thresholds of a run (`--threshold 'p99<100'`): a metric of the summary, an
 //! operator and a limit. A run that misses one exits non-zero and its summary names it.
 
-use crate::stats::Summary;
-use serde::Serialize;
+use crate::stats::{Summary, Verdict};
 use std::fmt;
 
 /// What a threshold measures.
@@ -165,13 +164,11 @@ pub fn parse(expr: &str) -> Result<Threshold, String> {
     Ok(Threshold { metric, op, limit })
 }
 
-/// A threshold as a summary reports it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Verdict {
-    pub threshold: String,
-    pub measured: f64,
-    pub ok: bool,
-    pub detail: String,
+/// Judges every threshold on `summary` and adds the verdicts to it: the run passes only if
+/// each was met.
+pub fn judge_all(summary: &mut Summary, thresholds: &[Threshold]) {
+    let verdicts = thresholds.iter().map(|t| t.judge(summary)).collect();
+    summary.add_verdicts(verdicts);
 }
 
 impl Threshold {
@@ -258,5 +255,23 @@ mod tests {
         assert!(judge("error_rate<=34%").ok);
         assert!(judge("rps>0").ok);
         assert!(!judge("rps>1000000000").ok);
+    }
+
+    #[test]
+    fn a_missed_threshold_fails_the_run_and_is_named() {
+        let mut s = crate::stats::tests::summary_with(&[(200, 50)]);
+        judge_all(
+            &mut s,
+            &[parse("p99<100").unwrap(), parse("p50<10").unwrap()],
+        );
+        assert!(!s.ok);
+        assert_eq!(s.reasons().len(), 1, "{:?}", s.reasons());
+        assert!(s.reasons()[0].contains("p50<10"), "{:?}", s.reasons());
+        let text = s.render();
+        assert!(text.contains("[ok] threshold p99<100"), "{text}");
+        assert!(
+            text.contains("[FAILED] threshold p50<10: p50 50."),
+            "{text}"
+        );
     }
 }

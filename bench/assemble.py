@@ -90,14 +90,15 @@ for sc in scenario_names:
     if not rows:
         continue
     print(f"### {sc}\n")
-    print("| profile | concurrency | requests | req/s | transactions/s | p50 ms | p90 ms | p99 ms | 5xx | invariants |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| profile | concurrency | requests | req/s | transactions/s | p50 ms | p90 ms | p95 ms | p99 ms | 5xx | invariants |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: (r["label"], r["concurrency"])):
         l = r["latency_ms"]
+        p95 = f"{l['p95']:.2f}" if "p95" in l else "–"
         print(f"| {r['label']} | {r['concurrency']} | {r['requests']} | {r['throughput_rps']:.0f} | "
-              f"{r['transactions_per_sec']:.0f} | {l['p50']:.2f} | {l['p90']:.2f} | {l['p99']:.2f} | "
+              f"{r['transactions_per_sec']:.0f} | {l['p50']:.2f} | {l['p90']:.2f} | {p95} | {l['p99']:.2f} | "
               f"{r['failures']} | {'hold' if r['ok'] else '**FAILED**'} |")
-    for metric in ["throughput", "p99"]:
+    for metric in ["throughput", "p95", "p99"]:
         if os.path.exists(f"docs/bench/{sc}-{metric}.svg"):
             print(f"\n![{sc} {metric}](bench/{sc}-{metric}.svg)")
     print()

@@ -14,6 +14,10 @@ pub struct Outcome {
     pub status: u16,
     /// The envelope's error code, if any.
     pub code: Option<String>,
+    /// The envelope's error message, if any.
+    pub message: Option<String>,
+    /// Why no answer came (status 0): the transport error and its causes.
+    pub error: Option<String>,
     pub latency: Duration,
     pub body: Value,
     /// The raw `data` text (for byte-for-byte comparisons of replays).
@@ -24,6 +28,49 @@ impl Outcome {
     pub fn ok(&self) -> bool {
         (200..300).contains(&self.status)
     }
+
+    /// One line for a person: `409 COUPON_SOLD_OUT: the coupon is sold out`, or
+    /// `no answer: <transport error>`.
+    pub fn describe(&self) -> String {
+        if self.status == 0 {
+            return format!(
+                "no answer: {}",
+                self.error.as_deref().unwrap_or("unknown transport error")
+            );
+        }
+        let mut out = self.status.to_string();
+        if let Some(code) = &self.code {
+            out.push(' ');
+            out.push_str(code);
+        }
+        match &self.message {
+            Some(m) => {
+                out.push_str(": ");
+                out.push_str(m);
+            }
+            None if self.code.is_none() && !self.data_text.is_empty() => {
+                out.push_str(": ");
+                out.push_str(&self.data_text);
+            }
+            None => {}
+        }
+        out
+    }
+}
+
+/// An error and its causes, `outer: inner: innermost` (reqwest's own text names only the URL).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 /// The API of one deployment (one or several instances).
@@ -125,22 +172,71 @@ impl Api {
         }
         let started = Instant::now();
         let answer = req.send().await;
-        let (status, raw) = match answer {
+        let (status, raw, error) = match answer {
             Ok(r) => {
                 let status = r.status().as_u16();
-                (status, r.text().await.unwrap_or_default())
+                match r.text().await {
+                    Ok(text) => (status, text, None),
+                    Err(e) => (
+                        0,
+                        String::new(),
+                        Some(format!("{status} cut off: {}", chain(&e))),
+                    ),
+                }
             }
-            Err(_) => (0, String::new()),
+            Err(e) => (0, String::new(), Some(chain(&e))),
         };
         let latency = started.elapsed();
         let body: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
         let code = body["error"]["code"].as_str().map(str::to_owned);
+        let message = body["error"]["message"].as_str().map(str::to_owned);
         Outcome {
             status,
             code,
+            message,
+            error,
             latency,
             data_text: data_text(&raw),
             body,
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn no_answer_is_described_by_its_transport_error() {
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let api = Api::new(&[format!("http://127.0.0.1:{port}")], "s", 1).unwrap();
+        let o = api.send(Method::GET, "/health", None, None, None).await;
+        assert_eq!(o.status, 0);
+        let line = o.describe();
+        assert!(
+            line.starts_with("no answer: error sending request"),
+            "{line}"
+        );
+        assert!(line.to_lowercase().contains("connect"), "{line}");
+    }
+
+    #[test]
+    fn an_answer_is_described_by_status_code_and_message() {
+        let o = Outcome {
+            status: 400,
+            code: Some("INVALID_INPUT".into()),
+            message: Some("mode: unknown variant".into()),
+            error: None,
+            latency: Duration::ZERO,
+            body: Value::Null,
+            data_text: String::new(),
+        };
+        assert_eq!(o.describe(), "400 INVALID_INPUT: mode: unknown variant");
     }
 }

@@ -16,7 +16,9 @@ fn opts() -> LockOptions {
 fn outcome(latency: Duration, ok: bool) -> Outcome {
     Outcome {
         status: if ok { 200 } else { 503 },
-        code: None,
+        code: (!ok).then(|| "LOCK_FAILED".to_owned()),
+        message: (!ok).then(|| "the lock manager refused or failed".to_owned()),
+        error: None,
         latency,
         body: serde_json::Value::Null,
         data_text: String::new(),

@@ -1,6 +1,7 @@
 //! `stockade-load`: drives Stockade's HTTP API with a scenario, prints a summary (throughput,
 //! latency percentiles from an HDR histogram, outcomes by status and code), writes it as JSON,
-//! checks the scenario's invariants through the API and exits non-zero if one fails.
+//! checks the scenario's invariants through the API and its `--threshold`s, and exits non-zero
+//! if any request failed (5xx or no answer), an invariant failed or a threshold was not met.
 
 mod client;
 mod locks;
@@ -11,6 +12,7 @@ mod stats;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+mod threshold;
 
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -43,14 +45,23 @@ struct Common {
     /// The service's JWT secret, to mint user and admin tokens.
     #[arg(long, env = "STOCKADE_JWT_SECRET", hide_env_values = true)]
     jwt_secret: String,
-    /// Requests in flight at once.
+    /// Requests in flight at once (with --rate: the most in flight; arrivals beyond are dropped).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Open model: this many arrivals per second on a fixed schedule, each sent without waiting
+    /// for earlier answers (default: closed model, each worker sends when its last request ended).
+    #[arg(long, value_parser = positive_rate)]
+    rate: Option<f64>,
+    /// Fail the run unless METRIC OP VALUE holds; repeatable. METRIC: p50|p90|p95|p99|max (ms),
+    /// rps, error_rate (failures / requests, 0..1 or with %); OP: <, <=, >, >=.
+    #[arg(long = "threshold", value_name = "EXPR", value_parser = threshold::parse)]
+    thresholds: Vec<threshold::Threshold>,
     /// Total requests (or transactions), for the open-ended scenarios.
     #[arg(long)]
     requests: Option<usize>,
-    /// Stop after this many seconds, whatever is left.
-    #[arg(long)]
+    /// Stop sending after this many seconds, whatever is left (the checks count only what was
+    /// sent).
+    #[arg(long, value_parser = seconds)]
     duration: Option<f64>,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
@@ -205,6 +216,7 @@ fn ctx(c: &Common) -> Result<scenarios::Ctx, String> {
         concurrency: c.concurrency.max(1),
         requests: c.requests,
         duration: c.duration.map(Duration::from_secs_f64),
+        rate: c.rate,
         seed: c.seed,
         label: c.label.clone(),
         quiet: c.quiet,
@@ -213,13 +225,14 @@ fn ctx(c: &Common) -> Result<scenarios::Ctx, String> {
 }
 
 fn finish(common: &Common, summary: Result<stats::Summary, scenarios::SetupError>) -> ExitCode {
-    let summary = match summary {
+    let mut summary = match summary {
         Ok(s) => s,
         Err(e) => {
             eprintln!("stockade-load: {e}");
             return ExitCode::from(2);
         }
     };
+    threshold::judge_all(&mut summary, &common.thresholds);
     let mut stdout = std::io::stdout();
     let _ = stdout.write_all(summary.render().as_bytes());
     let json = serde_json::to_string_pretty(&summary).unwrap_or_default();
@@ -244,7 +257,9 @@ fn finish(common: &Common, summary: Result<stats::Summary, scenarios::SetupError
     if summary.ok {
         ExitCode::SUCCESS
     } else {
-        eprintln!("stockade-load: an invariant failed");
+        for reason in summary.reasons() {
+            eprintln!("stockade-load: FAILED: {reason}");
+        }
         ExitCode::FAILURE
     }
 }
@@ -501,6 +516,24 @@ async fn run_locks(
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// `--rate`: a number of arrivals per second above zero.
+fn positive_rate(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .ok_or_else(|| format!("`{s}` is not a rate: expected arrivals per second above 0"))
+}
+
+/// `--duration`: seconds, zero or more.
+fn seconds(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|d| Duration::try_from_secs_f64(*d).is_ok())
+        .ok_or_else(|| format!("`{s}` is not a number of seconds (0 or more)"))
 }
 
 fn usage(message: &str) -> ExitCode {

@@ -20,7 +20,28 @@ struct Inner {
     codes: BTreeMap<String, u64>,
     requests: u64,
     failures: u64,
+    /// The first few failures, described (status, code and message, or the transport error).
+    failure_samples: Vec<String>,
+    jobs_planned: u64,
+    jobs_run: u64,
+    dropped: u64,
+    late: u64,
 }
+
+/// An open-model arrival sent more than this after its scheduled time counts as late.
+pub const LATE_AFTER: Duration = Duration::from_millis(10);
+
+/// A threshold as a summary reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub threshold: String,
+    pub measured: f64,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// How many failures a summary describes.
+const FAILURE_SAMPLES: usize = 5;
 
 impl Default for Recorder {
     fn default() -> Self {
@@ -33,6 +54,11 @@ impl Default for Recorder {
                 codes: BTreeMap::new(),
                 requests: 0,
                 failures: 0,
+                failure_samples: Vec::new(),
+                jobs_planned: 0,
+                jobs_run: 0,
+                dropped: 0,
+                late: 0,
             }),
         }
     }
@@ -54,7 +80,28 @@ impl Recorder {
         }
         if o.status == 0 || o.status >= 500 {
             s.failures += 1;
+            if s.failure_samples.len() < FAILURE_SAMPLES {
+                s.failure_samples.push(o.describe());
+            }
         }
+    }
+
+    /// How many jobs the run had and how many ran (the rest were dropped or never started
+    /// before `--duration` ran out).
+    pub fn jobs(&self, planned: usize, ran: usize) {
+        let mut s = self.inner.lock();
+        s.jobs_planned = planned as u64;
+        s.jobs_run = ran as u64;
+    }
+
+    /// An open-model arrival that found every slot busy and was not sent.
+    pub fn dropped(&self) {
+        self.inner.lock().dropped += 1;
+    }
+
+    /// An open-model arrival sent later than its schedule (by more than the tolerance).
+    pub fn late(&self) {
+        self.inner.lock().late += 1;
     }
 
     pub fn requests(&self) -> u64 {
@@ -77,6 +124,7 @@ impl Recorder {
 pub struct Latency {
     pub p50: f64,
     pub p90: f64,
+    pub p95: f64,
     pub p99: f64,
     pub max: f64,
     pub mean: f64,
@@ -106,7 +154,20 @@ pub struct Summary {
     pub statuses: BTreeMap<String, u64>,
     pub codes: BTreeMap<String, u64>,
     pub failures: u64,
+    /// The first few failures: status, code and message, or the transport error.
+    pub failure_samples: Vec<String>,
+    /// Open model: arrivals per second (`--rate`); none for the closed model.
+    pub rate: Option<f64>,
+    /// Jobs (requests, or transactions of several) the run had, and how many ran.
+    pub jobs_planned: u64,
+    pub jobs_run: u64,
+    /// Open model: arrivals not sent because `--concurrency` requests were in flight.
+    pub dropped: u64,
+    /// Open model: arrivals sent more than [`LATE_AFTER`] after their schedule.
+    pub late: u64,
     pub checks: Vec<Check>,
+    pub thresholds: Vec<Verdict>,
+    /// No failure, every check held and every threshold was met.
     pub ok: bool,
 }
 
@@ -125,7 +186,7 @@ impl Summary {
         let s = recorder.inner.lock();
         let ms = |us: u64| us as f64 / 1_000.0;
         let secs = elapsed.as_secs_f64().max(1e-9);
-        let ok = checks.iter().all(|c| c.ok);
+        let ok = s.failures == 0 && checks.iter().all(|c| c.ok);
         Summary {
             scenario: scenario.to_owned(),
             label: label.to_owned(),
@@ -139,6 +200,7 @@ impl Summary {
             latency_ms: Latency {
                 p50: ms(s.latency_us.value_at_quantile(0.50)),
                 p90: ms(s.latency_us.value_at_quantile(0.90)),
+                p95: ms(s.latency_us.value_at_quantile(0.95)),
                 p99: ms(s.latency_us.value_at_quantile(0.99)),
                 max: ms(s.latency_us.max()),
                 mean: s.latency_us.mean() / 1_000.0,
@@ -146,9 +208,43 @@ impl Summary {
             statuses: s.statuses.clone(),
             codes: s.codes.clone(),
             failures: s.failures,
+            failure_samples: s.failure_samples.clone(),
+            rate: None,
+            jobs_planned: s.jobs_planned,
+            jobs_run: s.jobs_run,
+            dropped: s.dropped,
+            late: s.late,
             checks,
+            thresholds: Vec::new(),
             ok,
         }
+    }
+
+    /// Adds the thresholds' verdicts; the run passes only if each was met.
+    pub fn add_verdicts(&mut self, verdicts: Vec<Verdict>) {
+        self.ok &= verdicts.iter().all(|v| v.ok);
+        self.thresholds = verdicts;
+    }
+
+    /// Why the run failed (empty when it passed).
+    pub fn reasons(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.failures > 0 {
+            out.push(format!("{} failures (5xx or no answer)", self.failures));
+        }
+        out.extend(
+            self.checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| format!("invariant `{}` failed: {}", c.name, c.detail)),
+        );
+        out.extend(
+            self.thresholds
+                .iter()
+                .filter(|v| !v.ok)
+                .map(|v| format!("threshold `{}` not met: {}", v.threshold, v.detail)),
+        );
+        out
     }
 
     /// The human-readable summary.
@@ -177,9 +273,28 @@ impl Summary {
         out.push('\n');
         let l = &self.latency_ms;
         out.push_str(&format!(
-            "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  mean {:.2}\n",
-            l.p50, l.p90, l.p99, l.max, l.mean
+            "  latency ms: p50 {:.2}  p90 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2}  mean {:.2}\n",
+            l.p50, l.p90, l.p95, l.p99, l.max, l.mean
         ));
+        if let Some(rate) = self.rate {
+            out.push_str(&format!(
+                "  open model at {rate} arrivals/s: {} sent, {} dropped (no free slot of {}), {} late (> {} ms behind schedule)\n",
+                self.jobs_run,
+                self.dropped,
+                self.concurrency,
+                self.late,
+                LATE_AFTER.as_millis()
+            ));
+        }
+        let unsent = self
+            .jobs_planned
+            .saturating_sub(self.jobs_run + self.dropped);
+        if unsent > 0 {
+            out.push_str(&format!(
+                "  stopped by --duration: {unsent} of {} jobs not sent (the checks count only what was sent)\n",
+                self.jobs_planned
+            ));
+        }
         let statuses: Vec<String> = self
             .statuses
             .iter()
@@ -198,12 +313,23 @@ impl Summary {
             "  failures (5xx or no answer): {}\n",
             self.failures
         ));
+        for f in &self.failure_samples {
+            out.push_str(&format!("    {f}\n"));
+        }
         for c in &self.checks {
             out.push_str(&format!(
                 "  [{}] {}: {}\n",
                 if c.ok { "ok" } else { "FAILED" },
                 c.name,
                 c.detail
+            ));
+        }
+        for v in &self.thresholds {
+            out.push_str(&format!(
+                "  [{}] threshold {}: {}\n",
+                if v.ok { "ok" } else { "FAILED" },
+                v.threshold,
+                v.detail
             ));
         }
         out
@@ -215,5 +341,83 @@ pub fn check(name: &str, ok: bool, detail: impl Into<String>) -> Check {
         name: name.to_owned(),
         ok,
         detail: detail.into(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A summary of requests given as `(status, latency ms)`, with one check that held.
+    pub(crate) fn summary_with(requests: &[(u16, u64)]) -> Summary {
+        let r = Recorder::default();
+        for (status, ms) in requests {
+            r.record(&Outcome {
+                status: *status,
+                code: None,
+                message: None,
+                error: None,
+                latency: Duration::from_millis(*ms),
+                body: serde_json::Value::Null,
+                data_text: String::new(),
+            });
+        }
+        Summary::build(
+            "test",
+            "",
+            &[],
+            1,
+            &r,
+            Duration::from_secs(1),
+            0,
+            vec![check("holds", true, "")],
+        )
+    }
+
+    #[test]
+    fn a_5xx_fails_the_run_even_when_every_check_holds() {
+        let fine = summary_with(&[(200, 1), (409, 2)]);
+        assert!(fine.ok, "a 4xx is a business outcome");
+        let failed = summary_with(&[(200, 1), (503, 2)]);
+        assert!(!failed.ok);
+        assert_eq!(failed.reasons(), ["1 failures (5xx or no answer)"]);
+        assert!(!summary_with(&[(0, 1)]).ok, "no answer is a failure too");
+    }
+
+    #[test]
+    fn p95_is_in_the_summary_text_and_json() {
+        let lat: Vec<(u16, u64)> = (1..=100).map(|ms| (200, ms)).collect();
+        let s = summary_with(&lat);
+        assert!(
+            (s.latency_ms.p95 - 95.0).abs() < 0.1,
+            "{}",
+            s.latency_ms.p95
+        );
+        assert!(s.render().contains("p95 95."), "{}", s.render());
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(json["latency_ms"]["p95"].as_f64().unwrap() > 94.0);
+    }
+
+    #[test]
+    fn failures_are_described() {
+        let r = Recorder::default();
+        r.record(&Outcome {
+            status: 503,
+            code: Some("SERVICE_UNAVAILABLE".into()),
+            message: Some("the store did not answer".into()),
+            error: None,
+            latency: Duration::from_millis(1),
+            body: serde_json::Value::Null,
+            data_text: String::new(),
+        });
+        let s = Summary::build("t", "", &[], 1, &r, Duration::from_secs(1), 0, vec![]);
+        assert_eq!(
+            s.failure_samples,
+            ["503 SERVICE_UNAVAILABLE: the store did not answer"]
+        );
+        assert!(s
+            .render()
+            .contains("503 SERVICE_UNAVAILABLE: the store did not answer"));
     }
 }

@@ -63,20 +63,34 @@ pub struct AppState {
     pub readiness: Readiness,
 }
 
-/// The process-wide Prometheus recorder (installed on first use).
+/// How often the recorder's histogram samples are folded into their buckets (see
+/// [`metrics_handle`]).
+pub const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// The process-wide Prometheus recorder (installed on first use), with its upkeep running.
+///
+/// A histogram sample is first queued as a raw value and only folded into the fixed buckets
+/// below by `PrometheusHandle::run_upkeep`. A scrape runs it, but nothing else does when the
+/// recorder is installed with `install_recorder`, so without a scraper the queue would grow by
+/// every request's samples. The first call therefore also starts a thread that runs the upkeep
+/// every [`METRICS_UPKEEP_EVERY`] for the life of the process: whoever installs the recorder
+/// through this function (the binary, an embedder, a test) gets it, with or without a Tokio
+/// runtime (ADR 0021).
 pub fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets(&[
                     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                     10.0,
                 ])
                 .ok()?
                 .install_recorder()
-                .ok()
-                .inspect(|_| describe_metrics())
+                .ok()?;
+            describe_metrics();
+            spawn_upkeep(handle.clone(), METRICS_UPKEEP_EVERY);
+            Some(handle)
         })
         .clone()
 }
@@ -93,6 +107,20 @@ fn describe_metrics() {
         "time to answer, by method and route template"
     );
     business::describe();
+}
+
+/// Runs `handle.run_upkeep()` every `every` on a thread of its own, until the process ends.
+fn spawn_upkeep(handle: PrometheusHandle, every: Duration) {
+    let started = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            handle.run_upkeep();
+        });
+    if let Err(e) = started {
+        tracing::error!(error = %e, "could not start the metrics upkeep: histogram samples will \
+            pile up between scrapes of /metrics");
+    }
 }
 
 /// The state as the router holds it: axum clones the state for every request (each route and

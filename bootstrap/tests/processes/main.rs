@@ -6,6 +6,7 @@
 mod access_log;
 mod durable;
 mod edge;
+mod metrics;
 mod migrate;
 mod startup;
 mod support;

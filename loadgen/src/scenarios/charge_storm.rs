@@ -25,29 +25,22 @@ pub async fn charge_storm(
         tokens.clone(),
         ctx.user_base,
     );
-    let (ran, elapsed) = run(
-        jobs,
-        ctx.concurrency,
-        ctx.duration,
-        &bar,
-        &recorder,
-        move |i| {
-            let (api, rec, tk) = (api.clone(), rec.clone(), tk.clone());
-            async move {
-                let key = format!("storm-{seed}-{i}");
-                let o = api
-                    .send(
-                        Method::POST,
-                        "/api/v1/users/me/balance/charge",
-                        Some(&tk[i % users]),
-                        Some(&key),
-                        Some(&json!({"amount": amount})),
-                    )
-                    .await;
-                rec.record(&o);
-            }
-        },
-    )
+    let (ran, elapsed) = run(jobs, &ctx.pace(), &bar, &recorder, move |i| {
+        let (api, rec, tk) = (api.clone(), rec.clone(), tk.clone());
+        async move {
+            let key = format!("storm-{seed}-{i}");
+            let o = api
+                .send(
+                    Method::POST,
+                    "/api/v1/users/me/balance/charge",
+                    Some(&tk[i % users]),
+                    Some(&key),
+                    Some(&json!({"amount": amount})),
+                )
+                .await;
+            rec.record(&o);
+        }
+    })
     .await;
     bar.finish_and_clear();
     let users_ids: Vec<i64> = (0..users).map(|k| ctx.user_base + k as i64).collect();

@@ -74,117 +74,110 @@ pub async fn mixed(ctx: &Ctx, users: usize, mix: Mix) -> Result<Summary, SetupEr
         ctx.seed,
         pending.clone(),
     );
-    let (ran, elapsed) = run(
-        jobs,
-        ctx.concurrency,
-        ctx.duration,
-        &bar,
-        &recorder,
-        move |i| {
-            let (api, rec, tk, pend, mix) = (
-                api.clone(),
-                rec.clone(),
-                tk.clone(),
-                pend.clone(),
-                mix.clone(),
-            );
-            async move {
-                let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
-                let u = rng.below(users as u64) as usize;
-                let token = &tk[u];
-                let o = match mix.pick(&mut rng) {
-                    "browse" => {
-                        api.send(
-                            Method::GET,
-                            &format!("/api/v1/products/{pid}"),
-                            None,
-                            None,
-                            None,
-                        )
-                        .await
-                    }
-                    "cart" => {
-                        api.send(
+    let (ran, elapsed) = run(jobs, &ctx.pace(), &bar, &recorder, move |i| {
+        let (api, rec, tk, pend, mix) = (
+            api.clone(),
+            rec.clone(),
+            tk.clone(),
+            pend.clone(),
+            mix.clone(),
+        );
+        async move {
+            let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
+            let u = rng.below(users as u64) as usize;
+            let token = &tk[u];
+            let o = match mix.pick(&mut rng) {
+                "browse" => {
+                    api.send(
+                        Method::GET,
+                        &format!("/api/v1/products/{pid}"),
+                        None,
+                        None,
+                        None,
+                    )
+                    .await
+                }
+                "cart" => {
+                    api.send(
+                        Method::POST,
+                        "/api/v1/cart/items",
+                        Some(token),
+                        None,
+                        Some(&json!({"productId": pid, "quantity": 1})),
+                    )
+                    .await
+                }
+                "order" => {
+                    let o = api
+                        .send(
                             Method::POST,
-                            "/api/v1/cart/items",
+                            "/api/v1/orders",
                             Some(token),
-                            None,
-                            Some(&json!({"productId": pid, "quantity": 1})),
+                            Some(&format!("mo-{seed}-{i}")),
+                            Some(&json!({"items": [{"productId": pid, "quantity": 1}]})),
                         )
-                        .await
+                        .await;
+                    if o.ok() {
+                        let d = &o.body["data"];
+                        pend.lock().insert(
+                            u,
+                            (
+                                d["orderId"].as_i64().unwrap_or(0),
+                                d["total"].as_i64().unwrap_or(0),
+                            ),
+                        );
                     }
-                    "order" => {
-                        let o = api
-                            .send(
+                    o
+                }
+                "pay" => {
+                    let order = pend.lock().remove(&u);
+                    match order {
+                        Some((id, total)) => {
+                            api.send(
                                 Method::POST,
-                                "/api/v1/orders",
+                                &format!("/api/v1/orders/{id}/payment"),
                                 Some(token),
-                                Some(&format!("mo-{seed}-{i}")),
-                                Some(&json!({"items": [{"productId": pid, "quantity": 1}]})),
+                                Some(&format!("mp-{seed}-{i}")),
+                                Some(&json!({"amount": total})),
                             )
-                            .await;
-                        if o.ok() {
-                            let d = &o.body["data"];
-                            pend.lock().insert(
-                                u,
-                                (
-                                    d["orderId"].as_i64().unwrap_or(0),
-                                    d["total"].as_i64().unwrap_or(0),
-                                ),
-                            );
+                            .await
                         }
-                        o
-                    }
-                    "pay" => {
-                        let order = pend.lock().remove(&u);
-                        match order {
-                            Some((id, total)) => {
-                                api.send(
-                                    Method::POST,
-                                    &format!("/api/v1/orders/{id}/payment"),
-                                    Some(token),
-                                    Some(&format!("mp-{seed}-{i}")),
-                                    Some(&json!({"amount": total})),
-                                )
-                                .await
-                            }
-                            None => {
-                                api.send(
-                                    Method::GET,
-                                    "/api/v1/users/me/balance",
-                                    Some(token),
-                                    None,
-                                    None,
-                                )
-                                .await
-                            }
+                        None => {
+                            api.send(
+                                Method::GET,
+                                "/api/v1/users/me/balance",
+                                Some(token),
+                                None,
+                                None,
+                            )
+                            .await
                         }
                     }
-                    "charge" => {
-                        api.send(
-                            Method::POST,
-                            "/api/v1/users/me/balance/charge",
-                            Some(token),
-                            Some(&format!("mc-{seed}-{i}")),
-                            Some(&json!({"amount": 5_000})),
-                        )
-                        .await
-                    }
-                    _ => {
-                        api.send(
-                            Method::POST,
-                            &format!("/api/v1/coupons/{cid}/issue"),
-                            Some(token),
-                            None,
-                            None,
-                        )
-                        .await
-                    }
-                };
-                rec.record(&o);
-            }
-        },
-    )
+                }
+                "charge" => {
+                    api.send(
+                        Method::POST,
+                        "/api/v1/users/me/balance/charge",
+                        Some(token),
+                        Some(&format!("mc-{seed}-{i}")),
+                        Some(&json!({"amount": 5_000})),
+                    )
+                    .await
+                }
+                _ => {
+                    api.send(
+                        Method::POST,
+                        &format!("/api/v1/coupons/{cid}/issue"),
+                        Some(token),
+                        None,
+                        None,
+                    )
+                    .await
+                }
+            };
+            rec.record(&o);
+        }
+    })
     .await;
     bar.finish_and_clear();
     let users_ids: Vec<i64> = (0..users).map(|k| ctx.user_base + k as i64).collect();

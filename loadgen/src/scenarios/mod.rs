@@ -19,6 +19,7 @@ pub use order_pay::order_pay;
 pub use stock_rush::stock_rush;
 
 use crate::client::Api;
+use crate::run::Pace;
 use crate::stats::{check, Check, Recorder, Summary};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -33,6 +34,8 @@ pub struct Ctx {
     pub concurrency: usize,
     pub requests: Option<usize>,
     pub duration: Option<Duration>,
+    /// Open model: arrivals per second (`--rate`).
+    pub rate: Option<f64>,
     pub seed: u64,
     pub label: String,
     pub quiet: bool,
@@ -42,12 +45,9 @@ pub struct Ctx {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("setup request {what} failed with {status}: {body}")]
-    Refused {
-        what: &'static str,
-        status: u16,
-        body: String,
-    },
+    /// `answer` is the status, code and message of the answer, or why none came.
+    #[error("setup request {what} failed: {answer}")]
+    Refused { what: &'static str, answer: String },
     #[error(transparent)]
     Token(#[from] crate::client::ApiError),
 }
@@ -86,8 +86,7 @@ impl Ctx {
         if !o.ok() {
             return Err(SetupError::Refused {
                 what,
-                status: o.status,
-                body: o.body.to_string(),
+                answer: o.describe(),
             });
         }
         Ok(o.body["data"].clone())
@@ -108,6 +107,15 @@ impl Ctx {
         Ok(p["id"].as_i64().unwrap_or(0))
     }
 
+    /// How the scenario's run offers its load.
+    fn pace(&self) -> Pace {
+        Pace {
+            concurrency: self.concurrency,
+            duration: self.duration,
+            rate: self.rate,
+        }
+    }
+
     fn summary(
         &self,
         scenario: &str,
@@ -116,7 +124,7 @@ impl Ctx {
         transactions: u64,
         checks: Vec<Check>,
     ) -> Summary {
-        Summary::build(
+        let mut summary = Summary::build(
             scenario,
             &self.label,
             self.api.targets(),
@@ -125,7 +133,9 @@ impl Ctx {
             elapsed,
             transactions,
             checks,
-        )
+        );
+        summary.rate = self.rate;
+        summary
     }
 }
 

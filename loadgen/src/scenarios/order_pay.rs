@@ -49,55 +49,46 @@ pub async fn order_pay(ctx: &Ctx, users: usize, products: usize) -> Result<Summa
         paid.clone(),
         pids.clone(),
     );
-    let (_, elapsed) = run(
-        transactions,
-        ctx.concurrency,
-        ctx.duration,
-        &bar,
-        &recorder,
-        move |i| {
-            let (api, rec, tk, p, pids) = (
-                api.clone(),
-                rec.clone(),
-                tk.clone(),
-                p.clone(),
-                pids.clone(),
-            );
-            async move {
-                let token = &tk[i % users];
-                let o = api
-                    .send(
-                        Method::POST,
-                        "/api/v1/orders",
-                        Some(token),
-                        Some(&format!("op-{seed}-{i}")),
-                        Some(
-                            &json!({"items": [{"productId": pids[i % pids.len()], "quantity": 1}]}),
-                        ),
-                    )
-                    .await;
-                rec.record(&o);
-                if !o.ok() {
-                    return;
-                }
-                let id = o.body["data"]["orderId"].as_i64().unwrap_or(0);
-                let total = o.body["data"]["total"].as_i64().unwrap_or(0);
-                let o = api
-                    .send(
-                        Method::POST,
-                        &format!("/api/v1/orders/{id}/payment"),
-                        Some(token),
-                        Some(&format!("pp-{seed}-{i}")),
-                        Some(&json!({"amount": total})),
-                    )
-                    .await;
-                rec.record(&o);
-                if o.ok() {
-                    p.fetch_add(1, Ordering::Relaxed);
-                }
+    let (_, elapsed) = run(transactions, &ctx.pace(), &bar, &recorder, move |i| {
+        let (api, rec, tk, p, pids) = (
+            api.clone(),
+            rec.clone(),
+            tk.clone(),
+            p.clone(),
+            pids.clone(),
+        );
+        async move {
+            let token = &tk[i % users];
+            let o = api
+                .send(
+                    Method::POST,
+                    "/api/v1/orders",
+                    Some(token),
+                    Some(&format!("op-{seed}-{i}")),
+                    Some(&json!({"items": [{"productId": pids[i % pids.len()], "quantity": 1}]})),
+                )
+                .await;
+            rec.record(&o);
+            if !o.ok() {
+                return;
             }
-        },
-    )
+            let id = o.body["data"]["orderId"].as_i64().unwrap_or(0);
+            let total = o.body["data"]["total"].as_i64().unwrap_or(0);
+            let o = api
+                .send(
+                    Method::POST,
+                    &format!("/api/v1/orders/{id}/payment"),
+                    Some(token),
+                    Some(&format!("pp-{seed}-{i}")),
+                    Some(&json!({"amount": total})),
+                )
+                .await;
+            rec.record(&o);
+            if o.ok() {
+                p.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    })
     .await;
     bar.finish_and_clear();
     let users_ids: Vec<i64> = (0..users).map(|k| ctx.user_base + k as i64).collect();

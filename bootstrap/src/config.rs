@@ -255,8 +255,8 @@ pub struct ServeArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct TokenArgs {
-    /// The user id the token names.
-    #[arg(long)]
+    /// The user id the token names (1 to 2^53-1, what a token's `sub` may hold).
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..=(1_i64 << 53) - 1))]
     pub user: i64,
     /// Make it an admin token.
     #[arg(long)]

@@ -204,12 +204,17 @@ fn ctx(c: &Common) -> Result<scenarios::Ctx, String> {
     let api =
         client::Api::new(&c.targets, &c.jwt_secret, c.concurrency).map_err(|e| e.to_string())?;
     // Fresh users for every run unless told otherwise: wallets, carts and keys start empty.
-    // Each run has room for 100,000 users above its base.
+    // Each run has room for 100,000 users above its base; a base per tenth of a second, ten
+    // of them for runs of one process within it, and every id at most 2^53-1 (the largest
+    // `sub` a token may carry).
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let user_base = c.user_base.unwrap_or_else(|| {
-        let millis = std::time::SystemTime::now()
+        let tenths = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        1_000_000 + i64::try_from(millis % 10_000_000_000_000).unwrap_or(0) * 100_000
+            .map_or(0, |d| d.as_millis() / 100);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10;
+        let slot = u64::try_from(tenths % 8_000_000_000).unwrap_or(0) * 10 + run;
+        1_000_000 + i64::try_from(slot).unwrap_or(0) * 100_000
     });
     Ok(scenarios::Ctx {
         api: Arc::new(api),

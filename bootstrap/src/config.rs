@@ -99,6 +99,19 @@ pub struct ServeArgs {
         value_parser = jwt_secret
     )]
     pub jwt_secret: Option<SecretString>,
+    /// Tokens must carry this `iss` (minted tokens carry it too).
+    #[arg(long, env = "STOCKADE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Tokens must carry this `aud` (minted tokens carry it too).
+    #[arg(long, env = "STOCKADE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// A JSON Web Key Set file: RS256 and ES256 tokens are then verified by `kid` against it
+    /// (read again at most every 30 s when a token names an unknown `kid`).
+    #[arg(long, env = "STOCKADE_JWKS_FILE", conflicts_with = "jwks_url")]
+    pub jwks_file: Option<std::path::PathBuf>,
+    /// A JSON Web Key Set URL (an identity provider's `jwks_uri`), as `--jwks-file` but fetched.
+    #[arg(long, env = "STOCKADE_JWKS_URL")]
+    pub jwks_url: Option<String>,
     /// `demo`: memory adapters and demo data; `production`: Postgres + Redis.
     #[arg(long, env = "STOCKADE_PROFILE", value_enum, default_value = "demo")]
     pub profile: Profile,
@@ -269,6 +282,12 @@ pub struct TokenArgs {
         value_parser = jwt_secret
     )]
     pub jwt_secret: Option<SecretString>,
+    /// The `iss` to put in the token (as the service's `--jwt-issuer`).
+    #[arg(long, env = "STOCKADE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` to put in the token (as the service's `--jwt-audience`).
+    #[arg(long, env = "STOCKADE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 86_400)]
     pub ttl_secs: u64,

@@ -41,6 +41,8 @@ pub enum StartError {
     MissingSecret,
     #[error("--cors-origin: {0}")]
     Cors(#[from] stockade_http::cors::BadOrigin),
+    #[error("{0}")]
+    Jwks(#[from] stockade_http::jwks::JwksError),
     #[error("could not seed the demo data: {0}")]
     Seed(#[source] stockade_application::AppError),
     #[error("Postgres: {0}")]

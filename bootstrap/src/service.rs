@@ -13,7 +13,8 @@ use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use std::time::Duration;
 use stockade_application::{AppError, Ports, Settings, Stockade};
-use stockade_http::{AppState, CorsOrigins, JwtSecret, Readiness, ReadyCheck, Reset};
+use stockade_http::jwks::{JwksSource, KeySet};
+use stockade_http::{AppState, CorsOrigins, JwtSecret, Readiness, ReadyCheck, Reset, TokenRules};
 use stockade_memory::MemoryBackend;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -65,6 +66,24 @@ fn jwt_secret(args: &ServeArgs) -> Result<SecretString, StartError> {
         }
         (None, Profile::Production) => Err(StartError::MissingSecret),
     }
+}
+
+/// The issuer and audience tokens must name, and the external key set, when configured.
+async fn token_rules(args: &ServeArgs) -> Result<TokenRules, StartError> {
+    let source = match (&args.jwks_file, &args.jwks_url) {
+        (Some(path), _) => Some(JwksSource::File(path.clone())),
+        (None, Some(url)) => Some(JwksSource::Url(url.clone())),
+        (None, None) => None,
+    };
+    let keys = match source {
+        Some(source) => Some(KeySet::load(source).await?),
+        None => None,
+    };
+    Ok(TokenRules {
+        issuer: args.jwt_issuer.clone(),
+        audience: args.jwt_audience.clone(),
+        keys,
+    })
 }
 
 fn settings(args: &ServeArgs) -> Settings {
@@ -120,6 +139,7 @@ impl Service {
         let wiring = Wiring::from_args(args)?;
         let jwt = jwt_secret(args)?;
         let cors = CorsOrigins::parse(&args.cors_origins)?;
+        let rules = token_rules(args).await?;
         // Before anything is migrated: refuse a gate that cannot keep its promises.
         let mut checks: Vec<Arc<dyn ReadyCheck>> = Vec::new();
         if let Some(gate) = gate_persistence(&wiring).await? {
@@ -174,7 +194,7 @@ impl Service {
         );
         let state = AppState {
             app: app.clone(),
-            jwt: JwtSecret::new(jwt.expose_secret()),
+            jwt: JwtSecret::with_rules(jwt.expose_secret(), rules),
             metrics: stockade_http::metrics_handle().inspect(|_| gauges::describe()),
             reset,
             request_timeout: Duration::from_secs(args.request_timeout_secs.max(1)),

@@ -3,7 +3,7 @@
 use crate::config::{TokenArgs, DEMO_JWT_SECRET};
 use secrecy::ExposeSecret;
 use stockade_http::auth::SignError;
-use stockade_http::{issue_token, JwtSecret};
+use stockade_http::{issue_token, JwtSecret, TokenRules};
 
 /// Why no tokens were printed.
 #[derive(Debug, thiserror::Error)]
@@ -19,11 +19,16 @@ pub enum TokenError {
 /// # Errors
 /// [`TokenError`]; nothing is returned then.
 pub fn issue(args: &TokenArgs) -> Result<String, TokenError> {
+    let rules = TokenRules {
+        issuer: args.jwt_issuer.clone(),
+        audience: args.jwt_audience.clone(),
+        keys: None,
+    };
     let secret = match &args.jwt_secret {
-        Some(s) => JwtSecret::new(s.expose_secret()),
+        Some(s) => JwtSecret::with_rules(s.expose_secret(), rules),
         None => {
             eprintln!("stockade: no STOCKADE_JWT_SECRET set; signing with the demo secret");
-            JwtSecret::new(DEMO_JWT_SECRET)
+            JwtSecret::with_rules(DEMO_JWT_SECRET, rules)
         }
     };
     if args.user < 1 {

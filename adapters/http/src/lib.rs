@@ -20,6 +20,7 @@ pub mod envelope;
 pub mod error;
 pub mod extract;
 mod handlers;
+pub mod jwks;
 mod middleware;
 pub mod readiness;
 pub mod routes;
@@ -28,7 +29,7 @@ pub mod serve;
 #[cfg(test)]
 mod test_support;
 
-pub use auth::{issue_token, JwtSecret};
+pub use auth::{issue_token, JwtSecret, TokenRules};
 pub use cors::CorsOrigins;
 pub use readiness::{Readiness, ReadyCheck};
 pub use serve::{serve, ServeOptions};

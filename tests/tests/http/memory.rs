@@ -668,3 +668,34 @@ async fn cors_answers_preflights_for_configured_origins_only() {
     let r = preflight(&on, "https://evil.example").await.unwrap();
     assert_eq!(header(&r, "access-control-allow-origin"), None);
 }
+
+/// The key-set flags reach the service: a key-set file that cannot be read stops the start,
+/// naming it; a URL that does not answer yet does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_file_that_cannot_be_read_stops_the_start() {
+    let build = |extra: &'static [&'static str]| async move {
+        let mut argv = vec!["stockade", "serve", "--jwt-secret", SECRET];
+        argv.extend_from_slice(extra);
+        let cli = <stockade::config::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+        let stockade::config::Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        stockade::Service::build(&args).await.map(|_| ())
+    };
+    let missing = build(&["--jwks-file", "/nonexistent/jwks.json"]).await;
+    let said = missing
+        .expect_err("started without its key set")
+        .to_string();
+    assert!(said.contains("/nonexistent/jwks.json"), "{said}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url: &'static str =
+        Box::leak(format!("http://127.0.0.1:{port}/jwks.json").into_boxed_str());
+    let extra: &'static [&'static str] = Box::leak(vec!["--jwks-url", url].into_boxed_slice());
+    build(extra)
+        .await
+        .expect("a key-set URL that does not answer yet");
+}

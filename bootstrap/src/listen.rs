@@ -18,7 +18,8 @@ pub const RESERVED_FDS: u64 = 128;
 /// The smallest connection cap derived from the open-file limit.
 const MIN_CONNECTIONS: u64 = 16;
 
-/// Serves until `shutdown` completes, then drains (see [`stockade_http::serve`]).
+/// Serves until `shutdown` completes, then drains (see [`stockade_http::serve`]); `files` is
+/// the open-file limit [`raise_open_file_limit`] left in force.
 ///
 /// # Errors
 /// What [`stockade_http::serve`] returns.
@@ -26,12 +27,12 @@ pub async fn serve<F>(
     listener: TcpListener,
     router: Router,
     args: &ServeArgs,
+    files: Option<u64>,
     shutdown: F,
 ) -> std::io::Result<()>
 where
     F: Future<Output = ()> + Send,
 {
-    let files = raise_open_file_limit();
     let options = options(args, files);
     tracing::info!(
         open_files = ?files,
@@ -68,7 +69,8 @@ pub fn default_max_connections(files: u64, args: &ServeArgs) -> u64 {
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit (an unlimited hard limit counts as the
 /// kernel's `fs.nr_open`) and returns the soft limit in force; `None` when it cannot be read.
-fn raise_open_file_limit() -> Option<u64> {
+/// Called first thing, before the pools open their connections.
+pub fn raise_open_file_limit() -> Option<u64> {
     let (soft, hard) = match rlimit::getrlimit(Resource::NOFILE) {
         Ok(limits) => limits,
         Err(e) => {

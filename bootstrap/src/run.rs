@@ -26,6 +26,7 @@ pub async fn migrate(args: &MigrateArgs) -> Result<(), StartError> {
 /// # Errors
 /// [`StartError`] when the service cannot be built or the address cannot be bound.
 pub async fn serve(args: &ServeArgs) -> Result<(), StartError> {
+    let files = crate::listen::raise_open_file_limit();
     let service = Service::build(args).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -39,7 +40,8 @@ pub async fn serve(args: &ServeArgs) -> Result<(), StartError> {
     let (stop, stopped) = watch::channel(false);
     let mut workers = service.spawn_workers(&stopped);
     tracing::info!(addr = %args.listen, profile = ?args.profile, "stockade is listening");
-    let served = crate::listen::serve(listener, service.router(), args, shutdown_signal()).await;
+    let served =
+        crate::listen::serve(listener, service.router(), args, files, shutdown_signal()).await;
     tracing::info!("shutting down: stopping workers");
     let _ = stop.send(true);
     let drained = tokio::time::timeout(Duration::from_secs(10), async {

@@ -6,7 +6,7 @@ use crate::error::{ApiError, ErrorCause};
 use crate::readiness::Readiness;
 use axum::extract::{MatchedPath, Request};
 use axum::http::header::CONTENT_LENGTH;
-use axum::http::{HeaderName, HeaderValue, Method};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
@@ -255,13 +255,15 @@ impl Series {
                 metrics::histogram!("http_request_duration_seconds", "method" => m, "route" => r)
             })
             .record(elapsed);
-        if status.is_server_error() {
-            let cause = response
-                .extensions()
-                .get::<ErrorCause>()
-                .map_or("-", |c| c.0.as_str());
+        let cause = response.extensions().get::<ErrorCause>();
+        if status == StatusCode::SERVICE_UNAVAILABLE && cause.is_none() {
+            // Refused by design, not failed: a starting instance's requests and probes (a
+            // load balancer polls /ready many times a second during a restart).
+            tracing::debug!(method = %m, route = %r, status = status.as_u16(), "request refused: not ready");
+        } else if status.is_server_error() {
+            let cause = cause.map_or("-", |c| c.0.as_str());
             tracing::error!(method = %m, route = %r, status = status.as_u16(), %cause, "request failed");
-        } else if let Some(cause) = response.extensions().get::<ErrorCause>() {
+        } else if let Some(cause) = cause {
             tracing::warn!(method = %m, route = %r, status = status.as_u16(), cause = %cause.0, "request refused");
         }
     }

@@ -20,6 +20,7 @@ pub enum ErrorCode {
     InsufficientBalance,
     ChargeLimitExceeded,
     Unauthorized,
+    InvalidCredentials,
     Forbidden,
     NotFound,
     ProductNotFound,
@@ -31,8 +32,10 @@ pub enum ErrorCode {
     CouponAlreadyIssued,
     RequestInProgress,
     LockTimeout,
+    EmailTaken,
     PayloadTooLarge,
     IdempotencyKeyReused,
+    TooManyRequests,
     InternalError,
     PaymentFailed,
     BackendUnavailable,
@@ -40,7 +43,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the error table of docs/api.md.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::InvalidInput,
         ErrorCode::IdempotencyKeyMissing,
         ErrorCode::InsufficientStock,
@@ -52,6 +55,7 @@ impl ErrorCode {
         ErrorCode::InsufficientBalance,
         ErrorCode::ChargeLimitExceeded,
         ErrorCode::Unauthorized,
+        ErrorCode::InvalidCredentials,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::ProductNotFound,
@@ -63,8 +67,10 @@ impl ErrorCode {
         ErrorCode::CouponAlreadyIssued,
         ErrorCode::RequestInProgress,
         ErrorCode::LockTimeout,
+        ErrorCode::EmailTaken,
         ErrorCode::PayloadTooLarge,
         ErrorCode::IdempotencyKeyReused,
+        ErrorCode::TooManyRequests,
         ErrorCode::InternalError,
         ErrorCode::PaymentFailed,
         ErrorCode::BackendUnavailable,
@@ -84,6 +90,7 @@ impl ErrorCode {
             ErrorCode::InsufficientBalance => "INSUFFICIENT_BALANCE",
             ErrorCode::ChargeLimitExceeded => "CHARGE_LIMIT_EXCEEDED",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::InvalidCredentials => "INVALID_CREDENTIALS",
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::ProductNotFound => "PRODUCT_NOT_FOUND",
@@ -95,8 +102,10 @@ impl ErrorCode {
             ErrorCode::CouponAlreadyIssued => "COUPON_ALREADY_ISSUED",
             ErrorCode::RequestInProgress => "REQUEST_IN_PROGRESS",
             ErrorCode::LockTimeout => "LOCK_TIMEOUT",
+            ErrorCode::EmailTaken => "EMAIL_TAKEN",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            ErrorCode::TooManyRequests => "TOO_MANY_REQUESTS",
             ErrorCode::InternalError => "INTERNAL_ERROR",
             ErrorCode::PaymentFailed => "PAYMENT_FAILED",
             ErrorCode::BackendUnavailable => "BACKEND_UNAVAILABLE",
@@ -157,6 +166,11 @@ pub enum DomainError {
     OrderNotFound(i64),
     #[error("coupon {0} does not exist")]
     CouponNotFound(i64),
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    /// The same answer for an unknown email and a wrong password.
+    #[error("the email or password is not correct")]
+    InvalidCredentials,
 }
 
 impl DomainError {
@@ -177,6 +191,8 @@ impl DomainError {
             DomainError::ProductNotFound(_) => ErrorCode::ProductNotFound,
             DomainError::OrderNotFound(_) => ErrorCode::OrderNotFound,
             DomainError::CouponNotFound(_) => ErrorCode::CouponNotFound,
+            DomainError::EmailTaken => ErrorCode::EmailTaken,
+            DomainError::InvalidCredentials => ErrorCode::InvalidCredentials,
         }
     }
 

@@ -10,6 +10,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod accounts;
+pub use accounts::*;
+
 const ADMIN: i64 = 1_000;
 
 fn expect(a: &Answer, status: u16, code: &str) {

@@ -106,17 +106,14 @@ impl fmt::Debug for Password {
     }
 }
 
-/// Checks a display name: 1..=[`NAME_MAX_CHARS`] characters, not only whitespace.
+/// Checks a display name: 1..=[`NAME_MAX_CHARS`] characters.
 ///
 /// # Errors
 /// `INVALID_INPUT` naming `name`.
 pub fn display_name(raw: &str) -> Result<String, DomainError> {
     let n = raw.chars().count();
-    if n == 0 || n > NAME_MAX_CHARS || raw.trim().is_empty() {
-        return Err(DomainError::invalid(
-            "name",
-            "must be 1 to 100 characters, not only spaces",
-        ));
+    if n == 0 || n > NAME_MAX_CHARS {
+        return Err(DomainError::invalid("name", "must be 1 to 100 characters"));
     }
     Ok(raw.to_owned())
 }
@@ -163,7 +160,6 @@ mod tests {
         assert!(Password::offered(String::new()).is_err());
         assert!(Password::offered("x".into()).is_ok());
         assert!(display_name("").is_err());
-        assert!(display_name("   ").is_err());
         assert!(display_name("Ann").is_ok());
         assert!(display_name(&"n".repeat(100)).is_ok());
         assert!(display_name(&"n".repeat(101)).is_err());

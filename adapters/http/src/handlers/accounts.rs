@@ -29,8 +29,14 @@ error_set!(MeErrors: [Unauthorized]);
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterRequest {
-    /// Trimmed and lower-cased first; one `@` with text on both sides, at most 254 characters.
-    #[schema(min_length = 3, max_length = 254, example = "ann@example.com")]
+    /// Trimmed and lower-cased first; one `@` with text on both sides, no spaces or control
+    /// characters inside, at most 254 characters.
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[!-?A-~]+@[!-?A-~]+$",
+        example = "ann@example.com"
+    )]
     pub email: String,
     /// 8 to 128 characters; kept only as an argon2id hash.
     #[schema(min_length = 8, max_length = 128, example = "correct horse battery")]
@@ -42,7 +48,12 @@ pub struct RegisterRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoginRequest {
-    #[schema(min_length = 3, max_length = 254, example = "ann@example.com")]
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[!-?A-~]+@[!-?A-~]+$",
+        example = "ann@example.com"
+    )]
     pub email: String,
     #[schema(min_length = 1, max_length = 128, example = "correct horse battery")]
     pub password: String,

@@ -11,6 +11,13 @@ Two operations depend on state that random data almost never hits:
   is paid (it backs the payment replay). A case aimed at order 1 is pointed at a fresh PENDING
   order made here, so the cancel itself is exercised; other ids are sent as generated (404s and
   refused states).
+- `POST /api/v1/auth/register`: generated emails repeat (`"0@0"`), so after the first sign-up
+  every later case is, correctly, 409 EMAIL_TAKEN. A short email that fits the documented
+  pattern is made unique here, so a valid body creates an account.
+- `POST /api/v1/auth/login`: a generated email has no account, so every case would be 401 (and
+  then 429). A case with a short email that fits the pattern signs in to an account made here
+  once, with its password, so the success path is exercised too; other cases are sent as
+  generated.
 
 Needs FUZZ_BASE (the server's base URL) and FUZZ_TOKEN (the bearer token the run uses).
 """
@@ -47,6 +54,36 @@ def _fresh_pending_order() -> int | None:
         return None
 
 
+EMAIL_PATTERN = re.compile(r"^[!-?A-~]+@[!-?A-~]+$")
+SIGN_IN = {"email": f"fuzz-{uuid.uuid4()}@example.com", "password": "fuzz password"}
+_signed_up = False
+
+
+def _sign_in_account() -> dict:
+    """The account login cases are pointed at, registered on first use."""
+    global _signed_up
+    if not _signed_up:
+        request = urllib.request.Request(
+            f"{BASE}/api/v1/auth/register",
+            data=json.dumps({**SIGN_IN, "name": "fuzz"}).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5):
+                _signed_up = True
+        except Exception:  # the case then fails to sign in, as generated data would
+            pass
+    return SIGN_IN
+
+
+def _short_email(body) -> bool:
+    if not isinstance(body, dict):
+        return False
+    email = body.get("email")
+    return isinstance(email, str) and len(email) < SHORT_KEY and bool(EMAIL_PATTERN.match(email))
+
+
 @schemathesis.hook
 def before_call(context, case, **kwargs):
     operation = case.operation
@@ -58,6 +95,12 @@ def before_call(context, case, **kwargs):
         if isinstance(key, str) and len(key) < SHORT_KEY and KEY_PATTERN.match(key):
             headers["Idempotency-Key"] = f"fuzz-{uuid.uuid4()}"
             case.headers = headers
+    elif operation.path == "/api/v1/auth/register":
+        if _short_email(case.body):
+            case.body["email"] = f"fuzz-{uuid.uuid4()}-{case.body['email']}"
+    elif operation.path == "/api/v1/auth/login":
+        if _short_email(case.body) and isinstance(case.body.get("password"), str):
+            case.body.update(_sign_in_account())
     elif operation.path == "/api/v1/orders/{orderId}/cancel":
         if str((case.path_parameters or {}).get("orderId")) == "1":
             fresh = _fresh_pending_order()

@@ -8,6 +8,7 @@
 //! Dependencies run one way: this module converts the ports' errors (`From` impls below), and
 //! the ports know nothing of it ([`BackendError`] lives in [`crate::ports::error`]).
 
+use crate::ports::accounts::AccountError;
 pub use crate::ports::error::BackendError;
 use crate::ports::idempotency::IdempotencyError;
 use crate::ports::lock::LockError;
@@ -41,6 +42,9 @@ pub enum AppError {
     /// The data platform refused a payment; every step was compensated.
     #[error("the payment could not be completed; nothing was charged")]
     PaymentFailed,
+    /// Too many failed sign-ins for one email lately; try again after `retry_after`.
+    #[error("too many failed sign-ins for this email; try again later")]
+    TooManyRequests { retry_after: Duration },
     /// A backend is down or answered with an error.
     #[error(transparent)]
     Unavailable(#[from] BackendError),
@@ -59,6 +63,7 @@ impl AppError {
             AppError::RequestInProgress { .. } => ErrorCode::RequestInProgress,
             AppError::LockTimeout | AppError::Contention => ErrorCode::LockTimeout,
             AppError::PaymentFailed => ErrorCode::PaymentFailed,
+            AppError::TooManyRequests { .. } => ErrorCode::TooManyRequests,
             AppError::Unavailable(_) => ErrorCode::BackendUnavailable,
             AppError::Internal(_) => ErrorCode::InternalError,
         }
@@ -80,6 +85,9 @@ impl AppError {
             AppError::LockTimeout => AppError::LockTimeout,
             AppError::Contention => AppError::Contention,
             AppError::PaymentFailed => AppError::PaymentFailed,
+            AppError::TooManyRequests { retry_after } => AppError::TooManyRequests {
+                retry_after: *retry_after,
+            },
             AppError::Unavailable(b) => {
                 AppError::Unavailable(BackendError::new(b.backend, b.source.to_string()))
             }
@@ -128,6 +136,15 @@ impl From<IdempotencyError> for AppError {
                 retry_after: Duration::from_secs(1),
             },
             IdempotencyError::Unavailable(b) => AppError::Unavailable(b),
+        }
+    }
+}
+
+impl From<AccountError> for AppError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::EmailTaken => AppError::Rejected(DomainError::EmailTaken),
+            AccountError::Unavailable(b) => AppError::Unavailable(b),
         }
     }
 }

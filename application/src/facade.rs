@@ -11,8 +11,9 @@ use crate::ports::Ports;
 use crate::settings::Settings;
 use crate::usecases::*;
 use crate::views::{
-    BalanceView, CartView, ChargeReceipt, CouponStockView, CouponView, IssueView, OrderView,
-    PaymentReceipt, ProductView, ReconcileReport, TransactionView, UserCouponView,
+    AccountView, BalanceView, CartView, ChargeReceipt, CouponStockView, CouponView, IssueView,
+    MeView, OrderView, PaymentReceipt, ProductView, ReconcileReport, TransactionView,
+    UserCouponView,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -271,5 +272,29 @@ impl Stockade {
     /// Makes one FLASH coupon's gate and store agree: [`reconcile_coupon`].
     pub async fn reconcile(&self, coupon_id: CouponId) -> Result<ReconcileReport, AppError> {
         reconcile_coupon::execute(&self.ctx, coupon_id).await
+    }
+}
+
+/// Accounts.
+impl Stockade {
+    /// Signs up: [`register_account`].
+    pub async fn register(
+        &self,
+        cmd: register_account::RegisterAccount,
+    ) -> Result<AccountView, AppError> {
+        register_account::execute(&self.ctx, cmd).await
+    }
+
+    /// Checks an email and a password: [`authenticate_account`].
+    pub async fn authenticate(
+        &self,
+        cmd: authenticate_account::AuthenticateAccount,
+    ) -> Result<AccountView, AppError> {
+        authenticate_account::execute(&self.ctx, cmd).await
+    }
+
+    /// Who the caller is: [`get_account`].
+    pub async fn me(&self, user: UserId, admin: bool) -> Result<MeView, AppError> {
+        get_account::execute(&self.ctx, user, admin).await
     }
 }

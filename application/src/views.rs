@@ -288,3 +288,26 @@ mod tests {
         assert_eq!(parse_rfc3339(&s), Some(ts));
     }
 }
+
+/// A registered account, as sign-up answers it (never with the password or its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountView {
+    pub user_id: i64,
+    pub email: String,
+    pub name: String,
+}
+
+/// Who the caller is: every user has an id and a role; registered ones also an email and a
+/// name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeView {
+    pub user_id: i64,
+    /// `user` or `admin`, as the caller's token says.
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}

@@ -20,6 +20,7 @@ pub enum ErrorCode {
     InsufficientBalance,
     ChargeLimitExceeded,
     Unauthorized,
+    InvalidCredentials,
     Forbidden,
     NotFound,
     ProductNotFound,
@@ -31,10 +32,12 @@ pub enum ErrorCode {
     CouponAlreadyIssued,
     RequestInProgress,
     LockTimeout,
+    EmailTaken,
     PayloadTooLarge,
     UriTooLong,
     HeadersTooLarge,
     IdempotencyKeyReused,
+    TooManyRequests,
     InternalError,
     PaymentFailed,
     BackendUnavailable,
@@ -42,7 +45,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the error table of docs/api.md.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::InvalidInput,
         ErrorCode::IdempotencyKeyMissing,
         ErrorCode::InsufficientStock,
@@ -54,6 +57,7 @@ impl ErrorCode {
         ErrorCode::InsufficientBalance,
         ErrorCode::ChargeLimitExceeded,
         ErrorCode::Unauthorized,
+        ErrorCode::InvalidCredentials,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::ProductNotFound,
@@ -65,10 +69,12 @@ impl ErrorCode {
         ErrorCode::CouponAlreadyIssued,
         ErrorCode::RequestInProgress,
         ErrorCode::LockTimeout,
+        ErrorCode::EmailTaken,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UriTooLong,
         ErrorCode::HeadersTooLarge,
         ErrorCode::IdempotencyKeyReused,
+        ErrorCode::TooManyRequests,
         ErrorCode::InternalError,
         ErrorCode::PaymentFailed,
         ErrorCode::BackendUnavailable,
@@ -88,6 +94,7 @@ impl ErrorCode {
             ErrorCode::InsufficientBalance => "INSUFFICIENT_BALANCE",
             ErrorCode::ChargeLimitExceeded => "CHARGE_LIMIT_EXCEEDED",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::InvalidCredentials => "INVALID_CREDENTIALS",
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::ProductNotFound => "PRODUCT_NOT_FOUND",
@@ -99,10 +106,12 @@ impl ErrorCode {
             ErrorCode::CouponAlreadyIssued => "COUPON_ALREADY_ISSUED",
             ErrorCode::RequestInProgress => "REQUEST_IN_PROGRESS",
             ErrorCode::LockTimeout => "LOCK_TIMEOUT",
+            ErrorCode::EmailTaken => "EMAIL_TAKEN",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::UriTooLong => "URI_TOO_LONG",
             ErrorCode::HeadersTooLarge => "HEADERS_TOO_LARGE",
             ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            ErrorCode::TooManyRequests => "TOO_MANY_REQUESTS",
             ErrorCode::InternalError => "INTERNAL_ERROR",
             ErrorCode::PaymentFailed => "PAYMENT_FAILED",
             ErrorCode::BackendUnavailable => "BACKEND_UNAVAILABLE",
@@ -163,6 +172,11 @@ pub enum DomainError {
     OrderNotFound(i64),
     #[error("coupon {0} does not exist")]
     CouponNotFound(i64),
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    /// The same answer for an unknown email and a wrong password.
+    #[error("the email or password is not correct")]
+    InvalidCredentials,
 }
 
 impl DomainError {
@@ -183,6 +197,8 @@ impl DomainError {
             DomainError::ProductNotFound(_) => ErrorCode::ProductNotFound,
             DomainError::OrderNotFound(_) => ErrorCode::OrderNotFound,
             DomainError::CouponNotFound(_) => ErrorCode::CouponNotFound,
+            DomainError::EmailTaken => ErrorCode::EmailTaken,
+            DomainError::InvalidCredentials => ErrorCode::InvalidCredentials,
         }
     }
 

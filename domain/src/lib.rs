@@ -9,6 +9,7 @@
 //!   [`IdempotencyKey::parse`], the id types), so an invalid value cannot exist past the edge;
 //! - every refusal is a [`DomainError`] that names its API [`ErrorCode`].
 
+pub mod account;
 pub mod cart;
 pub mod coupon;
 mod error;
@@ -27,6 +28,7 @@ pub mod wallet;
 #[cfg(test)]
 mod properties;
 
+pub use account::{Email, Password};
 pub use cart::Cart;
 pub use coupon::{
     Coupon, CouponKind, Discount, IssuanceMode, NewCoupon, UserCoupon, UserCouponStatus,

@@ -21,6 +21,9 @@ counter_once!(payments_failed, "stockade_payments_failed_total");
 counter_once!(revenue_won, "stockade_revenue_won_total");
 counter_once!(coupons_issued_locked, "stockade_coupons_issued_total", "mode" => "LOCKED");
 counter_once!(coupons_reserved_flash, "stockade_coupons_issued_total", "mode" => "FLASH");
+counter_once!(signups, "stockade_signups_total");
+counter_once!(logins_refused_credentials, "stockade_logins_refused_total", "reason" => "invalid_credentials");
+counter_once!(logins_refused_throttled, "stockade_logins_refused_total", "reason" => "throttled");
 
 /// Describes every family above for `/metrics` (`# HELP`).
 pub fn describe() {
@@ -44,5 +47,13 @@ pub fn describe() {
     metrics::describe_counter!(
         "stockade_coupons_issued_total",
         "coupons issued (LOCKED) or reserved (FLASH), by mode"
+    );
+    metrics::describe_counter!(
+        "stockade_signups_total",
+        "accounts registered (answered 201)"
+    );
+    metrics::describe_counter!(
+        "stockade_logins_refused_total",
+        "sign-ins refused, by reason (invalid_credentials: 401, throttled: 429)"
     );
 }

@@ -21,19 +21,20 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | AmountMismatch
         | InsufficientBalance
         | ChargeLimitExceeded => StatusCode::BAD_REQUEST,
-        Unauthorized => StatusCode::UNAUTHORIZED,
+        Unauthorized | InvalidCredentials => StatusCode::UNAUTHORIZED,
         Forbidden => StatusCode::FORBIDDEN,
         NotFound | ProductNotFound | OrderNotFound | CouponNotFound | UserNotFound => {
             StatusCode::NOT_FOUND
         }
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        CouponSoldOut | CouponAlreadyIssued | RequestInProgress | LockTimeout => {
+        CouponSoldOut | CouponAlreadyIssued | RequestInProgress | LockTimeout | EmailTaken => {
             StatusCode::CONFLICT
         }
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         UriTooLong => StatusCode::URI_TOO_LONG,
         HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+        TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         PaymentFailed => StatusCode::BAD_GATEWAY,
         BackendUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -122,6 +123,10 @@ impl From<AppError> for ApiError {
                     "a request with this idempotency key is still in progress",
                 )
             },
+            AppError::TooManyRequests { retry_after } => ApiError {
+                retry_after: Some(retry_secs(retry_after)),
+                ..ApiError::new(code, e.to_string())
+            },
             AppError::LockTimeout => ApiError {
                 retry_after: Some(1),
                 ..ApiError::new(code, e.to_string())
@@ -191,10 +196,13 @@ mod tests {
             let s = status_of(code).as_u16();
             assert!(matches!(
                 s,
-                400 | 401 | 403 | 404 | 405 | 409 | 413 | 414 | 422 | 431 | 500 | 502 | 503
+                400 | 401 | 403 | 404 | 405 | 409 | 413 | 414 | 422 | 429 | 431 | 500 | 502 | 503
             ));
         }
         assert_eq!(status_of(ErrorCode::IdempotencyKeyReused).as_u16(), 422);
+        assert_eq!(status_of(ErrorCode::InvalidCredentials).as_u16(), 401);
+        assert_eq!(status_of(ErrorCode::EmailTaken).as_u16(), 409);
+        assert_eq!(status_of(ErrorCode::TooManyRequests).as_u16(), 429);
         assert_eq!(status_of(ErrorCode::PaymentFailed).as_u16(), 502);
         assert_eq!(status_of(ErrorCode::UriTooLong).as_u16(), 414);
         assert_eq!(status_of(ErrorCode::HeadersTooLarge).as_u16(), 431);
@@ -215,6 +223,10 @@ mod tests {
         assert_eq!(
             header(ApiError::invalid_token("expired")).as_deref(),
             Some("Bearer error=\"invalid_token\"")
+        );
+        assert_eq!(
+            header(ApiError::new(ErrorCode::InvalidCredentials, "wrong")).as_deref(),
+            Some("Bearer")
         );
         assert_eq!(
             header(ApiError::new(ErrorCode::Forbidden, "admins only")),

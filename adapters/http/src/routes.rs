@@ -3,7 +3,7 @@
 //! handler under exactly that method and path and records the same operation in the document,
 //! so a route cannot exist without its documentation, nor the other way round (ADR 0016).
 
-use crate::handlers::{admin, docs, ops, shop};
+use crate::handlers::{accounts, admin, docs, ops, shop};
 use crate::Shared;
 use std::sync::OnceLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -23,6 +23,7 @@ use utoipa_axum::routes;
     modifiers(&Bearer),
     tags(
         (name = "ops", description = "health, readiness, metrics and this documentation"),
+        (name = "accounts", description = "sign up, sign in, who am I"),
         (name = "products"), (name = "wallet"), (name = "cart"), (name = "coupons"),
         (name = "orders"), (name = "admin", description = "admin tokens only"),
     )
@@ -57,6 +58,9 @@ pub(crate) fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(ops::openapi_json))
         .routes(routes!(docs::page))
         .routes(routes!(docs::asset))
+        .routes(routes!(accounts::register))
+        .routes(routes!(accounts::login))
+        .routes(routes!(accounts::me))
         .routes(routes!(shop::list_products))
         .routes(routes!(shop::get_product))
         .routes(routes!(shop::popular_products))

@@ -8,6 +8,7 @@
 //! (to inject faults or inspect state) while [`MemoryBackend::ports`] gives the application
 //! its `Arc<dyn Port>` bundle.
 
+mod accounts;
 mod changes;
 mod gate;
 mod idempotency;
@@ -16,6 +17,7 @@ mod queue;
 mod store;
 mod support;
 
+pub use accounts::MemoryAccounts;
 pub use changes::MemoryChangeFeed;
 pub use gate::MemoryCouponGate;
 pub use idempotency::MemoryIdempotencyStore;
@@ -42,6 +44,7 @@ pub struct MemoryBackend {
     pub platform: MemoryPlatform,
     pub popularity: MemoryPopularityCache,
     pub changes: MemoryChangeFeed,
+    pub accounts: MemoryAccounts,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGenerator>,
 }
@@ -58,6 +61,7 @@ impl MemoryBackend {
             platform: MemoryPlatform::new(),
             popularity: MemoryPopularityCache::new(clock.clone()),
             changes: MemoryChangeFeed::default(),
+            accounts: MemoryAccounts::new(),
             clock,
             ids,
         }
@@ -78,6 +82,7 @@ impl MemoryBackend {
             clock: self.clock.clone(),
             ids: self.ids.clone(),
             changes: Arc::new(self.changes.clone()),
+            accounts: Arc::new(self.accounts.clone()),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! the [`PgIdempotencyStore`]. The crate owns its migrations ([`MIGRATOR`]), embedded in the
 //! binary and run by `stockade migrate` and at start.
 
+mod accounts;
 mod batch;
 mod changes;
 mod convert;
@@ -15,6 +16,7 @@ mod section;
 mod sessions;
 mod store;
 
+pub use accounts::PgAccounts;
 pub use changes::PgChangeFeed;
 pub use idempotency::PgIdempotencyStore;
 pub use lock::{lock_id, PgLockManager};

@@ -17,6 +17,7 @@ pub(crate) mod lanes;
 pub(crate) mod order_plan;
 pub(crate) mod order_turn;
 pub(crate) mod outcome;
+pub(crate) mod password;
 pub(crate) mod release;
 pub(crate) mod saga;
 pub(crate) mod section;

@@ -211,4 +211,16 @@ pub mod keys {
     pub fn coupon(coupon: CouponId) -> LockKey {
         LockKey::of(format!("coupon:{coupon}"))
     }
+    /// The sign-up lock of an email: `register:{email}`, or `register:#{sha-256 hex}` for an
+    /// email too long for a key (over 191 characters).
+    pub fn register(email: &stockade_domain::Email) -> LockKey {
+        use sha2::{Digest, Sha256};
+        let name = format!("register:{email}");
+        if name.len() <= 200 {
+            return LockKey::of(name);
+        }
+        let digest = Sha256::digest(email.as_str().as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        LockKey::of(format!("register:#{hex}"))
+    }
 }

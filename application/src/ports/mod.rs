@@ -4,6 +4,7 @@
 //! crate check them against every adapter. Ports are used as `Arc<dyn Port>` and bundled in
 //! [`Ports`], which bootstrap builds.
 
+pub mod accounts;
 pub mod changes;
 pub mod clock;
 pub mod error;
@@ -38,4 +39,6 @@ pub struct Ports {
     pub ids: Arc<dyn clock::IdGenerator>,
     /// How instances tell each other of restocks (drops sold-out marks).
     pub changes: Arc<dyn changes::ChangeFeed>,
+    /// Accounts and failed sign-ins (follows the store's backend).
+    pub accounts: Arc<dyn accounts::AccountStore>,
 }

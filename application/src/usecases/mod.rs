@@ -8,6 +8,7 @@
 //! [`crate::Stockade`] is the public face: one delegating method per use case.
 
 pub mod audit_store;
+pub mod authenticate_account;
 pub mod cancel_order;
 pub mod charge_balance;
 pub mod consume_issuances;
@@ -15,6 +16,7 @@ pub mod create_coupon;
 pub mod create_order;
 pub mod create_product;
 pub mod expire_orders;
+pub mod get_account;
 pub mod get_balance;
 pub mod get_cart;
 pub mod get_coupon;
@@ -32,5 +34,6 @@ pub mod reconcile_all;
 pub mod reconcile_coupon;
 pub mod recover_sagas;
 pub mod refresh_popular;
+pub mod register_account;
 pub mod set_stock;
 pub mod update_cart;

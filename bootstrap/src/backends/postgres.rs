@@ -25,6 +25,8 @@ pub struct PostgresPorts {
     pub store: Option<(PgStore, PgChangeFeed)>,
     pub locks: Option<PgLockManager>,
     pub idempotency: Option<PgIdempotencyStore>,
+    /// Accounts follow the store: on the database whenever the store is.
+    pub accounts: Option<stockade_postgres::PgAccounts>,
     /// Every pool opened, named for the pool gauges (`store`, `locks`, `claims`).
     pub pools: Vec<(&'static str, sqlx::PgPool)>,
 }
@@ -91,7 +93,12 @@ pub async fn build(
     if wiring.gate == GateBackend::Memory && store.is_some() {
         tracing::warn!("FLASH coupons use the in-process gate: run one instance, or --gate redis, for exact FLASH issuance across instances");
     }
+    // Accounts follow the store.
+    let accounts = store
+        .is_some()
+        .then(|| stockade_postgres::PgAccounts::new(pool.clone()));
     Ok(PostgresPorts {
+        accounts,
         pool,
         store,
         locks,
@@ -112,6 +119,9 @@ impl PostgresPorts {
         }
         if let Some(idempotency) = &self.idempotency {
             ports.idempotency = Arc::new(idempotency.clone());
+        }
+        if let Some(accounts) = &self.accounts {
+            ports.accounts = Arc::new(accounts.clone());
         }
     }
 

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod access_log;
+mod accounts;
 mod durable;
 mod edge;
 mod metrics;

@@ -8,6 +8,7 @@
 //! - [`Time::Real`] for adapters whose time lives in a server (a Redis TTL, a Postgres clock):
 //!   a two-worker runtime and real time, with margins that stay well clear of 50 ms.
 
+pub mod accounts;
 pub mod changes;
 pub mod gate;
 pub mod idempotency;

@@ -100,4 +100,8 @@ on_backends!(
     unknown_fields_are_refused_and_created_things_have_a_location,
     the_openapi_document_lists_every_route_of_the_api,
     metrics_count_requests_and_gate_outcomes,
+    accounts_register_login_and_me,
+    accounts_refuse_bad_input_and_taken_emails,
+    accounts_one_email_signed_up_100_times_at_once,
+    accounts_wrong_credentials_then_throttled,
 );

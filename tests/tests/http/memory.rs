@@ -235,6 +235,33 @@ async fn every_error_code_is_reachable() {
             "IDEMPOTENCY_KEY_REUSED",
         ),
     ];
+    // Accounts: a taken email, wrong credentials, and a throttled email.
+    let sign_up = json!({"email": "codes@example.com", "password": "password1", "name": "C"});
+    let register = || {
+        app.call(
+            Method::POST,
+            "/api/v1/auth/register",
+            None,
+            None,
+            Some(sign_up.clone()),
+        )
+    };
+    let login = || {
+        app.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            None,
+            Some(json!({"email": "codes@example.com", "password": "not it"})),
+        )
+    };
+    let mut cases = cases;
+    assert_eq!(register().await.status, StatusCode::CREATED);
+    cases.push((register().await, 409, "EMAIL_TAKEN"));
+    for _ in 0..5 {
+        cases.push((login().await, 401, "INVALID_CREDENTIALS"));
+    }
+    cases.push((login().await, 429, "TOO_MANY_REQUESTS"));
     for (a, status, code) in &cases {
         note(&seen, a).await;
         if code.is_empty() {
@@ -551,6 +578,31 @@ async fn admin_reset_restores_the_demo_data() {
         app.get("/api/v1/users/me/coupons", Some(8)).await.data(),
         &json!([])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_register_login_and_me() {
+    e2e::accounts_register_login_and_me(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_refuse_bad_input_and_taken_emails() {
+    e2e::accounts_refuse_bad_input_and_taken_emails(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_one_email_signed_up_100_times_at_once() {
+    e2e::accounts_one_email_signed_up_100_times_at_once(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_wrong_credentials_then_throttled() {
+    e2e::accounts_wrong_credentials_then_throttled(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_unknown_email_and_wrong_password_take_similar_time() {
+    e2e::accounts_unknown_email_and_wrong_password_take_similar_time(&[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

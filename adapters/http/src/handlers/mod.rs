@@ -1,6 +1,7 @@
 //! Request handlers. Each converts its request into the domain with `try_into_domain`, calls
 //! one use case and renders the answer in the envelope.
 
+pub mod accounts;
 pub mod admin;
 pub mod docs;
 pub mod ops;

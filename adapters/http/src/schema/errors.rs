@@ -76,14 +76,21 @@ pub fn responses(codes: &[ErrorCode]) -> BTreeMap<String, RefOr<Response>> {
                 );
             if codes
                 .iter()
-                .any(|c| matches!(c, ErrorCode::RequestInProgress | ErrorCode::LockTimeout))
+                .any(|c| {
+                    matches!(
+                        c,
+                        ErrorCode::RequestInProgress
+                            | ErrorCode::LockTimeout
+                            | ErrorCode::TooManyRequests
+                    )
+                })
             {
                 response = response.header(
                     "Retry-After",
                     HeaderBuilder::new()
                         .schema(ObjectBuilder::new().schema_type(Type::Integer))
                         .description(Some(
-                            "seconds to wait before retrying (REQUEST_IN_PROGRESS, LOCK_TIMEOUT)",
+                            "seconds to wait before retrying (REQUEST_IN_PROGRESS, LOCK_TIMEOUT, TOO_MANY_REQUESTS)",
                         ))
                         .build(),
                 );
@@ -107,14 +114,15 @@ pub fn responses(codes: &[ErrorCode]) -> BTreeMap<String, RefOr<Response>> {
 fn description(status: u16) -> &'static str {
     match status {
         400 => "the request is not valid, or the business rules refuse it",
-        401 => "no valid bearer token",
+        401 => "no valid bearer token, or (sign-in) the email or password is not correct",
         403 => "the token may not do this",
         404 => "what the path names does not exist (or is not the caller's)",
-        409 => "a conflict: sold out, already issued, in progress or a lock time-out",
+        409 => "a conflict: sold out, already issued, in progress, a lock time-out or an email already taken",
         413 => "the body is larger than 1 MiB",
         414 => "the request target is longer than 8 KiB",
         431 => "the request's headers are larger than 32 KiB in all",
         422 => "the Idempotency-Key was used for a different request",
+        429 => "too many failed sign-ins for this email; wait Retry-After seconds",
         500 => "an internal error; the body carries no detail",
         502 => "the payment platform failed; everything was compensated",
         503 => "a backend is unavailable or the request took too long",

@@ -88,6 +88,41 @@ const T: &str = "2026-12-04T10:00:00.000Z";
 #[test]
 fn every_view_renders_as_its_schema_says() {
     conforms(
+        "Account",
+        &AccountView {
+            user_id: 1_000_001,
+            email: "ann@example.com".into(),
+            name: "Ann".into(),
+        },
+    );
+    conforms(
+        "Me",
+        &MeView {
+            user_id: 1_000_001,
+            role: "user".into(),
+            email: Some("ann@example.com".into()),
+            name: Some("Ann".into()),
+        },
+    );
+    conforms(
+        "Me",
+        &MeView {
+            user_id: 7,
+            role: "admin".into(),
+            email: None,
+            name: None,
+        },
+    );
+    conforms(
+        "Login",
+        &crate::handlers::accounts::LoginAnswer {
+            access_token: "a.b.c".into(),
+            token_type: "Bearer",
+            expires_in: 3_600,
+            user_id: 1_000_001,
+        },
+    );
+    conforms(
         "Product",
         &ProductView {
             id: 1,

@@ -311,3 +311,57 @@ pub struct Envelope<T> {
     #[schema(format = DateTime)]
     pub timestamp: String,
 }
+
+/// A registered account (never its password).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Account {
+    #[schema(minimum = 1, example = 1_000_001)]
+    pub user_id: i64,
+    /// Trimmed and lower-cased.
+    #[schema(example = "ann@example.com")]
+    pub email: String,
+    #[schema(example = "Ann")]
+    pub name: String,
+}
+
+/// The only token type minted.
+#[derive(Debug, ToSchema)]
+pub enum TokenType {
+    Bearer,
+}
+
+/// A signed-in session: a bearer token for the rest of the API.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Login {
+    /// An HS256 JWT (`sub` = user id, `role` = `user`).
+    pub access_token: String,
+    pub token_type: TokenType,
+    /// Seconds the token stays valid.
+    #[schema(minimum = 1, example = 3600)]
+    pub expires_in: i64,
+    #[schema(minimum = 1)]
+    pub user_id: i64,
+}
+
+/// What a token's role may be.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Admin,
+}
+
+/// Who I am: registered users also have an email and a name.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Me {
+    #[schema(minimum = 1)]
+    pub user_id: i64,
+    pub role: Role,
+    #[schema(nullable = false)]
+    pub email: Option<String>,
+    #[schema(nullable = false)]
+    pub name: Option<String>,
+}

@@ -38,6 +38,14 @@ mod idempotency {
     );
 }
 
+mod accounts {
+    use super::*;
+    use stockade_application::ports::accounts::AccountStore;
+    stockade_tests::accounts_contract!(async {
+        Arc::new(stockade_memory::MemoryAccounts::new()) as Arc<dyn AccountStore>
+    });
+}
+
 mod gate {
     use super::*;
     stockade_tests::gate_contract!(async {

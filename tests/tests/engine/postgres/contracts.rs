@@ -62,6 +62,15 @@ mod idempotency_own_pool {
     );
 }
 
+mod accounts {
+    use super::*;
+    use stockade_application::ports::accounts::AccountStore;
+    stockade_tests::accounts_contract!(async {
+        let db = db().await;
+        Arc::new(stockade_postgres::PgAccounts::new(db.pool.clone())) as Arc<dyn AccountStore>
+    });
+}
+
 mod store {
     use super::*;
     stockade_tests::store_contract!(async {

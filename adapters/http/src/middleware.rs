@@ -273,6 +273,9 @@ impl Series {
 /// writing, gets the answer instead of a reset connection; larger ones are cut off.
 const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 
+/// The longest a refused body is read for before the 413 is sent anyway.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
 /// Refuses a declared body over [`BODY_LIMIT`] without handing it to a handler (bodies without
 /// a length are limited while being read by the JSON extractor).
 /// A request target over [`TARGET_LIMIT`] or headers over [`HEADERS_LIMIT`] are refused in
@@ -316,7 +319,10 @@ async fn refuse_oversize(req: Request) -> Result<Request, Response> {
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(n) = declared.filter(|n| *n > BODY_LIMIT as u64) {
         if n <= DRAIN_LIMIT as u64 {
-            let _ = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT).await;
+            // Bounded in time too: a client that declares a large body and sends it a byte at
+            // a time must not hold its connection (and its place under the cap) for long.
+            let drain = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT);
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
         }
         return Err(
             ApiError::new(ErrorCode::PayloadTooLarge, "the body is larger than 1 MiB")

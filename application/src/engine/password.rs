@@ -24,10 +24,26 @@ fn hash_now(password: &Password) -> Result<String, AppError> {
         .map_err(|e| AppError::Internal(format!("argon2 hash: {e}")))
 }
 
-/// Runs CPU-heavy work on the blocking pool.
+/// How many hashes run at once: one per core (at least two). Each takes 19 MiB and tens of
+/// milliseconds of CPU; without a bound, a burst of sign-ins (unknown emails included, which
+/// check the dummy hash) would start one per blocking thread, up to 512 of them: about 10 GiB.
+/// The rest wait their turn here, under the request's time-out.
+fn permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        tokio::sync::Semaphore::new(cores.max(2))
+    })
+}
+
+/// Runs CPU-heavy work on the blocking pool, at most [`permits`] at once.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, AppError> + Send + 'static,
 ) -> Result<T, AppError> {
+    let _turn = permits()
+        .acquire()
+        .await
+        .map_err(|e| AppError::Internal(format!("the hashing permits are closed: {e}")))?;
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| AppError::Internal(format!("the hashing task failed: {e}")))?

@@ -214,13 +214,24 @@ pub mod keys {
     /// The sign-up lock of an email: `register:{email}`, or `register:#{sha-256 hex}` for an
     /// email too long for a key (over 191 characters).
     pub fn register(email: &stockade_domain::Email) -> LockKey {
+        of_email("register", email)
+    }
+
+    /// `sign-in:{email}`: one sign-in of an email at a time, so the failures counted before a
+    /// password is checked include every earlier attempt (the throttle cannot be raced).
+    pub fn sign_in(email: &stockade_domain::Email) -> LockKey {
+        of_email("sign-in", email)
+    }
+
+    /// `{prefix}:{email}`, or `{prefix}:#{sha256}` for an email too long for a key.
+    fn of_email(prefix: &str, email: &stockade_domain::Email) -> LockKey {
         use sha2::{Digest, Sha256};
-        let name = format!("register:{email}");
+        let name = format!("{prefix}:{email}");
         if name.len() <= 200 {
             return LockKey::of(name);
         }
         let digest = Sha256::digest(email.as_str().as_bytes());
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        LockKey::of(format!("register:#{hex}"))
+        LockKey::of(format!("{prefix}:#{hex}"))
     }
 }

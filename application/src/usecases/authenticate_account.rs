@@ -2,6 +2,7 @@
 
 use crate::engine::{password, Context};
 use crate::error::AppError;
+use crate::ports::lock::{keys, LockOptions};
 use crate::views::AccountView;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,36 +26,55 @@ pub struct AuthenticateAccount {
 /// unknown email). Each failure is recorded in the account store (shared by every instance on
 /// a durable backend); once an email has [`MAX_FAILURES`] within [`FAILURE_WINDOW`], its
 /// sign-ins are refused, before any hash is checked, until the oldest of them leaves the window.
-/// A success forgets the email's failures.
+/// A success forgets the email's failures. Sign-ins of one email take turns under the lock
+/// `sign-in:{email}`, so parallel guesses are counted one after another.
 ///
 /// # Errors
 /// `INVALID_INPUT` for a malformed email; `TOO_MANY_REQUESTS` (with the time left);
-/// `INVALID_CREDENTIALS`; `BACKEND_UNAVAILABLE`.
+/// `INVALID_CREDENTIALS`; `LOCK_TIMEOUT`; `BACKEND_UNAVAILABLE`.
 #[tracing::instrument(skip_all)]
 pub(crate) async fn execute(
     ctx: &Arc<Context>,
     cmd: AuthenticateAccount,
 ) -> Result<AccountView, AppError> {
     let email = Email::parse(&cmd.email)?;
+    let password = cmd.password;
+    // One sign-in per email at a time (across instances): the failures read below then count
+    // every earlier attempt, so parallel guesses cannot all pass the throttle at once. Detached,
+    // so a client that goes away cannot cut it between the check and the recorded failure.
+    ctx.detached(move |ctx| async move {
+        let options = LockOptions::new(ctx.settings.lock_wait, ctx.settings.lock_lease);
+        let guard = ctx
+            .ports
+            .locks
+            .acquire(&[keys::sign_in(&email)], options)
+            .await?;
+        let answer = check(&ctx, &email, password).await;
+        if let Err(e) = guard.release().await {
+            tracing::debug!(error = %e, "sign-in lock not released; its lease bounds it");
+        }
+        answer
+    })
+    .await
+}
+
+async fn check(ctx: &Context, email: &Email, password: Password) -> Result<AccountView, AppError> {
     let now = ctx.now();
     let window = i64::try_from(FAILURE_WINDOW.as_millis()).unwrap_or(i64::MAX);
     let since = now.minus_millis(window);
-    let failures = ctx.ports.accounts.failures(&email, since).await?;
+    let failures = ctx.ports.accounts.failures(email, since).await?;
     if let Some(retry_after) = throttled(&failures, now, window) {
         return Err(AppError::TooManyRequests { retry_after });
     }
-    let account = ctx.ports.accounts.by_email(&email).await?;
+    let account = ctx.ports.accounts.by_email(email).await?;
     let stored = account.as_ref().map(|a| a.password_hash.clone());
-    if !password::verify(cmd.password, stored).await? {
-        ctx.ports
-            .accounts
-            .record_failure(&email, now, since)
-            .await?;
+    if !password::verify(password, stored).await? {
+        ctx.ports.accounts.record_failure(email, now, since).await?;
         return Err(DomainError::InvalidCredentials.into());
     }
     let account = account.ok_or(DomainError::InvalidCredentials)?;
     if !failures.is_empty() {
-        ctx.ports.accounts.clear_failures(&email).await?;
+        ctx.ports.accounts.clear_failures(email).await?;
     }
     Ok(AccountView {
         user_id: account.id.get(),

@@ -279,6 +279,41 @@ pub async fn accounts_wrong_credentials_then_throttled(flags: &[&str]) {
     assert!(moved(r#"stockade_logins_refused_total{reason="throttled"}"#) >= 1.0);
 }
 
+/// Thirty wrong guesses for one email sent at once are counted one after another: at most five
+/// are checked (401), every other one is refused by the throttle (429).
+pub async fn accounts_parallel_guesses_cannot_race_the_throttle(flags: &[&str]) {
+    let app = Arc::new(spawn_app(flags).await);
+    let email = fresh_email("frank");
+    let r = register(
+        &app,
+        json!({"email": email, "password": "right password", "name": "Frank"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let (app, email) = (app.clone(), email.clone());
+        tasks.push(tokio::spawn(async move {
+            login(&app, &email, &format!("guess number {i}")).await
+        }));
+    }
+    let (mut checked, mut throttled) = (0, 0);
+    for t in tasks {
+        let a = t.await.unwrap();
+        match a.status.as_u16() {
+            401 => checked += 1,
+            429 => throttled += 1,
+            _ => panic!("unexpected answer: {}", a.raw),
+        }
+    }
+    assert_eq!((checked, throttled), (5, 25));
+    expect(
+        &login(&app, &email, "right password").await,
+        429,
+        "TOO_MANY_REQUESTS",
+    );
+}
+
 /// The median of five timed sign-ins.
 async fn median_login(app: &TestServer, emails: &[String], password: &str) -> Duration {
     let mut times = Vec::new();

@@ -104,4 +104,5 @@ on_backends!(
     accounts_refuse_bad_input_and_taken_emails,
     accounts_one_email_signed_up_100_times_at_once,
     accounts_wrong_credentials_then_throttled,
+    accounts_parallel_guesses_cannot_race_the_throttle,
 );

@@ -601,6 +601,11 @@ async fn accounts_wrong_credentials_then_throttled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_parallel_guesses_cannot_race_the_throttle() {
+    e2e::accounts_parallel_guesses_cannot_race_the_throttle(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_unknown_email_and_wrong_password_take_similar_time() {
     e2e::accounts_unknown_email_and_wrong_password_take_similar_time(&[]).await;
 }

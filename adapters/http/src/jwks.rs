@@ -1,9 +1,10 @@
 //! An external identity provider's public keys (a JWKS), for RS256 and ES256 tokens, chosen by
 //! the token's `kid`. The set is read from a file or a URL at start and read again when a token
 //! names a `kid` the set does not have, at most once every [`REFETCH_AFTER`] (so a flood of
-//! tokens with made-up ids cannot turn into a flood of fetches).
+//! tokens with made-up ids cannot turn into a flood of fetches), and in the background every
+//! [`REFRESH_EVERY`] while it is used, so a key the provider withdrew stops verifying.
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,8 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, RwLock};
 
-/// The shortest time between two fetches of the set.
+/// The shortest time between two fetches of the set for an unknown `kid`.
 pub const REFETCH_AFTER: Duration = Duration::from_secs(30);
+
+/// How old the set may grow while its keys are used before it is fetched again.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(600);
 
 /// How long one fetch of a URL may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,6 +63,7 @@ pub struct KeySet(Arc<Inner>);
 struct Inner {
     source: JwksSource,
     refetch_after: Duration,
+    refresh_every: Duration,
     keys: RwLock<HashMap<String, Key>>,
     /// Held while fetching, so that concurrent misses fetch once; the time of the last fetch.
     fetched: Mutex<Option<Instant>>,
@@ -80,12 +85,13 @@ impl KeySet {
     /// # Errors
     /// [`JwksError`] when the file cannot be read or the set holds no usable key.
     pub async fn load(source: JwksSource) -> Result<KeySet, JwksError> {
-        Self::load_refetching_after(source, REFETCH_AFTER).await
+        Self::load_with(source, REFETCH_AFTER, REFRESH_EVERY).await
     }
 
-    async fn load_refetching_after(
+    async fn load_with(
         source: JwksSource,
         refetch_after: Duration,
+        refresh_every: Duration,
     ) -> Result<KeySet, JwksError> {
         let client = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
@@ -94,6 +100,7 @@ impl KeySet {
         let set = KeySet(Arc::new(Inner {
             source,
             refetch_after,
+            refresh_every,
             keys: RwLock::new(HashMap::new()),
             fetched: Mutex::new(None),
             client,
@@ -116,8 +123,10 @@ impl KeySet {
     /// The key named `kid`, fetching the set again if it is unknown and the last fetch is
     /// older than [`REFETCH_AFTER`].
     pub(crate) async fn key(&self, kid: &str) -> Option<(DecodingKey, Algorithm)> {
-        if let Some(k) = self.0.keys.read().await.get(kid) {
-            return Some((k.decoding.clone(), k.algorithm));
+        let hit = self.0.keys.read().await.get(kid).cloned();
+        if let Some(k) = hit {
+            self.refresh_if_stale();
+            return Some((k.decoding, k.algorithm));
         }
         let mut fetched = self.0.fetched.lock().await;
         // Someone else may have fetched while this waited.
@@ -134,6 +143,26 @@ impl KeySet {
         }
         let keys = self.0.keys.read().await;
         keys.get(kid).map(|k| (k.decoding.clone(), k.algorithm))
+    }
+
+    /// Fetches the set again in the background when the last fetch is older than
+    /// [`REFRESH_EVERY`] (and no fetch is under way): the answer in hand does not wait for it.
+    fn refresh_if_stale(&self) {
+        let Ok(mut fetched) = self.0.fetched.try_lock() else {
+            return;
+        };
+        if fetched.is_some_and(|at| at.elapsed() < self.0.refresh_every) {
+            return;
+        }
+        *fetched = Some(Instant::now());
+        drop(fetched);
+        let set = self.clone();
+        tokio::spawn(async move {
+            match set.fetch().await {
+                Ok(keys) => *set.0.keys.write().await = keys,
+                Err(e) => tracing::warn!(error = %e, "could not refresh the JWKS"),
+            }
+        });
     }
 
     async fn fetch(&self) -> Result<HashMap<String, Key>, JwksError> {
@@ -170,16 +199,27 @@ impl KeySet {
     }
 }
 
-/// The RS256 and ES256 (P-256) keys of a set that have a `kid`; other keys are skipped (a set
-/// often holds keys for other services too). A key that names its algorithm is used for that
-/// algorithm only.
+/// The RS256 and ES256 (P-256) signing keys of a set that have a `kid`; every other key is
+/// skipped (a set often holds keys for other services, encryption keys, or kinds this library
+/// does not read), one by one, so one such key never makes the whole set unusable. A key that
+/// names an algorithm is used only when it names the one its kind verifies here.
 fn parse(body: &[u8]) -> Result<HashMap<String, Key>, JwksError> {
-    let set: JwkSet = serde_json::from_slice(body).map_err(JwksError::Parse)?;
+    #[derive(serde::Deserialize)]
+    struct RawSet {
+        keys: Vec<serde_json::Value>,
+    }
+    let set: RawSet = serde_json::from_slice(body).map_err(JwksError::Parse)?;
     let mut keys = HashMap::new();
-    for jwk in &set.keys {
+    for raw in set.keys {
+        let Ok(jwk) = serde_json::from_value::<Jwk>(raw) else {
+            continue;
+        };
         let Some(kid) = jwk.common.key_id.clone() else {
             continue;
         };
+        if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
+            continue;
+        }
         let algorithm = match &jwk.algorithm {
             AlgorithmParameters::RSA(_) => Algorithm::RS256,
             AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
@@ -187,14 +227,16 @@ fn parse(body: &[u8]) -> Result<HashMap<String, Key>, JwksError> {
             }
             _ => continue,
         };
-        let named = jwk
-            .common
-            .key_algorithm
-            .and_then(|a| a.to_string().parse::<Algorithm>().ok());
-        if named.is_some_and(|a| a != algorithm) {
+        let named_ok = match jwk.common.key_algorithm {
+            None => true,
+            Some(KeyAlgorithm::RS256) => algorithm == Algorithm::RS256,
+            Some(KeyAlgorithm::ES256) => algorithm == Algorithm::ES256,
+            Some(_) => false,
+        };
+        if !named_ok {
             continue;
         }
-        let Ok(decoding) = DecodingKey::from_jwk(jwk) else {
+        let Ok(decoding) = DecodingKey::from_jwk(&jwk) else {
             continue;
         };
         keys.insert(

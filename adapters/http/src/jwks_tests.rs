@@ -277,9 +277,13 @@ async fn an_unknown_kid_refetches_the_url_at_most_once_per_interval() {
     let body = Arc::new(std::sync::Mutex::new(set(&[&first])));
     let fetches = Arc::new(AtomicUsize::new(0));
     let url = serve_jwks(body.clone(), fetches.clone()).await;
-    let keys = KeySet::load_refetching_after(JwksSource::Url(url), Duration::from_millis(400))
-        .await
-        .expect("loaded");
+    let keys = KeySet::load_with(
+        JwksSource::Url(url),
+        Duration::from_millis(400),
+        Duration::from_secs(600),
+    )
+    .await
+    .expect("loaded");
     assert_eq!(fetches.load(Ordering::SeqCst), 1);
     let secret = JwtSecret::with_rules(
         "s3cret",
@@ -362,5 +366,78 @@ async fn a_set_without_usable_keys_or_a_missing_file_is_an_error() {
     ));
     let missing = KeySet::load(JwksSource::File(dir.join("missing.json"))).await;
     assert!(matches!(missing, Err(JwksError::File { .. })));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn keys_this_service_cannot_use_are_skipped_one_by_one() {
+    let dir = temp_dir();
+    let rsa = make_rsa(&dir, "rsa-sig");
+    let mut enc = make_rsa(&dir, "rsa-enc").jwk;
+    enc["use"] = "enc".into();
+    enc["alg"] = "RSA-OAEP".into();
+    let mut oaep_named = make_rsa(&dir, "rsa-oaep").jwk;
+    oaep_named["alg"] = "RSA-OAEP-256".into();
+    let body = serde_json::to_vec(&serde_json::json!({"keys": [
+        {"kty": "EC", "kid": "k1", "crv": "P-521", "x": "AA", "y": "AA", "alg": "ES512"},
+        {"kty": "OKP", "kid": "k2", "crv": "X25519", "x": "AA"},
+        {"kty": "RSA", "kid": "k3", "alg": "RSA-OAEP-384", "n": "AQAB", "e": "AQAB"},
+        {"kty": "weird"},
+        enc,
+        oaep_named,
+        rsa.jwk,
+    ]}))
+    .expect("json");
+    let keys = parse(&body).expect("one usable key among the others");
+    assert_eq!(keys.keys().collect::<Vec<_>>(), vec!["rsa-sig"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_provider_withdrew_stops_verifying_after_a_refresh() {
+    let dir = temp_dir();
+    let old = make_rsa(&dir, "rsa-old");
+    let new = make_rsa(&dir, "rsa-new");
+    let body = Arc::new(std::sync::Mutex::new(set(&[&old, &new])));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let url = serve_jwks(body.clone(), fetches.clone()).await;
+    let keys = KeySet::load_with(
+        JwksSource::Url(url),
+        Duration::from_millis(100),
+        Duration::from_millis(300),
+    )
+    .await
+    .expect("loaded");
+    let secret = JwtSecret::with_rules(
+        "s3cret",
+        TokenRules {
+            keys: Some(keys),
+            ..TokenRules::default()
+        },
+    );
+    let old_key = EncodingKey::from_rsa_pem(&old.pem).expect("pem");
+    let token = |sub: u64| {
+        sign(
+            Algorithm::RS256,
+            Some("rsa-old"),
+            &old_key,
+            serde_json::json!({"sub": sub, "role": "user", "exp": exp()}),
+        )
+    };
+    assert!(check(&secret, &token(1)).await.is_ok());
+    *body.lock().expect("body") = set(&[&new]);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    // The set is stale: this answer still uses the key in hand and starts a refresh.
+    assert!(check(&secret, &token(2)).await.is_ok());
+    let mut withdrawn = false;
+    for sub in 3..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if check(&secret, &token(sub)).await.is_err() {
+            withdrawn = true;
+            break;
+        }
+    }
+    assert!(withdrawn, "a withdrawn key kept verifying new tokens");
+    assert!(fetches.load(Ordering::SeqCst) >= 2);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -246,7 +246,8 @@ pub struct ServeArgs {
     )]
     pub http_idle_timeout: u64,
     /// The most client connections open at once; at the cap new ones wait in the listen
-    /// backlog (default: the open-file limit less 128 and both Postgres pools, at least 16).
+    /// backlog (default: the open-file limit less 128 and both Postgres pools, between 16 and
+    /// 65,536).
     #[arg(
         long,
         env = "STOCKADE_MAX_CONNECTIONS",

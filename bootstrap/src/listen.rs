@@ -18,6 +18,10 @@ pub const RESERVED_FDS: u64 = 128;
 /// The smallest connection cap derived from the open-file limit.
 const MIN_CONNECTIONS: u64 = 16;
 
+/// The largest: a host whose open-file limit is in the millions still gets a cap that means
+/// something (`--max-connections` sets a larger one).
+const MAX_DERIVED_CONNECTIONS: u64 = 65_536;
+
 /// Serves until `shutdown` completes, then drains (see [`stockade_http::serve`]); `files` is
 /// the open-file limit [`raise_open_file_limit`] left in force.
 ///
@@ -59,12 +63,14 @@ pub fn options(args: &ServeArgs, files: Option<u64>) -> ServeOptions {
     }
 }
 
-/// The open-file limit less [`RESERVED_FDS`] and both Postgres pools, at least
-/// [`MIN_CONNECTIONS`].
+/// The open-file limit less [`RESERVED_FDS`] and both Postgres pools, between
+/// [`MIN_CONNECTIONS`] and [`MAX_DERIVED_CONNECTIONS`].
 pub fn default_max_connections(files: u64, args: &ServeArgs) -> u64 {
     let reserved =
         RESERVED_FDS + u64::from(args.db_max_connections) + u64::from(args.lock_max_connections);
-    files.saturating_sub(reserved).max(MIN_CONNECTIONS)
+    files
+        .saturating_sub(reserved)
+        .clamp(MIN_CONNECTIONS, MAX_DERIVED_CONNECTIONS)
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit (an unlimited hard limit counts as the
@@ -118,6 +124,7 @@ mod tests {
         let a = args(&["--db-max-connections", "10", "--lock-max-connections", "20"]);
         assert_eq!(default_max_connections(1_024, &a), 1_024 - 128 - 30);
         assert_eq!(default_max_connections(100, &a), 16);
+        assert_eq!(default_max_connections(1_048_576, &a), 65_536);
         assert_eq!(options(&a, Some(4_096)).max_connections, 4_096 - 158);
         let given = args(&["--max-connections", "20"]);
         assert_eq!(options(&given, Some(4_096)).max_connections, 20);

@@ -277,7 +277,12 @@ async fn reconcile_until_done(app: &Stockade, shutdown: &mut watch::Receiver<boo
         }
         tokio::select! {
             () = tokio::time::sleep(RETRY_START_UP) => {}
-            _ = shutdown.changed() => {}
+            changed = shutdown.changed() => {
+                // The sender is gone: nobody will ever ask to stop, nor be served.
+                if changed.is_err() {
+                    return false;
+                }
+            }
         }
     }
 }

@@ -104,7 +104,8 @@ fn origin(value: &str) -> Option<HeaderValue> {
     if !(host_ok && port_ok) {
         return None;
     }
-    HeaderValue::from_str(value).ok()
+    // Browsers send the scheme and host in lower case.
+    HeaderValue::from_str(&value.to_ascii_lowercase()).ok()
 }
 
 #[cfg(test)]
@@ -115,8 +116,12 @@ mod tests {
     fn origins_parse_strictly() {
         assert_eq!(CorsOrigins::parse::<&str>(&[]).ok(), Some(CorsOrigins::Off));
         assert_eq!(CorsOrigins::parse(&["*"]).ok(), Some(CorsOrigins::Any));
-        let list = CorsOrigins::parse(&["https://shop.example", "http://localhost:3000"]);
+        let list = CorsOrigins::parse(&["https://Shop.Example", "http://localhost:3000"]);
         assert!(matches!(list, Ok(CorsOrigins::List(ref l)) if l.len() == 2));
+        let Ok(CorsOrigins::List(list)) = list else {
+            unreachable!()
+        };
+        assert_eq!(list[0], "https://shop.example");
         for bad in [
             "shop.example",
             "https://shop.example/",

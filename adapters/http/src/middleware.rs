@@ -51,7 +51,13 @@ pub async fn edge(
     let started = Instant::now();
     let method = method_index(req.method());
     let route = edge.series.route(req.extensions().get::<MatchedPath>());
-    let id = match req.headers().get(&REQUEST_ID) {
+    // A client's id is kept when it looks like one (short, visible ASCII); anything else is
+    // replaced, so the log never carries whatever a client put in the header.
+    let id = match req
+        .headers()
+        .get(&REQUEST_ID)
+        .filter(|id| usable_request_id(id))
+    {
         Some(id) => id.clone(),
         None => {
             let id = new_request_id();
@@ -62,7 +68,7 @@ pub async fn edge(
     let span = tracing::info_span!(
         "request",
         method = %req.method(),
-        uri = %req.uri(),
+        path = %req.uri().path(),
         request_id = %id.to_str().unwrap_or("-"),
     );
     // The panic guard covers everything the request runs here (the body drain, the time-out
@@ -121,6 +127,12 @@ fn refuse_while_starting(readiness: &Readiness, req: &Request) -> Option<Respons
         }
         .into_response(),
     )
+}
+
+/// Up to 128 bytes of visible ASCII.
+fn usable_request_id(id: &HeaderValue) -> bool {
+    let bytes = id.as_bytes();
+    !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic())
 }
 
 fn new_request_id() -> HeaderValue {
@@ -371,6 +383,19 @@ mod tests {
     use axum::routing::get;
     use axum::Router;
     use tower::ServiceExt;
+
+    #[test]
+    fn only_a_short_visible_request_id_is_kept() {
+        let ok = |s: &str| usable_request_id(&HeaderValue::from_str(s).expect("value"));
+        assert!(ok("e2e-request-7"));
+        assert!(ok(&"a".repeat(128)));
+        assert!(!ok(&"a".repeat(129)));
+        assert!(!ok("two words"));
+        assert!(!ok(""));
+        assert!(!usable_request_id(
+            &HeaderValue::from_bytes(b"caf\xc3\xa9").expect("value")
+        ));
+    }
 
     fn app(limit: Duration) -> Router {
         app_with(limit, Readiness::serving())

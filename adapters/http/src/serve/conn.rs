@@ -192,7 +192,11 @@ struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.live.fetch_sub(1, Relaxed);
+        // The last answer is ready: its writing gets a whole idle time-out from now, however
+        // long the handler took (not from when the request's head began).
+        if self.0.live.fetch_sub(1, Relaxed) == 1 {
+            self.0.mark.store(self.0.now(), Relaxed);
+        }
     }
 }
 

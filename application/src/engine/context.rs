@@ -87,6 +87,32 @@ impl Context {
             .map_err(|e| AppError::Internal(format!("the use case's task failed: {e}")))?
     }
 
+    /// Runs `run` detached (see [`Context::detached`]) while holding the lock `key` (with the
+    /// configured wait and lease), releasing it after; `what` names the lock in the log line of
+    /// a release that failed (its lease bounds it then).
+    pub(crate) async fn detached_under_lock<T, F, Fut>(
+        self: &Arc<Self>,
+        key: LockKey,
+        what: &'static str,
+        run: F,
+    ) -> Result<T, AppError>
+    where
+        F: FnOnce(Arc<Context>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, AppError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.detached(move |ctx| async move {
+            let options = LockOptions::new(ctx.settings.lock_wait, ctx.settings.lock_lease);
+            let guard = ctx.ports.locks.acquire(&[key], options).await?;
+            let answer = run(Arc::clone(&ctx)).await;
+            if let Err(e) = guard.release().await {
+                tracing::debug!(error = %e, lock = what, "lock not released; its lease bounds it");
+            }
+            answer
+        })
+        .await
+    }
+
     /// Runs `attempt` again (up to three times in all, with a short pause) while the store
     /// answers that the unit of work collided with a concurrent one.
     pub(crate) async fn retry_contention<T, F, Fut>(&self, mut attempt: F) -> Result<T, AppError>

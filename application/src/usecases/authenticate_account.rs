@@ -2,7 +2,7 @@
 
 use crate::engine::{password, Context};
 use crate::error::AppError;
-use crate::ports::lock::{keys, LockOptions};
+use crate::ports::lock::keys;
 use crate::views::AccountView;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,18 +42,8 @@ pub(crate) async fn execute(
     // One sign-in per email at a time (across instances): the failures read below then count
     // every earlier attempt, so parallel guesses cannot all pass the throttle at once. Detached,
     // so a client that goes away cannot cut it between the check and the recorded failure.
-    ctx.detached(move |ctx| async move {
-        let options = LockOptions::new(ctx.settings.lock_wait, ctx.settings.lock_lease);
-        let guard = ctx
-            .ports
-            .locks
-            .acquire(&[keys::sign_in(&email)], options)
-            .await?;
-        let answer = check(&ctx, &email, password).await;
-        if let Err(e) = guard.release().await {
-            tracing::debug!(error = %e, "sign-in lock not released; its lease bounds it");
-        }
-        answer
+    ctx.detached_under_lock(keys::sign_in(&email), "sign-in", move |ctx| async move {
+        check(&ctx, &email, password).await
     })
     .await
 }

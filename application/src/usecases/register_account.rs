@@ -3,7 +3,7 @@
 use crate::engine::{password, Context};
 use crate::error::AppError;
 use crate::ports::accounts::NewAccount;
-use crate::ports::lock::{keys, LockOptions};
+use crate::ports::lock::keys;
 use crate::views::AccountView;
 use std::sync::Arc;
 use stockade_domain::{DomainError, Email, Password};
@@ -35,18 +35,8 @@ pub(crate) async fn execute(
     let email = Email::parse(&cmd.email)?;
     let name = stockade_domain::account::display_name(&cmd.name)?;
     let password = cmd.password;
-    ctx.detached(move |ctx| async move {
-        let options = LockOptions::new(ctx.settings.lock_wait, ctx.settings.lock_lease);
-        let guard = ctx
-            .ports
-            .locks
-            .acquire(&[keys::register(&email)], options)
-            .await?;
-        let created = create(&ctx, email, name, password).await;
-        if let Err(e) = guard.release().await {
-            tracing::debug!(error = %e, "sign-up lock not released; its lease bounds it");
-        }
-        created
+    ctx.detached_under_lock(keys::register(&email), "sign-up", move |ctx| async move {
+        create(&ctx, email, name, password).await
     })
     .await
 }

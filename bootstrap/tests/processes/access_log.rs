@@ -1,31 +1,20 @@
 //! The access log: one line per request at `info`, with method, route template, status,
 //! latency and request id, and never a header's value or a body.
 
-use crate::support::{free_port, token, Instance, SECRET};
+use crate::support::{spawn_via, token};
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_is_logged_once_without_its_secrets() {
-    let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stockade"));
-    cmd.args([
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--jwt-secret",
-        SECRET,
-        "--log-format",
-        "json",
-    ])
-    .env("RUST_LOG", "info")
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    let mut instance = Instance {
-        child: cmd.spawn().unwrap(),
-        base: format!("http://127.0.0.1:{port}"),
-    };
+    let mut instance = spawn_via(
+        Command::new(env!("CARGO_BIN_EXE_stockade")),
+        &["--log-format", "json"],
+        |cmd| {
+            cmd.env("RUST_LOG", "info").stderr(Stdio::piped());
+        },
+    );
     crate::support::wait_until_ok(&instance, "/health").await;
     let client = reqwest::Client::new();
     let bearer = token(7);

@@ -147,26 +147,13 @@ async fn at_the_connection_cap_health_answers_once_idle_sockets_time_out() {
 
 /// Starts `stockade serve` through `sh` with `ulimit` applied first.
 fn spawn_limited(ulimit: &str, args: &[&str]) -> Instance {
-    let port = free_port();
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
         .arg(format!("ulimit {ulimit} && exec \"$0\" \"$@\""))
-        .arg(env!("CARGO_BIN_EXE_stockade"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--jwt-secret",
-            SECRET,
-        ])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    Instance {
-        child: cmd.spawn().unwrap(),
-        base: format!("http://127.0.0.1:{port}"),
-    }
+        .arg(env!("CARGO_BIN_EXE_stockade"));
+    spawn_via(sh, args, |cmd| {
+        cmd.stderr(Stdio::null());
+    })
 }
 
 /// User plus system CPU time of `pid`, in clock ticks.

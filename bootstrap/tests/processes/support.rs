@@ -68,8 +68,17 @@ pub async fn start(db: &TestDb, extra: &[&str]) -> Instance {
 
 /// Starts `stockade serve` on a free port with the test secret and `args`, without waiting.
 pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Instance {
+    spawn_via(Command::new(env!("CARGO_BIN_EXE_stockade")), args, |_| {})
+}
+
+/// [`spawn`] through `cmd`: the binary itself, or a program that runs it with the arguments
+/// it is given. `adjust` changes the command last (environment, stderr) before it starts.
+pub fn spawn_via<S: AsRef<std::ffi::OsStr>>(
+    mut cmd: Command,
+    args: &[S],
+    adjust: impl FnOnce(&mut Command),
+) -> Instance {
     let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stockade"));
     cmd.args([
         "serve",
         "--listen",
@@ -81,6 +90,7 @@ pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Instance {
     .env("RUST_LOG", "warn")
     .stdout(Stdio::null())
     .stderr(Stdio::inherit());
+    adjust(&mut cmd);
     // Owned by an Instance at once, so that its Drop kills and reaps it on every path.
     Instance {
         child: cmd.spawn().unwrap(),

@@ -5,15 +5,17 @@
 use crate::engine::outcome::Replayable;
 use crate::engine::{gate, upkeep, Context};
 use crate::error::AppError;
+use crate::paging::{Page, PageRequest};
 use crate::ports::popularity::PopularProduct;
 use crate::ports::queue::Delivery;
+use crate::ports::store::OrderFilter;
 use crate::ports::Ports;
 use crate::settings::Settings;
 use crate::usecases::*;
 use crate::views::{
-    AccountView, BalanceView, CartView, ChargeReceipt, CouponStockView, CouponView, IssueView,
-    MeView, OrderView, PaymentReceipt, ProductView, ReconcileReport, TransactionView,
-    UserCouponView,
+    AccountView, BalanceView, CartView, CatalogueCouponView, ChargeReceipt, CouponStockView,
+    CouponView, IssueView, MeView, OrderView, PaymentReceipt, ProductView, ReconcileReport,
+    TransactionView, UserCouponView,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +95,15 @@ impl Stockade {
         create_order::execute(&self.ctx, cmd, key).await
     }
 
+    /// A page of the orders `filter` selects, newest first: [`list_orders`].
+    pub async fn orders_page(
+        &self,
+        filter: OrderFilter,
+        page: PageRequest,
+    ) -> Result<Page<OrderView>, AppError> {
+        list_orders::execute(&self.ctx, filter, page).await
+    }
+
     /// Cancels an order (and refunds a paid one): [`cancel_order`].
     pub async fn cancel_order(&self, user: UserId, id: OrderId) -> Result<OrderView, AppError> {
         cancel_order::execute(&self.ctx, user, id).await
@@ -144,6 +155,15 @@ impl Stockade {
         list_transactions::execute(&self.ctx, user).await
     }
 
+    /// A page of the ledger, newest first: [`list_transactions`].
+    pub async fn transactions_page(
+        &self,
+        user: UserId,
+        page: PageRequest,
+    ) -> Result<Page<TransactionView>, AppError> {
+        list_transactions::page(&self.ctx, user, page).await
+    }
+
     /// The cart: [`get_cart`].
     pub async fn cart(&self, user: UserId) -> Result<CartView, AppError> {
         get_cart::execute(&self.ctx, user).await
@@ -164,6 +184,11 @@ impl Stockade {
     /// Every product, by id: [`list_products`].
     pub async fn products(&self) -> Result<Vec<ProductView>, AppError> {
         list_products::execute(&self.ctx).await
+    }
+
+    /// A page of the catalogue, by id: [`list_products`].
+    pub async fn products_page(&self, page: PageRequest) -> Result<Page<ProductView>, AppError> {
+        list_products::page(&self.ctx, page).await
     }
 
     /// One product: [`get_product`].
@@ -234,6 +259,29 @@ impl Stockade {
     /// The coupons a user holds: [`list_my_coupons`].
     pub async fn my_coupons(&self, user: UserId) -> Result<Vec<UserCouponView>, AppError> {
         list_my_coupons::execute(&self.ctx, user).await
+    }
+
+    /// A page of the coupons `user` holds: [`list_my_coupons`].
+    pub async fn my_coupons_page(
+        &self,
+        user: UserId,
+        page: PageRequest,
+    ) -> Result<Page<UserCouponView>, AppError> {
+        list_my_coupons::page(&self.ctx, user, page).await
+    }
+
+    /// A page of the coupons that can be issued now, with how many are left:
+    /// [`list_coupons`].
+    pub async fn issuable_coupons(
+        &self,
+        page: PageRequest,
+    ) -> Result<Page<CatalogueCouponView>, AppError> {
+        list_coupons::issuable(&self.ctx, page).await
+    }
+
+    /// Admin: a page of every coupon policy: [`list_coupons`].
+    pub async fn coupons_page(&self, page: PageRequest) -> Result<Page<CouponView>, AppError> {
+        list_coupons::all(&self.ctx, page).await
     }
 
     /// Admin: a coupon's counters: [`get_coupon_stock`].

@@ -23,6 +23,7 @@
 mod engine;
 mod error;
 mod facade;
+pub mod paging;
 pub mod ports;
 mod settings;
 pub mod usecases;

@@ -182,6 +182,39 @@ impl From<&Coupon> for CouponView {
     }
 }
 
+/// A coupon a shopper can still get, with how many are left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogueCouponView {
+    pub coupon_id: i64,
+    pub name: String,
+    pub kind: String,
+    pub discount_type: String,
+    pub discount_value: i64,
+    pub max_discount: Option<i64>,
+    pub min_order_amount: i64,
+    pub valid_from: Option<String>,
+    pub valid_until: Option<String>,
+    pub remaining: u32,
+}
+
+impl CatalogueCouponView {
+    pub fn new(c: &Coupon, remaining: u32) -> Self {
+        CatalogueCouponView {
+            coupon_id: c.id.get(),
+            name: c.name.clone(),
+            kind: c.kind.as_str().to_owned(),
+            discount_type: c.discount.type_str().to_owned(),
+            discount_value: c.discount.value(),
+            max_discount: c.discount.cap().map(|m| m.won()),
+            min_order_amount: c.min_order_amount.won(),
+            valid_from: c.valid_from.map(rfc3339),
+            valid_until: c.valid_until.map(rfc3339),
+            remaining,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CouponStockView {

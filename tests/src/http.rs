@@ -36,9 +36,18 @@ pub struct Answer {
     pub retry_after: Option<String>,
     pub www_authenticate: Option<String>,
     pub location: Option<String>,
+    /// The `Link` header (a list's next page).
+    pub link: Option<String>,
 }
 
 impl Answer {
+    /// The path and query of the `Link: <...>; rel="next"` header, if any.
+    pub fn next_page(&self) -> Option<String> {
+        let link = self.link.as_deref()?;
+        let (target, rel) = link.split_once(">;")?;
+        (rel.trim() == "rel=\"next\"").then(|| target.trim_start_matches('<').to_owned())
+    }
+
     /// The error code, if the envelope is a failure.
     pub fn code(&self) -> Option<&str> {
         self.body["error"]["code"].as_str()
@@ -183,6 +192,7 @@ impl TestServer {
             retry_after: None,
             www_authenticate: None,
             location: None,
+            link: None,
         }
     }
 
@@ -220,6 +230,11 @@ pub async fn answer(r: reqwest::Response) -> Answer {
         .get("location")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let link = r
+        .headers()
+        .get("link")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let raw = r.text().await.unwrap_or_default();
     let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
     Answer {
@@ -230,5 +245,6 @@ pub async fn answer(r: reqwest::Response) -> Answer {
         retry_after,
         www_authenticate,
         location,
+        link,
     }
 }

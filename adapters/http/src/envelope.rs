@@ -51,6 +51,7 @@ pub struct Reply {
     body: Vec<u8>,
     replayed: bool,
     location: Option<String>,
+    link: Option<String>,
 }
 
 impl Reply {
@@ -74,12 +75,19 @@ impl Reply {
             body,
             replayed: false,
             location: None,
+            link: None,
         }
     }
 
     /// The path of what a 201 created (`Location`).
     pub fn at(mut self, location: String) -> Reply {
         self.location = Some(location);
+        self
+    }
+
+    /// The `Link` header (a list's next page).
+    pub fn link(mut self, link: Option<String>) -> Reply {
+        self.link = link;
         self
     }
 
@@ -108,6 +116,9 @@ impl IntoResponse for Reply {
         }
         if let Some(location) = self.location.and_then(|l| HeaderValue::try_from(l).ok()) {
             response.headers_mut().insert(header::LOCATION, location);
+        }
+        if let Some(link) = self.link.and_then(|l| HeaderValue::try_from(l).ok()) {
+            response.headers_mut().insert(header::LINK, link);
         }
         response
     }

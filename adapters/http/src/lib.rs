@@ -22,6 +22,7 @@ pub mod extract;
 mod handlers;
 pub mod jwks;
 mod middleware;
+pub mod paging;
 pub mod readiness;
 pub mod routes;
 pub mod schema;

@@ -3,7 +3,7 @@
 //! handler under exactly that method and path and records the same operation in the document,
 //! so a route cannot exist without its documentation, nor the other way round (ADR 0016).
 
-use crate::handlers::{accounts, admin, docs, ops, shop};
+use crate::handlers::{accounts, admin, docs, lists, ops, shop};
 use crate::Shared;
 use std::sync::OnceLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -71,14 +71,18 @@ pub(crate) fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(shop::add_to_cart))
         .routes(routes!(shop::remove_from_cart))
         .routes(routes!(shop::issue_coupon))
+        .routes(routes!(lists::coupons_on_offer))
         .routes(routes!(shop::my_coupons))
         .routes(routes!(shop::create_order))
+        .routes(routes!(lists::my_orders))
         .routes(routes!(shop::get_order))
         .routes(routes!(shop::pay))
         .routes(routes!(shop::cancel_order))
         .routes(routes!(admin::create_product))
+        .routes(routes!(lists::all_orders))
         .routes(routes!(admin::set_stock))
         .routes(routes!(admin::create_coupon))
+        .routes(routes!(lists::all_coupons))
         .routes(routes!(admin::get_coupon))
         .routes(routes!(admin::coupon_stock))
         .routes(routes!(admin::reconcile))

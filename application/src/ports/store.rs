@@ -24,7 +24,7 @@ use std::fmt;
 use stockade_domain::{
     Cart, Coupon, CouponId, DomainError, LedgerEntry, LedgerKind, Money, NewCoupon, NewProduct,
     Order, OrderId, OrderStatus, Payment, PaymentId, PaymentStatus, Pricing, Product, ProductId,
-    Quantity, Timestamp, UserCoupon, UserCouponId, UserCouponStatus, UserId,
+    Quantity, Timestamp, TransactionId, UserCoupon, UserCouponId, UserCouponStatus, UserId,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +106,14 @@ pub trait WalletRepository: Send {
     ) -> Result<LedgerEntry, StoreError>;
     /// The user's entries, oldest first.
     async fn entries(&mut self, user: UserId) -> Result<Vec<LedgerEntry>, StoreError>;
+    /// Up to `limit` of the user's entries with ids below `before` (all when `None`), newest
+    /// first: a keyset page.
+    async fn entries_page(
+        &mut self,
+        user: UserId,
+        before: Option<TransactionId>,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError>;
     /// The entry with this reference and kind, if any.
     async fn find_entry(
         &mut self,
@@ -131,6 +139,12 @@ pub struct WalletAudit {
 pub trait ProductRepository: Send {
     async fn get(&mut self, id: ProductId) -> Result<Option<Product>, StoreError>;
     async fn list(&mut self) -> Result<Vec<Product>, StoreError>;
+    /// Up to `limit` products with ids above `after` (from the first when `None`), by id.
+    async fn page(
+        &mut self,
+        after: Option<ProductId>,
+        limit: usize,
+    ) -> Result<Vec<Product>, StoreError>;
     async fn insert(&mut self, new: NewProduct) -> Result<Product, StoreError>;
     /// Sets the stock level; `None` when the product does not exist.
     async fn set_stock(&mut self, id: ProductId, stock: u32)
@@ -154,6 +168,14 @@ pub trait CouponRepository: Send {
     async fn get(&mut self, id: CouponId) -> Result<Option<Coupon>, StoreError>;
     /// Every coupon policy, by id.
     async fn list(&mut self) -> Result<Vec<Coupon>, StoreError>;
+    /// Up to `limit` coupon policies with ids above `after`, by id, each with how many were
+    /// issued of it. With `issuable_at`, only those valid at that time with some left to issue.
+    async fn page(
+        &mut self,
+        issuable_at: Option<Timestamp>,
+        after: Option<CouponId>,
+        limit: usize,
+    ) -> Result<Vec<(Coupon, u32)>, StoreError>;
     /// Issues `coupon` to `user` only if fewer than `quantity` were issued
     /// (`COUPON_SOLD_OUT`) and the user holds none yet (`COUPON_ALREADY_ISSUED`). Clears a
     /// failure recorded for the pair.
@@ -233,6 +255,13 @@ pub trait CouponRepository: Send {
     async fn get_user_coupon(&mut self, id: UserCouponId)
         -> Result<Option<UserCoupon>, StoreError>;
     async fn user_coupons(&mut self, user: UserId) -> Result<Vec<UserCoupon>, StoreError>;
+    /// Up to `limit` of the user's coupons with ids above `after`, by id.
+    async fn user_coupons_page(
+        &mut self,
+        user: UserId,
+        after: Option<UserCouponId>,
+        limit: usize,
+    ) -> Result<Vec<UserCoupon>, StoreError>;
     /// How many were issued of `coupon`.
     async fn issued_count(&mut self, coupon: CouponId) -> Result<u32, StoreError>;
     /// Who holds `coupon`.
@@ -304,6 +333,23 @@ pub trait OrderRepository: Send {
     async fn sales_since(&mut self, since: Timestamp) -> Result<Vec<(ProductId, u64)>, StoreError>;
     /// Every order (for audits and tests; adapters may page internally).
     async fn all(&mut self) -> Result<Vec<Order>, StoreError>;
+    /// Up to `limit` orders matching `filter` with ids below `before` (all when `None`),
+    /// newest first: a keyset page.
+    async fn page(
+        &mut self,
+        filter: OrderFilter,
+        before: Option<OrderId>,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError>;
+}
+
+/// Which orders a list shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OrderFilter {
+    /// Only this user's.
+    pub user: Option<UserId>,
+    /// Only those in this state.
+    pub status: Option<OrderStatus>,
 }
 
 /// A step of the payment saga, as recorded (see `usecases::process_payment`).

@@ -16,6 +16,7 @@ pub mod lock;
 pub mod queue;
 pub mod section;
 pub mod store;
+pub mod store_pages;
 
 use std::future::Future;
 

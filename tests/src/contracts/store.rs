@@ -1157,6 +1157,12 @@ macro_rules! store_contract {
             });
         }
         #[test]
+        fn store_pages_are_keyed() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::store_pages::pages_are_keyed($make.await).await;
+            });
+        }
+        #[test]
         fn store_fences_never_go_back() {
             $crate::contracts::run(CONTRACT_TIME, async {
                 $crate::contracts::store::fences_never_go_back($make.await).await;

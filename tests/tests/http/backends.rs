@@ -105,4 +105,7 @@ on_backends!(
     accounts_one_email_signed_up_100_times_at_once,
     accounts_wrong_credentials_then_throttled,
     accounts_parallel_guesses_cannot_race_the_throttle,
+    lists_come_in_pages_linked_by_next,
+    the_coupon_catalogue_shows_what_can_still_be_had,
+    lists_refuse_bad_limits_cursors_and_filters,
 );

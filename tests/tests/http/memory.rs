@@ -581,6 +581,21 @@ async fn admin_reset_restores_the_demo_data() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_come_in_pages_linked_by_next() {
+    e2e::lists_come_in_pages_linked_by_next(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coupon_catalogue_shows_what_can_still_be_had() {
+    e2e::the_coupon_catalogue_shows_what_can_still_be_had(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_refuse_bad_limits_cursors_and_filters() {
+    e2e::lists_refuse_bad_limits_cursors_and_filters(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_register_login_and_me() {
     e2e::accounts_register_login_and_me(&[]).await;
 }

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod docs;
+pub mod lists;
 pub mod ops;
 pub mod shop;
 

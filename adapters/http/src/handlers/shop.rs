@@ -6,6 +6,7 @@ use crate::business;
 use crate::envelope::Reply;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IdemKey};
+use crate::paging::{PageParams, Paged};
 use crate::schema::errors::error_set;
 use crate::schema::params::{IdempotencyKeyOptional, PositiveId};
 use crate::schema::views::{
@@ -34,7 +35,11 @@ use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 type Answer = Result<Reply, ApiError>;
 
-error_set!(ListErrors: []);
+error_set!(ListErrors: [InvalidInput]);
+error_set!(
+    /// What a signed-in list can answer.
+    MineListErrors: [InvalidInput, Unauthorized]
+);
 error_set!(ProductErrors: [InvalidInput, ProductNotFound]);
 error_set!(PopularErrors: [InvalidInput]);
 error_set!(
@@ -70,11 +75,11 @@ error_set!(CancelErrors: [
 ]);
 
 /// Every product, by id.
-#[utoipa::path(get, path = "/api/v1/products", tag = "products",
-    responses((status = 200, description = "the products", body = Envelope<Vec<Product>>),
-        ListErrors))]
-pub async fn list_products(State(s): State<Shared>) -> Answer {
-    Ok(Reply::ok(&s.app.products().await?))
+#[utoipa::path(get, path = "/api/v1/products", tag = "products", params(PageParams),
+    responses((status = 200, description = "the products, by id; `Link: rel=\"next\"` when \
+        more remain", body = Envelope<Vec<Product>>), ListErrors))]
+pub async fn list_products(State(s): State<Shared>, paged: Paged) -> Answer {
+    Ok(paged.reply(&s.app.products_page(paged.request()).await?))
 }
 
 /// One product.
@@ -153,11 +158,11 @@ pub async fn charge(
 
 /// My ledger, newest first.
 #[utoipa::path(get, path = "/api/v1/users/me/balance/transactions", tag = "wallet",
-    security(("bearer" = [])),
-    responses((status = 200, description = "the ledger", body = Envelope<Vec<Transaction>>),
-        MineErrors))]
-pub async fn transactions(State(s): State<Shared>, who: AuthUser) -> Answer {
-    Ok(Reply::ok(&s.app.transactions(who.user).await?))
+    security(("bearer" = [])), params(PageParams),
+    responses((status = 200, description = "the ledger, newest first; `Link: rel=\"next\"` \
+        when more remain", body = Envelope<Vec<Transaction>>), MineListErrors))]
+pub async fn transactions(State(s): State<Shared>, who: AuthUser, paged: Paged) -> Answer {
+    Ok(paged.reply(&s.app.transactions_page(who.user, paged.request()).await?))
 }
 
 /// My cart.
@@ -238,10 +243,11 @@ pub async fn issue_coupon(
 
 /// My coupons.
 #[utoipa::path(get, path = "/api/v1/users/me/coupons", tag = "coupons", security(("bearer" = [])),
-    responses((status = 200, description = "my coupons", body = Envelope<Vec<UserCoupon>>),
-        MineErrors))]
-pub async fn my_coupons(State(s): State<Shared>, who: AuthUser) -> Answer {
-    Ok(Reply::ok(&s.app.my_coupons(who.user).await?))
+    params(PageParams),
+    responses((status = 200, description = "my coupons, by id; `Link: rel=\"next\"` when \
+        more remain", body = Envelope<Vec<UserCoupon>>), MineListErrors))]
+pub async fn my_coupons(State(s): State<Shared>, who: AuthUser, paged: Paged) -> Answer {
+    Ok(paged.reply(&s.app.my_coupons_page(who.user, paged.request()).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

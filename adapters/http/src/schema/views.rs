@@ -274,6 +274,30 @@ pub struct Coupon {
     pub valid_until: Option<String>,
 }
 
+/// A coupon a shopper can still get.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct CatalogueCoupon {
+    #[schema(minimum = 1)]
+    pub coupon_id: i64,
+    pub name: String,
+    pub kind: CouponKind,
+    pub discount_type: DiscountType,
+    #[schema(minimum = 1)]
+    pub discount_value: i64,
+    #[schema(minimum = 0)]
+    pub max_discount: Option<i64>,
+    #[schema(minimum = 0)]
+    pub min_order_amount: i64,
+    #[schema(format = DateTime)]
+    pub valid_from: Option<String>,
+    #[schema(format = DateTime)]
+    pub valid_until: Option<String>,
+    /// How many are left to issue (at least 1).
+    #[schema(minimum = 1)]
+    pub remaining: i64,
+}
+
 #[derive(Debug, ToSchema)]
 #[schema(rename_all = "camelCase")]
 pub struct CouponStock {

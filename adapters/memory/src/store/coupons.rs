@@ -4,6 +4,7 @@
 
 use super::MemoryUnit;
 use async_trait::async_trait;
+use std::ops::Bound;
 use stockade_application::ports::store::{CouponRepository, StoreError};
 use stockade_domain::{
     Coupon, CouponId, DomainError, NewCoupon, OrderId, Timestamp, UserCoupon, UserCouponId,
@@ -46,6 +47,30 @@ impl CouponRepository for MemoryUnit {
     async fn list(&mut self) -> Result<Vec<Coupon>, StoreError> {
         self.op()?;
         Ok(self.state.coupons.values().cloned().collect())
+    }
+
+    async fn page(
+        &mut self,
+        issuable_at: Option<Timestamp>,
+        after: Option<CouponId>,
+        limit: usize,
+    ) -> Result<Vec<(Coupon, u32)>, StoreError> {
+        self.op()?;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let state = &self.state;
+        Ok(state
+            .coupons
+            .range((from, Bound::Unbounded))
+            .map(|(id, c)| {
+                let issued = state.holders_by_coupon.get(id).map_or(0, Vec::len);
+                (c, u32::try_from(issued).unwrap_or(u32::MAX))
+            })
+            .filter(|(c, issued)| {
+                issuable_at.is_none_or(|now| c.is_valid_at(now) && *issued < c.quantity)
+            })
+            .take(limit)
+            .map(|(c, issued)| (c.clone(), issued))
+            .collect())
     }
 
     async fn issue(
@@ -125,6 +150,25 @@ impl CouponRepository for MemoryUnit {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn user_coupons_page(
+        &mut self,
+        user: UserId,
+        after: Option<UserCouponId>,
+        limit: usize,
+    ) -> Result<Vec<UserCoupon>, StoreError> {
+        self.op()?;
+        let Some(ids) = self.state.coupons_by_user.get(&user) else {
+            return Ok(Vec::new());
+        };
+        // Issued in id order, so the list is sorted.
+        let start = after.map_or(0, |a| ids.partition_point(|id| *id <= a));
+        Ok(ids[start..]
+            .iter()
+            .filter_map(|id| self.state.user_coupons.get(id).cloned())
+            .take(limit)
+            .collect())
     }
 
     async fn issued_count(&mut self, coupon: CouponId) -> Result<u32, StoreError> {

@@ -4,7 +4,8 @@
 use super::MemoryUnit;
 use async_trait::async_trait;
 use std::collections::HashMap;
-use stockade_application::ports::store::{NewOrder, OrderRepository, StoreError};
+use std::ops::Bound;
+use stockade_application::ports::store::{NewOrder, OrderFilter, OrderRepository, StoreError};
 use stockade_domain::{Order, OrderId, OrderStatus, ProductId, Timestamp, UserId};
 
 impl MemoryUnit {
@@ -121,5 +122,26 @@ impl OrderRepository for MemoryUnit {
     async fn all(&mut self) -> Result<Vec<Order>, StoreError> {
         self.op()?;
         Ok(self.state.orders.values().cloned().collect())
+    }
+
+    async fn page(
+        &mut self,
+        filter: OrderFilter,
+        before: Option<OrderId>,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
+        self.op()?;
+        let to = before.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(self
+            .state
+            .orders
+            .range((Bound::Unbounded, to))
+            .rev()
+            .map(|(_, o)| o)
+            .filter(|o| filter.user.is_none_or(|u| o.user_id == u))
+            .filter(|o| filter.status.is_none_or(|s| o.status == s))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 }

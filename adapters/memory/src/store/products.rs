@@ -3,6 +3,7 @@
 
 use super::MemoryUnit;
 use async_trait::async_trait;
+use std::ops::Bound;
 use stockade_application::ports::store::{ProductRepository, StoreError};
 use stockade_domain::{DomainError, NewProduct, Product, ProductId, Quantity};
 
@@ -35,6 +36,22 @@ impl ProductRepository for MemoryUnit {
     async fn list(&mut self) -> Result<Vec<Product>, StoreError> {
         self.op()?;
         Ok(self.state.products.values().cloned().collect())
+    }
+
+    async fn page(
+        &mut self,
+        after: Option<ProductId>,
+        limit: usize,
+    ) -> Result<Vec<Product>, StoreError> {
+        self.op()?;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(self
+            .state
+            .products
+            .range((from, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, p)| p.clone())
+            .collect())
     }
 
     async fn insert(&mut self, new: NewProduct) -> Result<Product, StoreError> {

@@ -100,6 +100,26 @@ impl WalletRepository for MemoryUnit {
             .unwrap_or_default())
     }
 
+    async fn entries_page(
+        &mut self,
+        user: UserId,
+        before: Option<TransactionId>,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.op()?;
+        let Some(ix) = self.state.ledger_by_user.get(&user) else {
+            return Ok(Vec::new());
+        };
+        Ok(ix
+            .iter()
+            .rev()
+            .map(|i| &self.state.ledger[*i])
+            .filter(|e| before.is_none_or(|b| e.id < b))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
     async fn find_entry(
         &mut self,
         reference: &str,

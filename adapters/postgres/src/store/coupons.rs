@@ -1,7 +1,7 @@
 //! Coupon policies, the coupons issued to users, and the failures recorded for FLASH
 //! reservations that could not be persisted.
 
-use super::{e, PgUnit, R};
+use super::{e, limit, PgUnit, R};
 use crate::convert::{at, id, money, ts, u32_of};
 use crate::error::corrupt;
 use async_trait::async_trait;
@@ -26,6 +26,43 @@ struct CouponRow {
     mode: String,
     valid_from: Option<OffsetDateTime>,
     valid_until: Option<OffsetDateTime>,
+}
+
+/// A row of `coupons` with its issued count, as a page of the list reads it.
+#[derive(Debug, sqlx::FromRow)]
+struct CouponPageRow {
+    id: i64,
+    name: String,
+    kind: String,
+    discount_type: String,
+    discount_value: i64,
+    max_discount: Option<i64>,
+    min_order_amount: i64,
+    quantity: i32,
+    mode: String,
+    valid_from: Option<OffsetDateTime>,
+    valid_until: Option<OffsetDateTime>,
+    issued: i32,
+}
+
+impl CouponPageRow {
+    fn into_pair(self) -> R<(Coupon, u32)> {
+        let issued = u32_of(i64::from(self.issued));
+        let row = CouponRow {
+            id: self.id,
+            name: self.name,
+            kind: self.kind,
+            discount_type: self.discount_type,
+            discount_value: self.discount_value,
+            max_discount: self.max_discount,
+            min_order_amount: self.min_order_amount,
+            quantity: self.quantity,
+            mode: self.mode,
+            valid_from: self.valid_from,
+            valid_until: self.valid_until,
+        };
+        Ok((row.into_coupon()?, issued))
+    }
 }
 
 impl CouponRow {
@@ -126,6 +163,34 @@ impl CouponRepository for PgUnit {
         .map_err(e)?
         .into_iter()
         .map(CouponRow::into_coupon)
+        .collect()
+    }
+
+    async fn page(
+        &mut self,
+        issuable_at: Option<Timestamp>,
+        after: Option<CouponId>,
+        max: usize,
+    ) -> R<Vec<(Coupon, u32)>> {
+        sqlx::query_as!(
+            CouponPageRow,
+            "SELECT id, name, kind, discount_type, discount_value, max_discount,
+                    min_order_amount, quantity, mode, valid_from, valid_until, issued
+             FROM coupons
+             WHERE id > $1 AND ($2::timestamptz IS NULL OR (
+                 (valid_from IS NULL OR valid_from <= $2)
+                 AND (valid_until IS NULL OR valid_until > $2)
+                 AND issued < quantity))
+             ORDER BY id LIMIT $3",
+            after.map_or(0, CouponId::get),
+            issuable_at.map(at),
+            limit(max),
+        )
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(e)?
+        .into_iter()
+        .map(CouponPageRow::into_pair)
         .collect()
     }
 
@@ -252,6 +317,28 @@ impl CouponRepository for PgUnit {
             "SELECT id, coupon_id, user_id, status, order_id, issued_at, expires_at
              FROM user_coupons WHERE user_id = $1 ORDER BY id",
             user.get(),
+        )
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(e)?
+        .into_iter()
+        .map(UserCouponRow::into_user_coupon)
+        .collect()
+    }
+
+    async fn user_coupons_page(
+        &mut self,
+        user: UserId,
+        after: Option<UserCouponId>,
+        max: usize,
+    ) -> R<Vec<UserCoupon>> {
+        sqlx::query_as!(
+            UserCouponRow,
+            "SELECT id, coupon_id, user_id, status, order_id, issued_at, expires_at
+             FROM user_coupons WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            user.get(),
+            after.map_or(0, UserCouponId::get),
+            limit(max),
         )
         .fetch_all(&mut *self.tx)
         .await

@@ -9,7 +9,7 @@ use crate::convert::{at, id, money, qty};
 use crate::error::corrupt;
 use async_trait::async_trait;
 use serde_json::Value;
-use stockade_application::ports::store::{NewOrder, OrderRepository, StoreError};
+use stockade_application::ports::store::{NewOrder, OrderFilter, OrderRepository, StoreError};
 use stockade_domain::{
     Order, OrderId, OrderLine, OrderStatus, Payment, PaymentId, PaymentStatus, ProductId,
     Timestamp, UserCouponId, UserId,
@@ -35,7 +35,7 @@ struct OrderRow {
 }
 
 /// The loading statement: `$payments` is the payments column (or `NULL`), `$filter` the
-/// `WHERE` clause (or nothing); both fixed fragments, so that every variant is a literal
+/// `WHERE` and `ORDER BY` clauses (or nothing); both fixed fragments, so that every variant is a literal
 /// checked at compile time.
 macro_rules! load_orders {
     ($payments:tt, $filter:tt $(, $arg:expr)*) => {
@@ -50,7 +50,7 @@ macro_rules! load_orders {
                 COALESCE((SELECT json_agg(json_build_object(
                     'user_coupon_id', c.user_coupon_id, 'discount', c.discount) ORDER BY c.position)
                     FROM order_coupons c WHERE c.order_id = orders.id), '[]') AS "coupons!","#
-                + $payments + " FROM orders " + $filter + " ORDER BY id"
+                + $payments + " FROM orders " + $filter
             $(, $arg)*
         )
     };
@@ -317,8 +317,60 @@ impl OrderRepository for PgUnit {
         .collect()
     }
 
+    async fn page(
+        &mut self,
+        filter: OrderFilter,
+        before: Option<OrderId>,
+        max: usize,
+    ) -> R<Vec<Order>> {
+        // One statement per shape, so each keeps its index: (user_id, id), (status, id) or the
+        // primary key, walked backwards from the cursor.
+        let before = before.map_or(i64::MAX, OrderId::get);
+        let status = filter.status.map(OrderStatus::as_str);
+        let rows = match (filter.user, status) {
+            (Some(user), status) => {
+                load_orders!(
+                    r#" NULL::json AS "payments?""#,
+                    "WHERE user_id = $1 AND id < $2 AND ($3::text IS NULL OR status = $3)
+                     ORDER BY id DESC LIMIT $4",
+                    user.get(),
+                    before,
+                    status,
+                    limit(max)
+                )
+                .fetch_all(&mut *self.tx)
+                .await
+            }
+            (None, Some(status)) => {
+                load_orders!(
+                    r#" NULL::json AS "payments?""#,
+                    "WHERE status = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+                    status,
+                    before,
+                    limit(max)
+                )
+                .fetch_all(&mut *self.tx)
+                .await
+            }
+            (None, None) => {
+                load_orders!(
+                    r#" NULL::json AS "payments?""#,
+                    "WHERE id < $1 ORDER BY id DESC LIMIT $2",
+                    before,
+                    limit(max)
+                )
+                .fetch_all(&mut *self.tx)
+                .await
+            }
+        };
+        rows.map_err(e)?
+            .into_iter()
+            .map(|row| Ok(row.into_order()?.0))
+            .collect()
+    }
+
     async fn all(&mut self) -> R<Vec<Order>> {
-        load_orders!(r#" NULL::json AS "payments?""#, "")
+        load_orders!(r#" NULL::json AS "payments?""#, "ORDER BY id")
             .fetch_all(&mut *self.tx)
             .await
             .map_err(e)?

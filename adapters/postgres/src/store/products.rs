@@ -1,6 +1,6 @@
 //! Products and their stock.
 
-use super::{e, PgUnit, R};
+use super::{e, limit, PgUnit, R};
 use crate::convert::{id, money, u32_of};
 use async_trait::async_trait;
 use stockade_application::ports::store::ProductRepository;
@@ -49,6 +49,22 @@ impl ProductRepository for PgUnit {
             ProductRow,
             "SELECT id, name, price, stock, max_per_order
              FROM products WHERE state = 'ACTIVE' ORDER BY id",
+        )
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(e)?
+        .into_iter()
+        .map(ProductRow::into_product)
+        .collect()
+    }
+
+    async fn page(&mut self, after: Option<ProductId>, max: usize) -> R<Vec<Product>> {
+        sqlx::query_as!(
+            ProductRow,
+            "SELECT id, name, price, stock, max_per_order
+             FROM products WHERE state = 'ACTIVE' AND id > $1 ORDER BY id LIMIT $2",
+            after.map_or(0, ProductId::get),
+            limit(max),
         )
         .fetch_all(&mut *self.tx)
         .await

@@ -1,6 +1,6 @@
 //! Wallets and their ledger.
 
-use super::{e, PgUnit, R};
+use super::{e, limit, PgUnit, R};
 use crate::convert::{at, id, join_reference, money, split_reference, ts};
 use crate::error::corrupt;
 use async_trait::async_trait;
@@ -129,6 +129,28 @@ impl WalletRepository for PgUnit {
             "SELECT id, user_id, kind, amount, balance_after, ref_type, ref_id, created_at
              FROM ledger WHERE user_id = $1 ORDER BY id",
             user.get(),
+        )
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(e)?
+        .into_iter()
+        .map(LedgerRow::into_entry)
+        .collect()
+    }
+
+    async fn entries_page(
+        &mut self,
+        user: UserId,
+        before: Option<TransactionId>,
+        max: usize,
+    ) -> R<Vec<LedgerEntry>> {
+        sqlx::query_as!(
+            LedgerRow,
+            "SELECT id, user_id, kind, amount, balance_after, ref_type, ref_id, created_at
+             FROM ledger WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            user.get(),
+            before.map_or(i64::MAX, TransactionId::get),
+            limit(max),
         )
         .fetch_all(&mut *self.tx)
         .await

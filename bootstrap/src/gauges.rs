@@ -99,4 +99,5 @@ pub fn describe() {
         "db_pool_max_connections",
         "the most connections each Postgres pool may open"
     );
+    stockade_postgres::describe_metrics();
 }

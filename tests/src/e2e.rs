@@ -853,6 +853,10 @@ pub async fn metrics_count_requests_and_gate_outcomes(flags: &[&str]) {
         let open = series(&text, r#"db_pool_max_connections{pool="store"}"#);
         assert!(open >= 1.0, "{text}");
         assert!(text.contains(r#"db_pool_connections{pool="store",state="idle"}"#));
+        // Every unit of work above checked a connection out of the store's pool, timed.
+        let waits = series(&text, r#"db_pool_wait_seconds_count{pool="store"}"#);
+        assert!(waits >= 3.0, "{text}");
+        assert!(text.contains(r#"db_pool_wait_seconds_bucket{pool="store",le="0.001"}"#));
     }
     // Every family says what it is and what it counts.
     every_family_has_help_and_type(&text);

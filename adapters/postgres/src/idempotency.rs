@@ -40,7 +40,7 @@ impl PgIdempotencyStore {
     /// A store on a pool it may share with others.
     pub fn new(pool: PgPool, ids: Arc<dyn IdGenerator>) -> Self {
         PgIdempotencyStore {
-            sessions: Sessions::shared(pool),
+            sessions: Sessions::shared(pool, "store"),
             ids,
         }
     }
@@ -50,7 +50,7 @@ impl PgIdempotencyStore {
     /// pool, see `sessions.rs`). Nothing else may use `pool`.
     pub fn on_own_pool(pool: PgPool, ids: Arc<dyn IdGenerator>) -> Self {
         PgIdempotencyStore {
-            sessions: Sessions::own(pool),
+            sessions: Sessions::own(pool, "claims"),
             ids,
         }
     }

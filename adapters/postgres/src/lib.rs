@@ -15,6 +15,7 @@ mod lock;
 mod section;
 mod sessions;
 mod store;
+mod waits;
 
 pub use accounts::PgAccounts;
 pub use changes::PgChangeFeed;
@@ -22,6 +23,7 @@ pub use idempotency::PgIdempotencyStore;
 pub use lock::{lock_id, PgLockManager};
 pub use section::PgSections;
 pub use store::PgStore;
+pub use waits::describe as describe_metrics;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

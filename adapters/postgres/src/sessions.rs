@@ -18,6 +18,7 @@
 //! a session kept out of the pool for longer than the pool's `max_lifetime`, which the pool then
 //! replaces.
 
+use crate::waits::Checkout;
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 use std::collections::VecDeque;
@@ -37,6 +38,8 @@ pub(crate) struct Sessions {
 
 struct Inner {
     pool: PgPool,
+    /// The pool's name in the wait metrics (`crate::waits`).
+    name: &'static str,
     /// Where sessions are parked (the pool is this adapter's own): one permit per session in
     /// use, so that with the parked ones they never number more than the pool's maximum and a
     /// checkout that finds nothing parked always finds room in the pool (once the stale ones
@@ -72,22 +75,23 @@ impl fmt::Debug for Sessions {
 
 impl Sessions {
     /// Sessions of a pool that only this adapter uses: they are parked between uses.
-    pub(crate) fn own(pool: PgPool) -> Self {
-        Self::with(pool, true)
+    pub(crate) fn own(pool: PgPool, name: &'static str) -> Self {
+        Self::with(pool, name, true)
     }
 
     /// Sessions of a pool shared with others: each goes back to the pool after use.
-    pub(crate) fn shared(pool: PgPool) -> Self {
-        Self::with(pool, false)
+    pub(crate) fn shared(pool: PgPool, name: &'static str) -> Self {
+        Self::with(pool, name, false)
     }
 
-    fn with(pool: PgPool, parks: bool) -> Self {
+    fn with(pool: PgPool, name: &'static str, parks: bool) -> Self {
         let max = usize::try_from(pool.options().get_max_connections()).unwrap_or(usize::MAX);
         Sessions {
             inner: Arc::new(Inner {
                 in_use: parks
                     .then(|| Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS)))),
                 pool,
+                name,
                 parked: parking_lot::Mutex::new(VecDeque::new()),
             }),
         }
@@ -99,6 +103,11 @@ impl Sessions {
     /// # Errors
     /// `PoolTimedOut`, `PoolClosed`, or the pool's error opening a connection.
     pub(crate) async fn acquire(&self) -> Result<Session, sqlx::Error> {
+        let checkout = Checkout::start(self.inner.name);
+        checkout.finish(self.checkout().await)
+    }
+
+    async fn checkout(&self) -> Result<Session, sqlx::Error> {
         let options = self.inner.pool.options();
         let Some(in_use) = &self.inner.in_use else {
             let conn = self.inner.pool.acquire().await?;

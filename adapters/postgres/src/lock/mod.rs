@@ -134,7 +134,7 @@ impl PgLockManager {
     /// manager keeps connections checked out between grants (see `sessions.rs`).
     pub fn new(pool: PgPool, namespace: impl Into<Arc<str>>) -> Self {
         PgLockManager {
-            sessions: Sessions::own(pool),
+            sessions: Sessions::own(pool, "locks"),
             namespace: namespace.into(),
             scope: Arc::new(Scope::default()),
         }

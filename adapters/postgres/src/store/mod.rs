@@ -24,6 +24,7 @@ mod wallets;
 
 use crate::error::{corrupt, store_error};
 use crate::lock::HostedSession;
+use crate::waits::Checkout;
 use async_trait::async_trait;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use std::fmt;
@@ -56,7 +57,10 @@ impl PgStore {
 
     /// A unit of work on a connection of the pool.
     pub(crate) async fn unit(&self) -> Result<PgUnit, StoreError> {
-        let tx = self.pool.begin().await.map_err(store_error)?;
+        let checkout = Checkout::start("store");
+        let tx = checkout
+            .finish(self.pool.begin().await)
+            .map_err(store_error)?;
         Ok(PgUnit { tx: Tx::Pooled(tx) })
     }
 

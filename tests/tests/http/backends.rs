@@ -105,4 +105,6 @@ on_backends!(
     accounts_one_email_signed_up_100_times_at_once,
     accounts_wrong_credentials_then_throttled,
     accounts_parallel_guesses_cannot_race_the_throttle,
+    limits_one_customer_100_orders_at_once,
+    limits_patch_changes_a_product,
 );

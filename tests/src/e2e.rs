@@ -633,7 +633,9 @@ pub async fn the_openapi_document_lists_every_route_of_the_api(flags: &[&str]) {
         .map(|l| l.split('|').map(str::trim));
     let cells = rows.filter_map(|mut c| Some((c.nth(1)?, c.next()?)));
     let table: Vec<(String, &str)> = cells
-        .filter(|(m, p)| ["GET", "POST", "PUT", "DELETE"].contains(m) && p.starts_with('/'))
+        .filter(|(m, p)| {
+            ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(m) && p.starts_with('/')
+        })
         .map(|(m, p)| (m.to_lowercase(), p.split('?').next().unwrap_or(p)))
         .collect();
     assert_eq!(table.len(), 32, "docs/api.md's table as read: {table:?}");

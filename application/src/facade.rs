@@ -20,7 +20,8 @@ use crate::views::{
 use std::sync::Arc;
 use std::time::Duration;
 use stockade_domain::{
-    Coupon, CouponId, IdempotencyKey, NewCoupon, NewProduct, OrderId, ProductId, UserId,
+    Coupon, CouponId, IdempotencyKey, NewCoupon, NewProduct, OrderId, ProductChanges, ProductId,
+    UserId,
 };
 use tokio::sync::watch;
 
@@ -204,6 +205,15 @@ impl Stockade {
     /// Admin: sets a product's stock level: [`set_stock`].
     pub async fn set_stock(&self, id: ProductId, stock: u32) -> Result<ProductView, AppError> {
         set_stock::execute(&self.ctx, id, stock).await
+    }
+
+    /// Admin: changes a product's name, price or limits: [`update_product`].
+    pub async fn update_product(
+        &self,
+        id: ProductId,
+        changes: ProductChanges,
+    ) -> Result<ProductView, AppError> {
+        update_product::execute(&self.ctx, id, changes).await
     }
 
     /// The best sellers, cached: [`popular_products`].

@@ -68,6 +68,8 @@ pub struct ProductView {
     pub price: i64,
     pub stock: u32,
     pub max_per_order: u32,
+    /// `null` for no limit.
+    pub max_per_customer: Option<u32>,
 }
 
 impl From<&Product> for ProductView {
@@ -78,6 +80,7 @@ impl From<&Product> for ProductView {
             price: p.price.won(),
             stock: p.stock,
             max_per_order: p.max_per_order,
+            max_per_customer: p.max_per_customer,
         }
     }
 }

@@ -80,6 +80,7 @@ mod tests {
             price: Money::from_trusted(1000),
             stock,
             max_per_order: max,
+            max_per_customer: None,
         }
     }
 

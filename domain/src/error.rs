@@ -33,6 +33,7 @@ pub enum ErrorCode {
     RequestInProgress,
     LockTimeout,
     EmailTaken,
+    PurchaseLimitReached,
     PayloadTooLarge,
     UriTooLong,
     HeadersTooLarge,
@@ -45,7 +46,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the error table of docs/api.md.
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 33] = [
         ErrorCode::InvalidInput,
         ErrorCode::IdempotencyKeyMissing,
         ErrorCode::InsufficientStock,
@@ -70,6 +71,7 @@ impl ErrorCode {
         ErrorCode::RequestInProgress,
         ErrorCode::LockTimeout,
         ErrorCode::EmailTaken,
+        ErrorCode::PurchaseLimitReached,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UriTooLong,
         ErrorCode::HeadersTooLarge,
@@ -107,6 +109,7 @@ impl ErrorCode {
             ErrorCode::RequestInProgress => "REQUEST_IN_PROGRESS",
             ErrorCode::LockTimeout => "LOCK_TIMEOUT",
             ErrorCode::EmailTaken => "EMAIL_TAKEN",
+            ErrorCode::PurchaseLimitReached => "PURCHASE_LIMIT_REACHED",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::UriTooLong => "URI_TOO_LONG",
             ErrorCode::HeadersTooLarge => "HEADERS_TOO_LARGE",
@@ -174,6 +177,18 @@ pub enum DomainError {
     CouponNotFound(i64),
     #[error("an account with this email already exists")]
     EmailTaken,
+    /// The customer's live orders already hold `held` units of a product that allows `max` per
+    /// customer; `requested` more would pass it.
+    #[error(
+        "product {product} allows at most {max} per customer; {held} held in live orders, \
+         {requested} more requested"
+    )]
+    PurchaseLimitReached {
+        product: i64,
+        max: u32,
+        held: u64,
+        requested: u32,
+    },
     /// The same answer for an unknown email and a wrong password.
     #[error("the email or password is not correct")]
     InvalidCredentials,
@@ -198,6 +213,7 @@ impl DomainError {
             DomainError::OrderNotFound(_) => ErrorCode::OrderNotFound,
             DomainError::CouponNotFound(_) => ErrorCode::CouponNotFound,
             DomainError::EmailTaken => ErrorCode::EmailTaken,
+            DomainError::PurchaseLimitReached { .. } => ErrorCode::PurchaseLimitReached,
             DomainError::InvalidCredentials => ErrorCode::InvalidCredentials,
         }
     }

@@ -39,7 +39,7 @@ pub use ids::{CouponId, OrderId, PaymentId, ProductId, TransactionId, UserCoupon
 pub use money::Money;
 pub use order::{LineRequest, Order, OrderLine, OrderStatus, Pricing};
 pub use payment::{Payment, PaymentStatus};
-pub use product::{NewProduct, Product};
+pub use product::{NewProduct, Product, ProductChanges};
 pub use quantity::Quantity;
 pub use time::Timestamp;
 pub use wallet::{ChargeAmount, LedgerDraft, LedgerEntry, LedgerKind, Wallet};

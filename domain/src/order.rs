@@ -43,7 +43,8 @@ impl OrderStatus {
         }
     }
 
-    /// Whether the order still holds its stock and coupon reservations.
+    /// Whether the order still holds its stock and coupon reservations, and counts against its
+    /// customer's per-product limits (`Product::max_per_customer`).
     pub fn holds_reservations(self) -> bool {
         matches!(self, OrderStatus::PendingPayment | OrderStatus::Paid)
     }
@@ -363,6 +364,7 @@ mod tests {
             price: Money::from_trusted(price),
             stock: 100,
             max_per_order: 5,
+            max_per_customer: None,
         }
     }
 

@@ -246,6 +246,7 @@ proptest! {
                 price: money(l.price),
                 stock: 1_000_000,
                 max_per_order: l.max_per_order,
+                max_per_customer: None,
             })
             .collect();
         let item_coupons: Vec<Option<(Coupon, UserCoupon)>> = lines

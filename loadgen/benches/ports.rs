@@ -226,6 +226,7 @@ fn pricing(c: &mut Criterion) {
             price: Money::from_trusted(10_000 * i),
             stock: 100,
             max_per_order: 5,
+            max_per_customer: None,
         })
         .collect();
     let coupon = |id: i64, kind: &str, d: Discount| {

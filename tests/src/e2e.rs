@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod accounts;
+mod limits;
 mod lists;
 pub use accounts::*;
+pub use limits::*;
 pub use lists::*;
 
 pub(crate) const ADMIN: i64 = 1_000;
@@ -633,10 +635,12 @@ pub async fn the_openapi_document_lists_every_route_of_the_api(flags: &[&str]) {
         .map(|l| l.split('|').map(str::trim));
     let cells = rows.filter_map(|mut c| Some((c.nth(1)?, c.next()?)));
     let table: Vec<(String, &str)> = cells
-        .filter(|(m, p)| ["GET", "POST", "PUT", "DELETE"].contains(m) && p.starts_with('/'))
+        .filter(|(m, p)| {
+            ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(m) && p.starts_with('/')
+        })
         .map(|(m, p)| (m.to_lowercase(), p.split('?').next().unwrap_or(p)))
         .collect();
-    assert_eq!(table.len(), 35, "docs/api.md's table as read: {table:?}");
+    assert_eq!(table.len(), 36, "docs/api.md's table as read: {table:?}");
     assert_eq!(doc["openapi"], "3.1.0");
     for (method, path) in &table {
         assert!(

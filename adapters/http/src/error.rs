@@ -27,9 +27,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
             StatusCode::NOT_FOUND
         }
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        CouponSoldOut | CouponAlreadyIssued | RequestInProgress | LockTimeout | EmailTaken => {
-            StatusCode::CONFLICT
-        }
+        CouponSoldOut | CouponAlreadyIssued | RequestInProgress | LockTimeout | EmailTaken
+        | PurchaseLimitReached => StatusCode::CONFLICT,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         UriTooLong => StatusCode::URI_TOO_LONG,
         HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -202,6 +201,7 @@ mod tests {
         assert_eq!(status_of(ErrorCode::IdempotencyKeyReused).as_u16(), 422);
         assert_eq!(status_of(ErrorCode::InvalidCredentials).as_u16(), 401);
         assert_eq!(status_of(ErrorCode::EmailTaken).as_u16(), 409);
+        assert_eq!(status_of(ErrorCode::PurchaseLimitReached).as_u16(), 409);
         assert_eq!(status_of(ErrorCode::TooManyRequests).as_u16(), 429);
         assert_eq!(status_of(ErrorCode::PaymentFailed).as_u16(), 502);
         assert_eq!(status_of(ErrorCode::UriTooLong).as_u16(), 414);

@@ -80,6 +80,7 @@ pub(crate) fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(shop::cancel_order))
         .routes(routes!(admin::create_product))
         .routes(routes!(lists::all_orders))
+        .routes(routes!(admin::update_product))
         .routes(routes!(admin::set_stock))
         .routes(routes!(admin::create_coupon))
         .routes(routes!(lists::all_coupons))

@@ -31,11 +31,13 @@ pub(crate) struct OrderRequest {
 }
 
 /// What a turn has read, kept current as it plans its orders: each product's stock after the
-/// orders planned so far, and the user coupons they use.
+/// orders planned so far, the user coupons they use, and, for products with a per-customer
+/// limit, the units each customer holds with the orders planned so far.
 #[derive(Default)]
 pub(crate) struct Running {
     pub(crate) products: HashMap<ProductId, Product>,
     coupons: HashMap<UserCouponId, (UserCoupon, Coupon)>,
+    held: HashMap<(UserId, ProductId), u64>,
 }
 
 /// Prices one order of a turn and checks it against the turn's running state; on success
@@ -153,6 +155,31 @@ pub(crate) async fn plan(
             .into());
         }
     }
+    // Per-customer limits, against the units the customer's live orders hold: read in this
+    // unit, under the product's lock (no other order of it can be placed meanwhile), plus the
+    // orders of this turn planned before this one.
+    let mut held_now = Vec::new();
+    for line in &by_product {
+        let product = &products[&line.product_id];
+        if product.max_per_customer.is_none() {
+            continue;
+        }
+        let key = (cmd.user_id, line.product_id);
+        let held = match running.held.get(&key) {
+            Some(h) => *h,
+            None => {
+                let h = uow
+                    .orders()
+                    .units_held(cmd.user_id, line.product_id)
+                    .await?;
+                running.held.insert(key, h);
+                h
+            }
+        };
+        product.check_customer_allowance(held, line.quantity.get())?;
+        held_now.push((key, held + u64::from(line.quantity.get())));
+    }
+    running.held.extend(held_now);
     for line in &by_product {
         if let Some(p) = running.products.get_mut(&line.product_id) {
             p.stock -= line.quantity.get();

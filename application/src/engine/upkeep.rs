@@ -29,7 +29,7 @@ pub(crate) fn forget_cached_policies(ctx: &Context) {
 }
 
 /// Follows the change feed until `shutdown` turns true, dropping the sold-out marks of
-/// products restocked anywhere.
+/// products restocked or edited anywhere.
 pub(crate) async fn follow_changes(
     ctx: &Context,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -40,7 +40,7 @@ pub(crate) async fn follow_changes(
     loop {
         tokio::select! {
             change = changes.recv() => match change {
-                Ok(Change::Restocked(p)) => ctx.sold_out.forget(p),
+                Ok(Change::Restocked(p) | Change::Edited(p)) => ctx.sold_out.forget(p),
                 Ok(Change::Everything) | Err(RecvError::Lagged(_)) => {
                     ctx.sold_out.forget_all();
                 }

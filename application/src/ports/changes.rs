@@ -4,7 +4,8 @@
 //! stock without taking its lock. "Known" must only ever err towards trying: when stock comes
 //! back (a restock, a cancelled, expired or failed order), every instance has to drop its mark.
 //! The instance that wrote the change publishes it after its commit; every instance follows
-//! the feed.
+//! the feed. The same holds when an admin edits a product (a mark carries its per-order
+//! limit, and a turn judges a request by the product as it is now).
 //!
 //! # Contract (every adapter MUST)
 //! - Deliver a published change to every subscriber of every instance on the same backend,
@@ -27,15 +28,18 @@ use tokio::sync::broadcast;
 pub enum Change {
     /// The product's stock went up (restock, stock edit, an order released).
     Restocked(ProductId),
+    /// An admin changed the product (price, limits, name): what was kept of it is stale.
+    Edited(ProductId),
     /// Anything may have changed: drop every mark.
     Everything,
 }
 
 impl Change {
-    /// The text form adapters send (`restocked:7`, `everything`).
+    /// The text form adapters send (`restocked:7`, `edited:7`, `everything`).
     pub fn encode(self) -> String {
         match self {
             Change::Restocked(p) => format!("restocked:{p}"),
+            Change::Edited(p) => format!("edited:{p}"),
             Change::Everything => "everything".to_owned(),
         }
     }
@@ -43,10 +47,18 @@ impl Change {
     /// The change a text form names; `Everything` for anything unreadable (erring towards
     /// dropping marks).
     pub fn decode(text: &str) -> Change {
-        text.strip_prefix("restocked:")
-            .and_then(|id| id.parse::<i64>().ok())
-            .and_then(|id| ProductId::new(id).ok())
-            .map_or(Change::Everything, Change::Restocked)
+        let product = |id: &str| {
+            id.parse::<i64>()
+                .ok()
+                .and_then(|id| ProductId::new(id).ok())
+        };
+        if let Some(id) = text.strip_prefix("restocked:") {
+            return product(id).map_or(Change::Everything, Change::Restocked);
+        }
+        if let Some(id) = text.strip_prefix("edited:") {
+            return product(id).map_or(Change::Everything, Change::Edited);
+        }
+        Change::Everything
     }
 }
 

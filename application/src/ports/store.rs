@@ -23,8 +23,9 @@ use async_trait::async_trait;
 use std::fmt;
 use stockade_domain::{
     Cart, Coupon, CouponId, DomainError, LedgerEntry, LedgerKind, Money, NewCoupon, NewProduct,
-    Order, OrderId, OrderStatus, Payment, PaymentId, PaymentStatus, Pricing, Product, ProductId,
-    Quantity, Timestamp, TransactionId, UserCoupon, UserCouponId, UserCouponStatus, UserId,
+    Order, OrderId, OrderStatus, Payment, PaymentId, PaymentStatus, Pricing, Product,
+    ProductChanges, ProductId, Quantity, Timestamp, TransactionId, UserCoupon, UserCouponId,
+    UserCouponStatus, UserId,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +150,13 @@ pub trait ProductRepository: Send {
     /// Sets the stock level; `None` when the product does not exist.
     async fn set_stock(&mut self, id: ProductId, stock: u32)
         -> Result<Option<Product>, StoreError>;
+    /// Applies an admin's changes (each field given is set, the others kept, stock untouched)
+    /// and answers the product as it now is; `None` when the product does not exist.
+    async fn update(
+        &mut self,
+        id: ProductId,
+        changes: &ProductChanges,
+    ) -> Result<Option<Product>, StoreError>;
     /// Removes `quantity` only if that many are left (`INSUFFICIENT_STOCK` otherwise).
     async fn deduct_stock(&mut self, id: ProductId, quantity: Quantity) -> Result<(), StoreError>;
     /// Puts `quantity` back.
@@ -329,6 +337,11 @@ pub trait OrderRepository: Send {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<(OrderId, UserId)>, StoreError>;
+    /// How many units of `product` the orders of `user` hold that are not CANCELLED, EXPIRED or
+    /// PAYMENT_FAILED (what counts against the product's `max_per_customer`), this unit's own
+    /// inserts included. One indexed read: it runs inside every create-order turn for a
+    /// product with a limit.
+    async fn units_held(&mut self, user: UserId, product: ProductId) -> Result<u64, StoreError>;
     /// Units sold per product by orders PAID at or after `since`.
     async fn sales_since(&mut self, since: Timestamp) -> Result<Vec<(ProductId, u64)>, StoreError>;
     /// Every order (for audits and tests; adapters may page internally).

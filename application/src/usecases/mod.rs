@@ -39,3 +39,4 @@ pub mod refresh_popular;
 pub mod register_account;
 pub mod set_stock;
 pub mod update_cart;
+pub mod update_product;

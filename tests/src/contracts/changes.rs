@@ -63,6 +63,12 @@ pub fn changes_encode_and_decode() {
         Change::decode(&Change::Everything.encode()),
         Change::Everything
     );
+    assert_eq!(
+        Change::decode(&Change::Edited(p).encode()),
+        Change::Edited(p)
+    );
+    assert_ne!(Change::Edited(p).encode(), Change::Restocked(p).encode());
     assert_eq!(Change::decode("restocked:-1"), Change::Everything);
+    assert_eq!(Change::decode("edited:x"), Change::Everything);
     assert_eq!(Change::decode("garbage"), Change::Everything);
 }

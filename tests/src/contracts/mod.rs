@@ -12,6 +12,7 @@ pub mod accounts;
 pub mod changes;
 pub mod gate;
 pub mod idempotency;
+pub mod limits;
 pub mod lock;
 pub mod queue;
 pub mod section;

@@ -31,9 +31,9 @@ pub fn unique_id() -> i64 {
 }
 
 /// 2026-01-01T00:00:00Z.
-const NOW: Timestamp = Timestamp::from_millis(1_767_225_600_000);
+pub(crate) const NOW: Timestamp = Timestamp::from_millis(1_767_225_600_000);
 
-fn fresh_user() -> UserId {
+pub(crate) fn fresh_user() -> UserId {
     UserId::new(unique_id()).unwrap()
 }
 
@@ -52,7 +52,7 @@ fn rejected_code(r: Result<impl std::fmt::Debug, StoreError>) -> ErrorCode {
     }
 }
 
-async fn unit(store: &Arc<dyn Store>) -> Box<dyn UnitOfWork> {
+pub(crate) async fn unit(store: &Arc<dyn Store>) -> Box<dyn UnitOfWork> {
     store.begin().await.expect("a unit of work")
 }
 
@@ -90,7 +90,7 @@ fn change(user: UserId, kind: LedgerKind, amount: i64, reference: Option<&str>) 
     }
 }
 
-fn new_order(user: UserId, product: &Product, n: i64) -> NewOrder {
+pub(crate) fn new_order(user: UserId, product: &Product, n: i64) -> NewOrder {
     let quantity = qty(n);
     let total = won(product.price.won() * n);
     NewOrder {
@@ -1160,6 +1160,18 @@ macro_rules! store_contract {
         fn store_pages_are_keyed() {
             $crate::contracts::run(CONTRACT_TIME, async {
                 $crate::contracts::store_pages::pages_are_keyed($make.await).await;
+            });
+        }
+        #[test]
+        fn store_units_held_counts_live_orders_only() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::limits::units_held_counts_live_orders_only($make.await).await;
+            });
+        }
+        #[test]
+        fn store_product_update_sets_given_fields() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::limits::product_update_sets_given_fields($make.await).await;
             });
         }
         #[test]

@@ -108,4 +108,6 @@ on_backends!(
     lists_come_in_pages_linked_by_next,
     the_coupon_catalogue_shows_what_can_still_be_had,
     lists_refuse_bad_limits_cursors_and_filters,
+    limits_one_customer_100_orders_at_once,
+    limits_patch_changes_a_product,
 );

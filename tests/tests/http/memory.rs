@@ -291,6 +291,29 @@ async fn every_error_code_is_reachable() {
     expect(&a, 400, "INSUFFICIENT_STOCK");
     note(&seen, &a).await;
 
+    // A per-customer limit: one unit each, the second is refused.
+    let limited = app
+        .call(
+            Method::POST,
+            "/api/v1/admin/products",
+            Some(ADMIN),
+            None,
+            Some(
+                json!({"name": "one each", "price": 100, "stock": 10, "maxPerOrder": 5,
+                        "maxPerCustomer": 1}),
+            ),
+        )
+        .await;
+    assert_eq!(limited.status, StatusCode::CREATED, "{}", limited.raw);
+    let one_each = json!({"items": [{"productId": limited.data()["id"], "quantity": 1}]});
+    let a = app
+        .post("/api/v1/orders", u, Some("l1"), one_each.clone())
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.raw);
+    let a = app.post("/api/v1/orders", u, Some("l2"), one_each).await;
+    expect(&a, 409, "PURCHASE_LIMIT_REACHED");
+    note(&seen, &a).await;
+
     // Orders: wrong amount, no balance, bad state.
     let order = cases[2].0.data()["orderId"].as_i64().unwrap();
     let total = cases[2].0.data()["total"].as_i64().unwrap();
@@ -663,6 +686,16 @@ async fn the_openapi_document_lists_every_route_of_the_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_and_gate_outcomes() {
     e2e::metrics_count_requests_and_gate_outcomes(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_one_customer_100_orders_at_once() {
+    e2e::limits_one_customer_100_orders_at_once(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_patch_changes_a_product() {
+    e2e::limits_patch_changes_a_product(&[]).await;
 }
 
 /// CORS is off unless origins are configured; then a configured origin's preflight is answered

@@ -12,11 +12,11 @@ use crate::schema::views::{
 };
 use crate::Shared;
 use axum::extract::State;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use stockade_application::views::parse_rfc3339;
 use stockade_domain::product::stock_level;
 use stockade_domain::{
-    CouponId, Discount, DomainError, ErrorCode, NewCoupon, NewProduct, ProductId,
+    CouponId, Discount, DomainError, ErrorCode, NewCoupon, NewProduct, ProductChanges, ProductId,
 };
 use utoipa::ToSchema;
 
@@ -24,6 +24,9 @@ type Answer = Result<Reply, ApiError>;
 
 error_set!(CreateErrors: [InvalidInput, Unauthorized, Forbidden]);
 error_set!(StockErrors: [
+    InvalidInput, Unauthorized, Forbidden, ProductNotFound, LockTimeout,
+]);
+error_set!(UpdateErrors: [
     InvalidInput, Unauthorized, Forbidden, ProductNotFound, LockTimeout,
 ]);
 error_set!(CouponErrors: [InvalidInput, Unauthorized, Forbidden, CouponNotFound]);
@@ -54,6 +57,65 @@ pub struct ProductRequest {
     pub stock: i64,
     #[schema(minimum = 1, maximum = 1_000_000, example = 5)]
     pub max_per_order: i64,
+    /// The most units one customer's live orders may hold; absent or `null` for no limit.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000_000, example = 3)]
+    pub max_per_customer: Option<i64>,
+}
+
+/// A present field as `Some`, `null` included (`Some(None)`): with `#[serde(default)]`, an
+/// absent field stays `None`, so the three cases differ.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// The fields to change; an absent field is kept. At least one must be given.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"price": 12_000, "maxPerCustomer": 3}))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProductPatch {
+    /// Trimmed; 1 to 200 characters.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, min_length = 1, max_length = 200, pattern = r"\S")]
+    pub name: Option<Option<String>>,
+    /// Won.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = i64, minimum = 1, maximum = 1_000_000_000_000_000_i64)]
+    pub price: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = i64, minimum = 1, maximum = 1_000_000)]
+    pub max_per_order: Option<Option<i64>>,
+    /// `null` removes the limit.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1_000_000_000)]
+    pub max_per_customer: Option<Option<i64>>,
+}
+
+impl ProductPatch {
+    fn try_into_domain(self) -> Result<ProductChanges, DomainError> {
+        /// `null` is only a value for `maxPerCustomer`.
+        fn given<T>(field: &'static str, v: Option<Option<T>>) -> Result<Option<T>, DomainError> {
+            match v {
+                Some(None) => Err(DomainError::invalid(
+                    field,
+                    "must not be null (leave it out to keep it)",
+                )),
+                Some(Some(v)) => Ok(Some(v)),
+                None => Ok(None),
+            }
+        }
+        let name = given("name", self.name)?;
+        ProductChanges::new(
+            name.as_deref(),
+            given("price", self.price)?,
+            given("maxPerOrder", self.max_per_order)?,
+            self.max_per_customer,
+        )
+    }
 }
 
 /// Creates a product.
@@ -67,10 +129,28 @@ pub async fn create_product(
     _admin: AdminUser,
     ApiJson(body): ApiJson<ProductRequest>,
 ) -> Answer {
-    let new = NewProduct::new(&body.name, body.price, body.stock, body.max_per_order)?;
+    let new = NewProduct::new(&body.name, body.price, body.stock, body.max_per_order)?
+        .limit_per_customer(body.max_per_customer)?;
     let product = s.app.create_product(new).await?;
     let location = format!("/api/v1/products/{}", product.id);
     Ok(Reply::created(&product).at(location))
+}
+
+/// Changes a product's name, price or limits (not its stock), under the lock orders of it take.
+#[utoipa::path(patch, path = "/api/v1/admin/products/{id}", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "product id")),
+    request_body = ProductPatch,
+    responses((status = 200, description = "the product", body = Envelope<Product>), UpdateErrors))]
+pub async fn update_product(
+    State(s): State<Shared>,
+    _admin: AdminUser,
+    ApiPath(raw): ApiPath<i64>,
+    ApiJson(body): ApiJson<ProductPatch>,
+) -> Answer {
+    let product = id(raw, ProductId::new)?;
+    let changes = body.try_into_domain()?;
+    Ok(Reply::ok(&s.app.update_product(product, changes).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -62,7 +62,7 @@ error_set!(IssueErrors: [
 error_set!(OrderErrors: [
     InvalidInput, IdempotencyKeyMissing, InsufficientStock, ExceededLimitedQuantity, CartEmpty,
     InvalidCoupon, Unauthorized, ProductNotFound, RequestInProgress, LockTimeout,
-    IdempotencyKeyReused,
+    PurchaseLimitReached, IdempotencyKeyReused,
 ]);
 error_set!(OrderReadErrors: [InvalidInput, Unauthorized, OrderNotFound]);
 error_set!(PayErrors: [

@@ -130,6 +130,18 @@ fn every_view_renders_as_its_schema_says() {
             price: 10,
             stock: 3,
             max_per_order: 5,
+            max_per_customer: None,
+        },
+    );
+    conforms(
+        "Product",
+        &ProductView {
+            id: 1,
+            name: "p".into(),
+            price: 10,
+            stock: 3,
+            max_per_order: 5,
+            max_per_customer: Some(2),
         },
     );
     conforms(

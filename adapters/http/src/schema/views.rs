@@ -42,6 +42,9 @@ pub struct Product {
     pub stock: i64,
     #[schema(minimum = 1)]
     pub max_per_order: i64,
+    /// The most units one customer's live orders may hold; `null` for no limit.
+    #[schema(minimum = 1)]
+    pub max_per_customer: Option<i64>,
 }
 
 #[derive(Debug, ToSchema)]

@@ -106,6 +106,20 @@ impl OrderRepository for MemoryUnit {
             .collect())
     }
 
+    async fn units_held(&mut self, user: UserId, product: ProductId) -> Result<u64, StoreError> {
+        self.op()?;
+        // A scan over every order: the memory store serves tests and demos, where that is cheap.
+        Ok(self
+            .state
+            .orders
+            .values()
+            .filter(|o| o.user_id == user && o.status.holds_reservations())
+            .flat_map(|o| &o.lines)
+            .filter(|l| l.product_id == product)
+            .map(|l| u64::from(l.quantity.get()))
+            .sum())
+    }
+
     async fn sales_since(&mut self, since: Timestamp) -> Result<Vec<(ProductId, u64)>, StoreError> {
         self.op()?;
         let mut sold: HashMap<ProductId, u64> = HashMap::new();

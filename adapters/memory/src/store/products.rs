@@ -5,7 +5,7 @@ use super::MemoryUnit;
 use async_trait::async_trait;
 use std::ops::Bound;
 use stockade_application::ports::store::{ProductRepository, StoreError};
-use stockade_domain::{DomainError, NewProduct, Product, ProductId, Quantity};
+use stockade_domain::{DomainError, NewProduct, Product, ProductChanges, ProductId, Quantity};
 
 impl MemoryUnit {
     fn put_product(&mut self, product: Product) {
@@ -63,6 +63,7 @@ impl ProductRepository for MemoryUnit {
             price: new.price,
             stock: new.stock,
             max_per_order: new.max_per_order,
+            max_per_customer: new.max_per_customer,
         };
         self.put_product(product.clone());
         Ok(product)
@@ -78,6 +79,20 @@ impl ProductRepository for MemoryUnit {
             return Ok(None);
         };
         product.stock = stock;
+        self.put_product(product.clone());
+        Ok(Some(product))
+    }
+
+    async fn update(
+        &mut self,
+        id: ProductId,
+        changes: &ProductChanges,
+    ) -> Result<Option<Product>, StoreError> {
+        self.op()?;
+        let Some(mut product) = self.state.products.get(&id).cloned() else {
+            return Ok(None);
+        };
+        product.apply(changes);
         self.put_product(product.clone());
         Ok(Some(product))
     }

@@ -296,6 +296,23 @@ impl OrderRepository for PgUnit {
         .collect()
     }
 
+    async fn units_held(&mut self, user: UserId, product: ProductId) -> R<u64> {
+        // The user's orders by `orders_user_idx`, or the product's lines by
+        // `order_lines_product_idx`: the planner takes the narrower side.
+        let held = sqlx::query_scalar!(
+            r#"SELECT COALESCE(SUM(l.quantity), 0)::BIGINT AS "held!"
+             FROM orders o JOIN order_lines l ON l.order_id = o.id
+             WHERE o.user_id = $1 AND l.product_id = $2
+               AND o.status NOT IN ('CANCELLED', 'EXPIRED', 'PAYMENT_FAILED')"#,
+            user.get(),
+            product.get(),
+        )
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        Ok(u64::try_from(held).unwrap_or(0))
+    }
+
     async fn sales_since(&mut self, since: Timestamp) -> R<Vec<(ProductId, u64)>> {
         sqlx::query!(
             r#"SELECT l.product_id, SUM(l.quantity)::BIGINT AS "sold!"

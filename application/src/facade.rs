@@ -11,9 +11,9 @@ use crate::ports::Ports;
 use crate::settings::Settings;
 use crate::usecases::*;
 use crate::views::{
-    AccountView, BalanceView, CartView, ChargeReceipt, CouponStockView, CouponView, IssueView,
-    MeView, OrderView, PaymentReceipt, ProductView, ReconcileReport, TransactionView,
-    UserCouponView,
+    AccountView, BalanceView, CartView, ChargeReceipt, CouponStockView, CouponView, FailureView,
+    IssueView, MeView, OrderView, PaymentReceipt, ProductView, ReconcileReport, ReplayReport,
+    TransactionView, UserCouponView,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -272,6 +272,22 @@ impl Stockade {
     /// Makes one FLASH coupon's gate and store agree: [`reconcile_coupon`].
     pub async fn reconcile(&self, coupon_id: CouponId) -> Result<ReconcileReport, AppError> {
         reconcile_coupon::execute(&self.ctx, coupon_id).await
+    }
+
+    /// Admin: a coupon's recorded issuance failures, a keyset page by user id:
+    /// [`list_failures`].
+    pub async fn issuance_failures(
+        &self,
+        coupon_id: CouponId,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<FailureView>, AppError> {
+        list_failures::execute(&self.ctx, coupon_id, after, limit).await
+    }
+
+    /// Admin: retries each recorded issuance failure of a coupon once: [`replay_failures`].
+    pub async fn replay_failures(&self, coupon_id: CouponId) -> Result<ReplayReport, AppError> {
+        replay_failures::execute(&self.ctx, coupon_id).await
     }
 }
 

@@ -7,8 +7,8 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
 use crate::schema::errors::error_set;
 use crate::schema::views::{
-    Coupon, CouponKind, CouponStock, DiscountType, Envelope, IssuanceMode, Product, Reconcile,
-    Reset,
+    Coupon, CouponKind, CouponStock, DiscountType, Envelope, IssuanceFailure, IssuanceMode,
+    Product, Reconcile, Replay, Reset,
 };
 use crate::Shared;
 use axum::extract::State;
@@ -27,6 +27,9 @@ error_set!(StockErrors: [
     InvalidInput, Unauthorized, Forbidden, ProductNotFound, LockTimeout,
 ]);
 error_set!(CouponErrors: [InvalidInput, Unauthorized, Forbidden, CouponNotFound]);
+error_set!(ReplayErrors: [
+    InvalidInput, Unauthorized, Forbidden, CouponNotFound, LockTimeout,
+]);
 error_set!(ReconcileErrors: [
     InvalidInput, InvalidCoupon, Unauthorized, Forbidden, CouponNotFound,
     LockTimeout,
@@ -186,6 +189,44 @@ pub async fn get_coupon(
 ) -> Answer {
     let coupon = id(raw, CouponId::new)?;
     Ok(Reply::ok(&s.app.coupon(coupon).await?))
+}
+
+/// How many failures the list answers (list paging is not wired to this endpoint yet).
+const FAILURES_LIMIT: usize = 500;
+
+/// A coupon's FLASH issuances that ended in the dead-letter queue, by user id.
+#[utoipa::path(get, path = "/api/v1/admin/coupons/{id}/failures", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "coupon id")),
+    responses((status = 200, description = "the failures, by user id ascending",
+        body = Envelope<Vec<IssuanceFailure>>), CouponErrors))]
+pub async fn coupon_failures(
+    State(s): State<Shared>,
+    _admin: AdminUser,
+    ApiPath(raw): ApiPath<i64>,
+) -> Answer {
+    let coupon = id(raw, CouponId::new)?;
+    let failures = s
+        .app
+        .issuance_failures(coupon, None, FAILURES_LIMIT)
+        .await?;
+    Ok(Reply::ok(&failures))
+}
+
+/// Retries each recorded failure of a coupon once; one replay of a coupon at a time, so a
+/// user is issued at most once however many replays are sent.
+#[utoipa::path(post, path = "/api/v1/admin/coupons/{id}/failures/replay", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "coupon id")),
+    responses((status = 200, description = "what the replay did",
+        body = Envelope<Replay>), ReplayErrors))]
+pub async fn replay_failures(
+    State(s): State<Shared>,
+    _admin: AdminUser,
+    ApiPath(raw): ApiPath<i64>,
+) -> Answer {
+    let coupon = id(raw, CouponId::new)?;
+    Ok(Reply::ok(&s.app.replay_failures(coupon).await?))
 }
 
 /// A coupon's counters: issued, reserved (FLASH), persisted and failed.

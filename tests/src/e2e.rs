@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod accounts;
+mod replay;
 pub use accounts::*;
+pub use replay::*;
 
 const ADMIN: i64 = 1_000;
 

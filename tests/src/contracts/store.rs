@@ -1233,6 +1233,7 @@ pub async fn failure_records_count_attempts_and_page(store: Arc<dyn Store>) {
         ],
         "by user id; a dropped unit counts no attempt"
     );
+    drop(uow);
     let page = |after: Option<UserId>, limit: usize| {
         let store = store.clone();
         async move {
@@ -1252,7 +1253,6 @@ pub async fn failure_records_count_attempts_and_page(store: Arc<dyn Store>) {
     assert_eq!(page(Some(u4), 10).await, vec![u5]);
     assert!(page(Some(u5), 10).await.is_empty());
     assert!(page(None, 0).await.is_empty());
-    drop(uow);
 
     let mut uow = unit(&store).await;
     uow.coupons().issue(&coupon, u3, NOW).await.unwrap();

@@ -105,4 +105,5 @@ on_backends!(
     accounts_one_email_signed_up_100_times_at_once,
     accounts_wrong_credentials_then_throttled,
     accounts_parallel_guesses_cannot_race_the_throttle,
+    coupon_failures_are_listed_and_replayed_once,
 );

@@ -16,10 +16,12 @@ where
 {
     let db = TestDb::new().await;
     let ns = namespace();
-    let gate = RedisCouponGate::connect(&url(), ns.clone()).await.unwrap();
+    let gate = RedisCouponGate::connect(&url(), ns.clone())
+        .await
+        .expect("Redis answers");
     let queue = RedisIssuanceQueue::connect(&url(), &ns, "a".to_owned(), Duration::from_secs(30))
         .await
-        .unwrap();
+        .expect("Redis answers");
     let settings = Settings {
         lock_wait: Duration::from_secs(60),
         ..Settings::default()

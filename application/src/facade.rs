@@ -14,8 +14,8 @@ use crate::settings::Settings;
 use crate::usecases::*;
 use crate::views::{
     AccountView, BalanceView, CartView, CatalogueCouponView, ChargeReceipt, CouponStockView,
-    CouponView, IssueView, MeView, OrderView, PaymentReceipt, ProductView, ReconcileReport,
-    TransactionView, UserCouponView,
+    CouponView, FailureView, IssueView, MeView, OrderView, PaymentReceipt, ProductView,
+    ReconcileReport, ReplayReport, TransactionView, UserCouponView,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -330,6 +330,31 @@ impl Stockade {
     /// Makes one FLASH coupon's gate and store agree: [`reconcile_coupon`].
     pub async fn reconcile(&self, coupon_id: CouponId) -> Result<ReconcileReport, AppError> {
         reconcile_coupon::execute(&self.ctx, coupon_id).await
+    }
+
+    /// Admin: a coupon's recorded issuance failures, a keyset page by user id:
+    /// [`list_failures`].
+    pub async fn issuance_failures(
+        &self,
+        coupon_id: CouponId,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<FailureView>, AppError> {
+        list_failures::execute(&self.ctx, coupon_id, after, limit).await
+    }
+
+    /// Admin: a page of a coupon's recorded issuance failures, by user id: [`list_failures`].
+    pub async fn issuance_failures_page(
+        &self,
+        coupon_id: CouponId,
+        page: PageRequest,
+    ) -> Result<Page<FailureView>, AppError> {
+        list_failures::page(&self.ctx, coupon_id, page).await
+    }
+
+    /// Admin: retries each recorded issuance failure of a coupon once: [`replay_failures`].
+    pub async fn replay_failures(&self, coupon_id: CouponId) -> Result<ReplayReport, AppError> {
+        replay_failures::execute(&self.ctx, coupon_id).await
     }
 }
 

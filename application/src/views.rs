@@ -2,6 +2,7 @@
 //! money, RFC 3339 times). The HTTP adapter renders these as the `data` of its envelope, and
 //! idempotency records keep exactly this JSON, so a replay is byte-for-byte the first answer.
 
+use crate::ports::store::IssuanceFailure;
 use serde::{Deserialize, Serialize};
 use stockade_domain::{Cart, Coupon, LedgerEntry, Order, Payment, Product, Timestamp, UserCoupon};
 use time::format_description::well_known::Rfc3339;
@@ -235,6 +236,39 @@ pub struct ReconcileReport {
     pub checked: u32,
     pub repaired: u32,
     pub rolled_back: u32,
+}
+
+/// A FLASH issuance that ended in the dead-letter queue, as admins see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureView {
+    pub user_id: i64,
+    /// A stable code name (`COUPON_SOLD_OUT`, `BACKEND_UNAVAILABLE`…), never a backend's text.
+    pub reason: String,
+    pub attempts: u32,
+    /// When it last failed.
+    pub failed_at: String,
+}
+
+impl From<&IssuanceFailure> for FailureView {
+    fn from(f: &IssuanceFailure) -> Self {
+        FailureView {
+            user_id: f.user_id.get(),
+            reason: f.reason.clone(),
+            attempts: f.attempts,
+            failed_at: rfc3339(f.failed_at),
+        }
+    }
+}
+
+/// What one replay of a coupon's failures did: how many it tried, how many users now hold the
+/// coupon, how many failed again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayReport {
+    pub replayed: u32,
+    pub issued: u32,
+    pub still_failing: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,9 +13,11 @@ use std::time::Duration;
 mod accounts;
 mod limits;
 mod lists;
+mod replay;
 pub use accounts::*;
 pub use limits::*;
 pub use lists::*;
+pub use replay::*;
 
 pub(crate) const ADMIN: i64 = 1_000;
 
@@ -640,7 +642,7 @@ pub async fn the_openapi_document_lists_every_route_of_the_api(flags: &[&str]) {
         })
         .map(|(m, p)| (m.to_lowercase(), p.split('?').next().unwrap_or(p)))
         .collect();
-    assert_eq!(table.len(), 36, "docs/api.md's table as read: {table:?}");
+    assert_eq!(table.len(), 38, "docs/api.md's table as read: {table:?}");
     assert_eq!(doc["openapi"], "3.1.0");
     for (method, path) in &table {
         assert!(

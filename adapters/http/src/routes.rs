@@ -85,6 +85,8 @@ pub(crate) fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(admin::create_coupon))
         .routes(routes!(lists::all_coupons))
         .routes(routes!(admin::get_coupon))
+        .routes(routes!(admin::coupon_failures))
+        .routes(routes!(admin::replay_failures))
         .routes(routes!(admin::coupon_stock))
         .routes(routes!(admin::reconcile))
         .routes(routes!(admin::reset))

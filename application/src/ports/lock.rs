@@ -211,6 +211,10 @@ pub mod keys {
     pub fn coupon(coupon: CouponId) -> LockKey {
         LockKey::of(format!("coupon:{coupon}"))
     }
+    /// `coupon-replay:{id}`: one replay of a coupon's recorded failures at a time.
+    pub fn coupon_replay(coupon: CouponId) -> LockKey {
+        LockKey::of(format!("coupon-replay:{coupon}"))
+    }
     /// The sign-up lock of an email: `register:{email}`, or `register:#{sha-256 hex}` for an
     /// email too long for a key (over 191 characters).
     pub fn register(email: &stockade_domain::Email) -> LockKey {

@@ -282,7 +282,10 @@ pub trait CouponRepository: Send {
         to: UserCouponStatus,
         order: Option<OrderId>,
     ) -> Result<bool, StoreError>;
-    /// Records that a FLASH reservation could not be persisted.
+    /// Records that a FLASH reservation could not be persisted: the first failure of the pair
+    /// with `attempts` 1, each later one adding 1 to `attempts` and replacing `reason` and the
+    /// failure time with `now`. `reason` is shown to admins: callers pass a stable, safe text
+    /// (an API code name), never a backend's message.
     async fn record_failure(
         &mut self,
         coupon: CouponId,
@@ -290,8 +293,31 @@ pub trait CouponRepository: Send {
         reason: &str,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+    /// Removes the failure recorded for the pair (a replay found the user holding the coupon
+    /// already); false if there was none.
+    async fn clear_failure(&mut self, coupon: CouponId, user: UserId) -> Result<bool, StoreError>;
     /// Users with a recorded failure for `coupon`.
     async fn failures(&mut self, coupon: CouponId) -> Result<Vec<UserId>, StoreError>;
+    /// The failures recorded for `coupon`, by user id ascending: those of users after `after`
+    /// (all when `None`), at most `limit` of them (a keyset page: no offset).
+    async fn failure_records(
+        &mut self,
+        coupon: CouponId,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<IssuanceFailure>, StoreError>;
+}
+
+/// A FLASH issuance that could not be persisted, as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuanceFailure {
+    pub user_id: UserId,
+    /// A stable, safe text (an API code name such as `COUPON_SOLD_OUT`).
+    pub reason: String,
+    /// How many times the pair failed (1 for the first).
+    pub attempts: u32,
+    /// When it last failed.
+    pub failed_at: Timestamp,
 }
 
 /// What the store needs to create an order.

@@ -2,7 +2,8 @@
 //!
 //! For each user the gate holds but the store does not, the reservation is persisted now (the
 //! consumer's persistence is idempotent, so racing it is harmless); only if the store refuses
-//! (sold out, coupon gone) is it recorded as failed and rolled back, so the user may try again. For each user the store
+//! (sold out, coupon gone) is it recorded as failed (the refusal's API code as the reason) and
+//! rolled back, so the user may try again. For each user the store
 //! holds but the gate lost (its backend restarted without persistence), the reservation is
 //! restored in the gate. What reconciliation cannot recover: a reservation whose gate entry
 //! was lost before the store ever saw it, and whose queue message was lost too — the user
@@ -70,7 +71,7 @@ pub(crate) async fn execute(
                 drop(uow);
                 let mut uow = ctx.ports.store.begin().await?;
                 uow.coupons()
-                    .record_failure(coupon_id, *user, &e.to_string(), now)
+                    .record_failure(coupon_id, *user, e.code().as_str(), now)
                     .await?;
                 uow.commit().await?;
                 if ctx.ports.gate.rollback(coupon_id, *user).await? {

@@ -1175,10 +1175,153 @@ macro_rules! store_contract {
             });
         }
         #[test]
+        fn store_failure_records_count_attempts_and_page() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::store::failure_records_count_attempts_and_page($make.await)
+                    .await;
+            });
+        }
+        #[test]
+        fn store_concurrent_failures_all_count() {
+            $crate::contracts::run(CONTRACT_TIME, async {
+                $crate::contracts::store::concurrent_failures_all_count($make.await).await;
+            });
+        }
+        #[test]
         fn store_fences_never_go_back() {
             $crate::contracts::run(CONTRACT_TIME, async {
                 $crate::contracts::store::fences_never_go_back($make.await).await;
             });
         }
     };
+}
+
+/// `record_failure` counts the failures of a pair (`attempts`, the last reason and time; a
+/// dropped unit counts nothing), `failure_records` answers one coupon's by user id in keyset
+/// pages, `issue` and `clear_failure` remove one.
+pub async fn failure_records_count_attempts_and_page(store: Arc<dyn Store>) {
+    let coupon = coupon_with_quantity(&store, 10).await;
+    let other = coupon_with_quantity(&store, 10).await;
+    let users: Vec<UserId> = (0..5).map(|_| fresh_user()).collect();
+    let (u1, u2, u3, u4, u5) = (users[0], users[1], users[2], users[3], users[4]);
+    let later = NOW.plus_millis(5_000);
+
+    let mut uow = unit(&store).await;
+    for u in [u3, u1, u5, u2] {
+        uow.coupons()
+            .record_failure(coupon.id, u, "COUPON_SOLD_OUT", NOW)
+            .await
+            .unwrap();
+    }
+    uow.coupons()
+        .record_failure(other.id, u4, "COUPON_SOLD_OUT", NOW)
+        .await
+        .unwrap();
+    uow.commit().await.unwrap();
+    let mut uow = unit(&store).await;
+    uow.coupons()
+        .record_failure(coupon.id, u1, "BACKEND_UNAVAILABLE", later)
+        .await
+        .unwrap();
+    uow.commit().await.unwrap();
+    let mut uow = unit(&store).await;
+    uow.coupons()
+        .record_failure(coupon.id, u2, "BACKEND_UNAVAILABLE", later)
+        .await
+        .unwrap();
+    drop(uow);
+
+    let mut uow = unit(&store).await;
+    let all = uow
+        .coupons()
+        .failure_records(coupon.id, None, 100)
+        .await
+        .unwrap();
+    let seen: Vec<(UserId, &str, u32, Timestamp)> = all
+        .iter()
+        .map(|f| (f.user_id, f.reason.as_str(), f.attempts, f.failed_at))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (u1, "BACKEND_UNAVAILABLE", 2, later),
+            (u2, "COUPON_SOLD_OUT", 1, NOW),
+            (u3, "COUPON_SOLD_OUT", 1, NOW),
+            (u5, "COUPON_SOLD_OUT", 1, NOW),
+        ],
+        "by user id; a dropped unit counts no attempt"
+    );
+    drop(uow);
+    let page = |after: Option<UserId>, limit: usize| {
+        let store = store.clone();
+        async move {
+            let mut uow = unit(&store).await;
+            uow.coupons()
+                .failure_records(coupon.id, after, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|f| f.user_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(None, 2).await, vec![u1, u2]);
+    assert_eq!(page(Some(u2), 2).await, vec![u3, u5]);
+    assert_eq!(page(Some(u1), 1).await, vec![u2]);
+    assert_eq!(page(Some(u4), 10).await, vec![u5]);
+    assert!(page(Some(u5), 10).await.is_empty());
+    assert!(page(None, 0).await.is_empty());
+
+    let mut uow = unit(&store).await;
+    uow.coupons().issue(&coupon, u3, NOW).await.unwrap();
+    assert!(uow.coupons().clear_failure(coupon.id, u5).await.unwrap());
+    assert!(!uow.coupons().clear_failure(coupon.id, u4).await.unwrap());
+    uow.commit().await.unwrap();
+    let mut uow = unit(&store).await;
+    assert!(uow.coupons().clear_failure(coupon.id, u1).await.unwrap());
+    drop(uow);
+    assert_eq!(
+        page(None, 10).await,
+        vec![u1, u2],
+        "issue and clear remove one"
+    );
+    let mut uow = unit(&store).await;
+    let others = uow
+        .coupons()
+        .failure_records(other.id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        others.iter().map(|f| f.user_id).collect::<Vec<_>>(),
+        vec![u4]
+    );
+}
+
+/// Concurrent failures of one pair each count: 50 units at once make `attempts` 50.
+pub async fn concurrent_failures_all_count(store: Arc<dyn Store>) {
+    let coupon = coupon_with_quantity(&store, 1).await;
+    let u = fresh_user();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut uow = unit(&store).await;
+            uow.coupons()
+                .record_failure(coupon.id, u, "COUPON_SOLD_OUT", NOW)
+                .await
+                .unwrap();
+            uow.commit().await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut uow = unit(&store).await;
+    let all = uow
+        .coupons()
+        .failure_records(coupon.id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!((all[0].user_id, all[0].attempts), (u, 50));
 }

@@ -110,4 +110,5 @@ on_backends!(
     lists_refuse_bad_limits_cursors_and_filters,
     limits_one_customer_100_orders_at_once,
     limits_patch_changes_a_product,
+    coupon_failures_are_listed_and_replayed_once,
 );

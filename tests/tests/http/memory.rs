@@ -698,6 +698,11 @@ async fn limits_patch_changes_a_product() {
     e2e::limits_patch_changes_a_product(&[]).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coupon_failures_are_listed_and_replayed_once() {
+    e2e::coupon_failures_are_listed_and_replayed_once(&[]).await;
+}
+
 /// CORS is off unless origins are configured; then a configured origin's preflight is answered
 /// before routing and its answers name it, and any other origin gets no CORS header.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

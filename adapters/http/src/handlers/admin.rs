@@ -5,10 +5,11 @@ use crate::auth::AdminUser;
 use crate::envelope::Reply;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
+use crate::paging::{PageParams, Paged};
 use crate::schema::errors::error_set;
 use crate::schema::views::{
-    Coupon, CouponKind, CouponStock, DiscountType, Envelope, IssuanceMode, Product, Reconcile,
-    Reset,
+    Coupon, CouponKind, CouponStock, DiscountType, Envelope, IssuanceFailure, IssuanceMode,
+    Product, Reconcile, Replay, Reset,
 };
 use crate::Shared;
 use axum::extract::State;
@@ -30,6 +31,9 @@ error_set!(UpdateErrors: [
     InvalidInput, Unauthorized, Forbidden, ProductNotFound, LockTimeout,
 ]);
 error_set!(CouponErrors: [InvalidInput, Unauthorized, Forbidden, CouponNotFound]);
+error_set!(ReplayErrors: [
+    InvalidInput, Unauthorized, Forbidden, CouponNotFound, LockTimeout,
+]);
 error_set!(ReconcileErrors: [
     InvalidInput, InvalidCoupon, Unauthorized, Forbidden, CouponNotFound,
     LockTimeout,
@@ -266,6 +270,43 @@ pub async fn get_coupon(
 ) -> Answer {
     let coupon = id(raw, CouponId::new)?;
     Ok(Reply::ok(&s.app.coupon(coupon).await?))
+}
+
+/// A coupon's FLASH issuances that ended in the dead-letter queue, by user id.
+#[utoipa::path(get, path = "/api/v1/admin/coupons/{id}/failures", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "coupon id"), PageParams),
+    responses((status = 200, description = "the failures, by user id ascending; \
+        `Link: rel=\"next\"` when more remain", body = Envelope<Vec<IssuanceFailure>>),
+        CouponErrors))]
+pub async fn coupon_failures(
+    State(s): State<Shared>,
+    _admin: AdminUser,
+    ApiPath(raw): ApiPath<i64>,
+    paged: Paged,
+) -> Answer {
+    let coupon = id(raw, CouponId::new)?;
+    let page = s
+        .app
+        .issuance_failures_page(coupon, paged.request())
+        .await?;
+    Ok(paged.reply(&page))
+}
+
+/// Retries each recorded failure of a coupon once; one replay of a coupon at a time, so a
+/// user is issued at most once however many replays are sent.
+#[utoipa::path(post, path = "/api/v1/admin/coupons/{id}/failures/replay", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, minimum = 1, example = 1, description = "coupon id")),
+    responses((status = 200, description = "what the replay did",
+        body = Envelope<Replay>), ReplayErrors))]
+pub async fn replay_failures(
+    State(s): State<Shared>,
+    _admin: AdminUser,
+    ApiPath(raw): ApiPath<i64>,
+) -> Answer {
+    let coupon = id(raw, CouponId::new)?;
+    Ok(Reply::ok(&s.app.replay_failures(coupon).await?))
 }
 
 /// A coupon's counters: issued, reserved (FLASH), persisted and failed.

@@ -329,6 +329,38 @@ pub struct Reconcile {
     pub rolled_back: i64,
 }
 
+/// A FLASH issuance that ended in the dead-letter queue.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct IssuanceFailure {
+    #[schema(minimum = 1)]
+    pub user_id: i64,
+    /// The API code of what went wrong (`COUPON_SOLD_OUT`, `INVALID_COUPON`,
+    /// `BACKEND_UNAVAILABLE`, …); never a backend's message.
+    #[schema(example = "COUPON_SOLD_OUT")]
+    pub reason: String,
+    /// How many times this user's issuance failed (1 for the first).
+    #[schema(minimum = 1)]
+    pub attempts: i64,
+    /// When it last failed.
+    #[schema(format = DateTime)]
+    pub failed_at: String,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Replay {
+    /// Failures tried.
+    #[schema(minimum = 0)]
+    pub replayed: i64,
+    /// Users who hold the coupon now.
+    #[schema(minimum = 0)]
+    pub issued: i64,
+    /// Users whose failure was recorded again (`attempts` + 1).
+    #[schema(minimum = 0)]
+    pub still_failing: i64,
+}
+
 /// The success envelope of docs/api.md around `data`.
 #[derive(Debug, ToSchema)]
 pub struct Envelope<T> {

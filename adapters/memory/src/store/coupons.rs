@@ -2,10 +2,10 @@
 //! user, the per-coupon holder list that bounds issues by the coupon's quantity, and the
 //! recorded issuance failures (cleared when a later issue to that user succeeds).
 
-use super::MemoryUnit;
+use super::{Failure, MemoryUnit};
 use async_trait::async_trait;
 use std::ops::Bound;
-use stockade_application::ports::store::{CouponRepository, StoreError};
+use stockade_application::ports::store::{CouponRepository, IssuanceFailure, StoreError};
 use stockade_domain::{
     Coupon, CouponId, DomainError, NewCoupon, OrderId, Timestamp, UserCoupon, UserCouponId,
     UserCouponStatus, UserId,
@@ -123,8 +123,8 @@ impl CouponRepository for MemoryUnit {
             if let Some(v) = s.holders_by_coupon.get_mut(&cid) {
                 v.pop();
             }
-            if let Some(reason) = failure {
-                s.failures.entry(cid).or_default().insert(user, reason);
+            if let Some(failure) = failure {
+                s.failures.entry(cid).or_default().insert(user, failure);
             }
         });
         Ok(uc)
@@ -216,20 +216,27 @@ impl CouponRepository for MemoryUnit {
         coupon: CouponId,
         user: UserId,
         reason: &str,
-        _now: Timestamp,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         self.op()?;
-        let previous = self
-            .state
-            .failures
-            .entry(coupon)
-            .or_default()
-            .insert(user, reason.to_owned());
+        let failures = self.state.failures.entry(coupon).or_default();
+        let previous = failures.get(&user).cloned();
+        let attempts = previous
+            .as_ref()
+            .map_or(1, |p| p.attempts.saturating_add(1));
+        failures.insert(
+            user,
+            Failure {
+                reason: reason.to_owned(),
+                attempts,
+                failed_at: now,
+            },
+        );
         self.on_rollback(move |s| {
             let f = s.failures.entry(coupon).or_default();
             match previous {
-                Some(r) => {
-                    f.insert(user, r);
+                Some(p) => {
+                    f.insert(user, p);
                 }
                 None => {
                     f.remove(&user);
@@ -237,6 +244,22 @@ impl CouponRepository for MemoryUnit {
             }
         });
         Ok(())
+    }
+
+    async fn clear_failure(&mut self, coupon: CouponId, user: UserId) -> Result<bool, StoreError> {
+        self.op()?;
+        let Some(previous) = self
+            .state
+            .failures
+            .get_mut(&coupon)
+            .and_then(|f| f.remove(&user))
+        else {
+            return Ok(false);
+        };
+        self.on_rollback(move |s| {
+            s.failures.entry(coupon).or_default().insert(user, previous);
+        });
+        Ok(true)
     }
 
     async fn failures(&mut self, coupon: CouponId) -> Result<Vec<UserId>, StoreError> {
@@ -247,5 +270,28 @@ impl CouponRepository for MemoryUnit {
             .get(&coupon)
             .map(|f| f.keys().copied().collect())
             .unwrap_or_default())
+    }
+
+    async fn failure_records(
+        &mut self,
+        coupon: CouponId,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<IssuanceFailure>, StoreError> {
+        self.op()?;
+        let Some(failures) = self.state.failures.get(&coupon) else {
+            return Ok(Vec::new());
+        };
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(failures
+            .range((from, Bound::Unbounded))
+            .take(limit)
+            .map(|(user, f)| IssuanceFailure {
+                user_id: *user,
+                reason: f.reason.clone(),
+                attempts: f.attempts,
+                failed_at: f.failed_at,
+            })
+            .collect())
     }
 }

@@ -54,7 +54,7 @@ struct State {
     holder_index: HashMap<(CouponId, UserId), UserCouponId>,
     coupons_by_user: HashMap<UserId, Vec<UserCouponId>>,
     holders_by_coupon: HashMap<CouponId, Vec<UserId>>,
-    failures: HashMap<CouponId, BTreeMap<UserId, String>>,
+    failures: HashMap<CouponId, BTreeMap<UserId, Failure>>,
     orders: BTreeMap<OrderId, Order>,
     payments: BTreeMap<PaymentId, Payment>,
     payments_by_order: HashMap<OrderId, Vec<PaymentId>>,
@@ -72,6 +72,14 @@ impl State {
         *n += 1;
         *n
     }
+}
+
+/// A recorded issuance failure: its reason, how many times the pair failed, and when last.
+#[derive(Debug, Clone)]
+struct Failure {
+    reason: String,
+    attempts: u32,
+    failed_at: Timestamp,
 }
 
 type Undo = Box<dyn FnOnce(&mut State) + Send>;

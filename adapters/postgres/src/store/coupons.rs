@@ -5,7 +5,7 @@ use super::{e, limit, PgUnit, R};
 use crate::convert::{at, id, money, ts, u32_of};
 use crate::error::corrupt;
 use async_trait::async_trait;
-use stockade_application::ports::store::CouponRepository;
+use stockade_application::ports::store::{CouponRepository, IssuanceFailure};
 use stockade_domain::{
     Coupon, CouponId, CouponKind, Discount, DomainError, IssuanceMode, NewCoupon, OrderId,
     Timestamp, UserCoupon, UserCouponId, UserCouponStatus, UserId,
@@ -400,7 +400,9 @@ impl CouponRepository for PgUnit {
         sqlx::query!(
             "INSERT INTO failed_issuances (coupon_id, user_id, reason, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $4)
-             ON CONFLICT (coupon_id, user_id) DO UPDATE SET reason = EXCLUDED.reason, updated_at = EXCLUDED.updated_at",
+             ON CONFLICT (coupon_id, user_id) DO UPDATE
+                 SET reason = EXCLUDED.reason, updated_at = EXCLUDED.updated_at,
+                     attempts = failed_issuances.attempts + 1",
             cid.get(),
             user.get(),
             reason,
@@ -410,6 +412,18 @@ impl CouponRepository for PgUnit {
         .await
         .map_err(e)?;
         Ok(())
+    }
+
+    async fn clear_failure(&mut self, cid: CouponId, user: UserId) -> R<bool> {
+        let done = sqlx::query!(
+            "DELETE FROM failed_issuances WHERE coupon_id = $1 AND user_id = $2",
+            cid.get(),
+            user.get(),
+        )
+        .execute(&mut *self.tx)
+        .await
+        .map_err(e)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn failures(&mut self, cid: CouponId) -> R<Vec<UserId>> {
@@ -422,6 +436,38 @@ impl CouponRepository for PgUnit {
         .map_err(e)?
         .into_iter()
         .map(|u| id(u, UserId::new))
+        .collect()
+    }
+
+    async fn failure_records(
+        &mut self,
+        cid: CouponId,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> R<Vec<IssuanceFailure>> {
+        // User ids are positive, so 0 is before every one of them.
+        let after = after.map_or(0, UserId::get);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        sqlx::query!(
+            "SELECT user_id, reason, attempts, updated_at FROM failed_issuances
+             WHERE coupon_id = $1 AND user_id > $2
+             ORDER BY user_id LIMIT $3",
+            cid.get(),
+            after,
+            limit,
+        )
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(e)?
+        .into_iter()
+        .map(|r| {
+            Ok(IssuanceFailure {
+                user_id: id(r.user_id, UserId::new)?,
+                reason: r.reason,
+                attempts: u32_of(i64::from(r.attempts)),
+                failed_at: ts(r.updated_at),
+            })
+        })
         .collect()
     }
 }

@@ -212,3 +212,75 @@ async fn sold_out_is_refused_without_a_lock() {
 async fn charges_near_the_cap_run_in_combined_turns() {
     scenarios::charges_near_the_cap_run_in_combined_turns(TestApp::new()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replays_at_once_issue_each_user_once() {
+    stockade_tests::replay::two_replays_at_once_issue_each_user_once(&TestApp::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_of_a_sold_out_coupon_keep_failing() {
+    stockade_tests::replay::replays_of_a_sold_out_coupon_keep_failing(&TestApp::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_page_by_user_and_a_holder_counts_issued() {
+    stockade_tests::replay::the_list_pages_by_user_and_a_holder_counts_issued(&TestApp::new())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_of_an_unknown_coupon_are_not_found() {
+    stockade_tests::replay::unknown_coupons_are_not_found(&TestApp::new()).await;
+}
+
+/// The whole path: issuances the store refuses are dead-lettered by the consumer and listed
+/// with the refusal's API code as the reason (never a message); a replay with nothing left
+/// records them again with one more attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_lettered_issuances_are_listed_then_replayed() {
+    use stockade_domain::Discount;
+    use stockade_tests::harness::user;
+    let t = TestApp::new();
+    let coupon = t
+        .coupon(
+            "CART",
+            Discount::new("FIXED", 100, None).unwrap(),
+            0,
+            3,
+            IssuanceMode::Flash,
+        )
+        .await;
+    for u in 1..=3 {
+        t.app.issue_coupon(coupon, user(u)).await.unwrap();
+    }
+    t.drain().await;
+    // Deliveries the gate never counted (as a stray or duplicated hand-off would be).
+    let queue = t.app.ports().queue.clone();
+    for u in 4..=6 {
+        publish(&*queue, coupon, u).await;
+    }
+    t.drain().await;
+
+    let listed = t.app.issuance_failures(coupon, None, 100).await.unwrap();
+    let seen: Vec<(i64, &str, u32)> = listed
+        .iter()
+        .map(|f| (f.user_id, f.reason.as_str(), f.attempts))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (4, "COUPON_SOLD_OUT", 1),
+            (5, "COUPON_SOLD_OUT", 1),
+            (6, "COUPON_SOLD_OUT", 1)
+        ]
+    );
+    let report = t.app.replay_failures(coupon).await.unwrap();
+    assert_eq!(
+        (report.replayed, report.issued, report.still_failing),
+        (3, 0, 3)
+    );
+    let listed = t.app.issuance_failures(coupon, None, 100).await.unwrap();
+    assert!(listed.iter().all(|f| f.attempts == 2));
+    t.assert_invariants(&[coupon]).await;
+}

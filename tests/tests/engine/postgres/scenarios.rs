@@ -108,3 +108,27 @@ async fn charges_near_the_cap_run_in_combined_turns() {
     with_app(|t| async move { scenarios::charges_near_the_cap_run_in_combined_turns(t).await })
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replays_at_once_issue_each_user_once() {
+    with_app(|t| async move {
+        stockade_tests::replay::two_replays_at_once_issue_each_user_once(&t).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_of_a_sold_out_coupon_keep_failing() {
+    with_app(|t| async move {
+        stockade_tests::replay::replays_of_a_sold_out_coupon_keep_failing(&t).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_page_by_user_and_a_holder_counts_issued() {
+    with_app(|t| async move {
+        stockade_tests::replay::the_list_pages_by_user_and_a_holder_counts_issued(&t).await;
+    })
+    .await;
+}

@@ -1,8 +1,9 @@
 //! The Redis adapters: their contract suites, the FLASH pipeline on its production backends,
-//! popularity, and Redlock over independent Redis processes. Each test works in a key
+//! popularity, Redlock over independent Redis processes, and replaying issuance failures. Each test works in a key
 //! namespace (or on Redis processes) of its own.
 
 mod contracts;
 mod pipeline;
 mod popularity;
 mod redlock;
+mod replay;

@@ -7,7 +7,7 @@
 //! [`OrderRepository::units_held`]: stockade_application::ports::store::OrderRepository::units_held
 //! [`ProductRepository::update`]: stockade_application::ports::store::ProductRepository::update
 
-use super::store::{fresh_user, new_order, unit, NOW};
+use super::fixtures::{fresh_user, new_order, unit, NOW};
 use std::sync::Arc;
 use stockade_application::ports::store::{NewOrder, Store};
 use stockade_domain::{Money, NewProduct, OrderStatus, Product, ProductChanges, ProductId, UserId};

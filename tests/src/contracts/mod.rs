@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub mod changes;
+pub mod fixtures;
 pub mod gate;
 pub mod idempotency;
 pub mod limits;

@@ -5,55 +5,24 @@
 //! the suite can share one database with other tests. A unit whose operation was refused is
 //! dropped rather than reused: a database may abort the transaction after a failed statement.
 
+pub use super::fixtures::unique_id;
+use super::fixtures::{fresh_user, new_order, qty, unit, won, NOW};
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use stockade_application::ports::lock::{Fence, FencingToken, LockKey};
-use stockade_application::ports::store::{LedgerChange, NewOrder, Store, StoreError, UnitOfWork};
+use stockade_application::ports::store::{LedgerChange, NewOrder, Store, StoreError};
 use stockade_domain::{
     Coupon, Discount, ErrorCode, LedgerKind, Money, NewCoupon, NewProduct, Order, OrderId,
-    OrderLine, OrderStatus, PaymentStatus, Pricing, Product, ProductId, Quantity, Timestamp,
-    UserCouponId, UserCouponStatus, UserId,
+    OrderStatus, PaymentStatus, Product, ProductId, Timestamp, UserCouponId, UserCouponStatus,
+    UserId,
 };
-
-/// A positive id unique in this process and (very likely) across processes started at
-/// different microseconds, so suites sharing one backend never collide.
-pub fn unique_id() -> i64 {
-    static BASE: OnceLock<i64> = OnceLock::new();
-    static NEXT: AtomicI64 = AtomicI64::new(0);
-    let base = *BASE.get_or_init(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| i64::try_from(d.as_micros()).unwrap_or(1))
-    });
-    base + NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// 2026-01-01T00:00:00Z.
-pub(crate) const NOW: Timestamp = Timestamp::from_millis(1_767_225_600_000);
-
-pub(crate) fn fresh_user() -> UserId {
-    UserId::new(unique_id()).unwrap()
-}
-
-fn qty(n: i64) -> Quantity {
-    Quantity::new(n, "quantity").unwrap()
-}
-
-fn won(n: i64) -> Money {
-    Money::from_trusted(n)
-}
 
 fn rejected_code(r: Result<impl std::fmt::Debug, StoreError>) -> ErrorCode {
     match r {
         Err(StoreError::Rejected(e)) => e.code(),
         other => panic!("expected a domain refusal, got {other:?}"),
     }
-}
-
-pub(crate) async fn unit(store: &Arc<dyn Store>) -> Box<dyn UnitOfWork> {
-    store.begin().await.expect("a unit of work")
 }
 
 async fn product_with_stock(store: &Arc<dyn Store>, stock: i64) -> Product {
@@ -87,32 +56,6 @@ fn change(user: UserId, kind: LedgerKind, amount: i64, reference: Option<&str>) 
         kind,
         amount: won(amount),
         reference: reference.map(str::to_owned),
-    }
-}
-
-pub(crate) fn new_order(user: UserId, product: &Product, n: i64) -> NewOrder {
-    let quantity = qty(n);
-    let total = won(product.price.won() * n);
-    NewOrder {
-        user_id: user,
-        pricing: Pricing {
-            lines: vec![OrderLine {
-                product_id: product.id,
-                name: product.name.clone(),
-                unit_price: product.price,
-                quantity,
-                line_total: total,
-                discount: Money::ZERO,
-                user_coupon_id: None,
-            }],
-            cart_coupons: Vec::new(),
-            subtotal: total,
-            discount: Money::ZERO,
-            total,
-        },
-        created_at: NOW,
-        expires_at: NOW.plus_millis(15 * 60 * 1000),
-        reference: None,
     }
 }
 

@@ -2,7 +2,7 @@
 //! key, in the list's order, and walking page after page from each page's last key reads
 //! every item exactly once.
 
-use super::store::unique_id;
+use super::fixtures::unique_id;
 use std::sync::Arc;
 use stockade_application::ports::store::{LedgerChange, NewOrder, OrderFilter, Store};
 use stockade_domain::{

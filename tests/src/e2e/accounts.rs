@@ -314,41 +314,54 @@ pub async fn accounts_parallel_guesses_cannot_race_the_throttle(flags: &[&str]) 
     );
 }
 
-/// The median of five timed sign-ins.
-async fn median_login(app: &TestServer, emails: &[String], password: &str) -> Duration {
-    let mut times = Vec::new();
-    for email in emails {
-        let started = Instant::now();
-        let a = login(app, email, password).await;
-        times.push(started.elapsed());
-        expect(&a, 401, "INVALID_CREDENTIALS");
-    }
+/// The time one sign-in takes to be refused.
+async fn timed_refusal(app: &TestServer, email: &str, password: &str) -> Duration {
+    let started = Instant::now();
+    let a = login(app, email, password).await;
+    let took = started.elapsed();
+    expect(&a, 401, "INVALID_CREDENTIALS");
+    took
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
 }
 
+/// An unknown email costs a hash check like a wrong password does. The two kinds of sign-in
+/// take turns (so a burst of load on a shared machine falls on both), and the bound is loose:
+/// what it tells apart is a hash checked (tens of milliseconds) from none at all.
 pub async fn accounts_unknown_email_and_wrong_password_take_similar_time(flags: &[&str]) {
     let app = spawn_app(flags).await;
-    let email = fresh_email("frank");
-    let r = register(
-        &app,
-        json!({"email": email, "password": "right password", "name": "Frank"}),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
+    let mut known = Vec::new();
+    for name in ["frank", "grace"] {
+        let email = fresh_email(name);
+        let r = register(
+            &app,
+            json!({"email": email, "password": "right password", "name": name}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.raw);
+        known.push(email);
+    }
     // Warm up both paths once (the dummy hash is made on first use).
     login(&app, &fresh_email("warm"), "x").await;
-    let unknown: Vec<String> = (0..5).map(|_| fresh_email("ghost")).collect();
-    let known = vec![email.clone(); 4];
-    let unknown_median = median_login(&app, &unknown, "right password").await;
-    let wrong_median = median_login(&app, &known, "wrong password").await;
+    let (mut unknown_times, mut wrong_times) = (Vec::new(), Vec::new());
+    // Four wrong passwords per email stay under the throttle's five.
+    for i in 0..8 {
+        let ghost = fresh_email("ghost");
+        unknown_times.push(timed_refusal(&app, &ghost, "right password").await);
+        wrong_times.push(timed_refusal(&app, &known[i % 2], "wrong password").await);
+    }
+    let unknown_median = median(unknown_times);
+    let wrong_median = median(wrong_times);
     let (fast, slow) = if unknown_median < wrong_median {
         (unknown_median, wrong_median)
     } else {
         (wrong_median, unknown_median)
     };
     assert!(
-        slow < fast * 2,
+        slow < fast * 3,
         "unknown email {unknown_median:?} vs wrong password {wrong_median:?}"
     );
     // A hash is checked either way: neither is instant.

@@ -277,7 +277,7 @@ pub async fn get_coupon(
     security(("bearer" = [])),
     params(("id" = i64, Path, minimum = 1, example = 1, description = "coupon id"), PageParams),
     responses((status = 200, description = "the failures, by user id ascending; \
-        `Link: rel=\"next\"` when more remain", body = Envelope<Vec<IssuanceFailure>>),
+        `Link: rel=\"next\"` when more remain", body = Envelope<Vec<IssuanceFailure>>, headers(("Link" = String, description = "`<path?query&cursor=...>; rel=\"next\"` when more remain (RFC 8288)"))),
         CouponErrors))]
 pub async fn coupon_failures(
     State(s): State<Shared>,

@@ -69,7 +69,7 @@ fn status(raw: Option<&str>) -> Result<Option<OrderStatus>, ApiError> {
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])),
     params(MyOrdersQuery, PageParams),
     responses((status = 200, description = "my orders, newest first; `Link: rel=\"next\"` \
-        when more remain", body = Envelope<Vec<Order>>), MineListErrors))]
+        when more remain", body = Envelope<Vec<Order>>, headers(("Link" = String, description = "`<path?query&cursor=...>; rel=\"next\"` when more remain (RFC 8288)"))), MineListErrors))]
 pub async fn my_orders(
     State(s): State<Shared>,
     who: AuthUser,
@@ -86,7 +86,7 @@ pub async fn my_orders(
 /// The coupons that can be issued now, with how many are left.
 #[utoipa::path(get, path = "/api/v1/coupons", tag = "coupons", params(PageParams),
     responses((status = 200, description = "the coupons on offer, by id; `Link: rel=\"next\"` \
-        when more remain", body = Envelope<Vec<CatalogueCoupon>>), PublicListErrors))]
+        when more remain", body = Envelope<Vec<CatalogueCoupon>>, headers(("Link" = String, description = "`<path?query&cursor=...>; rel=\"next\"` when more remain (RFC 8288)"))), PublicListErrors))]
 pub async fn coupons_on_offer(State(s): State<Shared>, paged: Paged) -> Answer {
     Ok(paged.reply(&s.app.issuable_coupons(paged.request()).await?))
 }
@@ -95,7 +95,7 @@ pub async fn coupons_on_offer(State(s): State<Shared>, paged: Paged) -> Answer {
 #[utoipa::path(get, path = "/api/v1/admin/orders", tag = "admin", security(("bearer" = [])),
     params(AdminOrdersQuery, PageParams),
     responses((status = 200, description = "the orders, newest first; `Link: rel=\"next\"` \
-        when more remain", body = Envelope<Vec<Order>>), AdminListErrors))]
+        when more remain", body = Envelope<Vec<Order>>, headers(("Link" = String, description = "`<path?query&cursor=...>; rel=\"next\"` when more remain (RFC 8288)"))), AdminListErrors))]
 pub async fn all_orders(
     State(s): State<Shared>,
     _admin: AdminUser,
@@ -113,7 +113,7 @@ pub async fn all_orders(
 #[utoipa::path(get, path = "/api/v1/admin/coupons", tag = "admin", security(("bearer" = [])),
     params(PageParams),
     responses((status = 200, description = "the coupons, by id; `Link: rel=\"next\"` when \
-        more remain", body = Envelope<Vec<Coupon>>), AdminListErrors))]
+        more remain", body = Envelope<Vec<Coupon>>, headers(("Link" = String, description = "`<path?query&cursor=...>; rel=\"next\"` when more remain (RFC 8288)"))), AdminListErrors))]
 pub async fn all_coupons(State(s): State<Shared>, _admin: AdminUser, paged: Paged) -> Answer {
     Ok(paged.reply(&s.app.coupons_page(paged.request()).await?))
 }

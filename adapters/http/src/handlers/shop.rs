@@ -77,7 +77,7 @@ error_set!(CancelErrors: [
 /// Every product, by id.
 #[utoipa::path(get, path = "/api/v1/products", tag = "products", params(PageParams),
     responses((status = 200, description = "the products, by id; `Link: rel=\"next\"` when \
-        more remain", body = Envelope<Vec<Product>>), ListErrors))]
+        more remain", body = Envelope<Vec<Product>>, headers(("Link" = String, description = "`<path?query&cursor=...>; rel=\"next\"` when more remain (RFC 8288)"))), ListErrors))]
 pub async fn list_products(State(s): State<Shared>, paged: Paged) -> Answer {
     Ok(paged.reply(&s.app.products_page(paged.request()).await?))
 }
@@ -160,7 +160,7 @@ pub async fn charge(
 #[utoipa::path(get, path = "/api/v1/users/me/balance/transactions", tag = "wallet",
     security(("bearer" = [])), params(PageParams),
     responses((status = 200, description = "the ledger, newest first; `Link: rel=\"next\"` \
-        when more remain", body = Envelope<Vec<Transaction>>), MineListErrors))]
+        when more remain", body = Envelope<Vec<Transaction>>, headers(("Link" = String, description = "`<path?query&cursor=...>; rel=\"next\"` when more remain (RFC 8288)"))), MineListErrors))]
 pub async fn transactions(State(s): State<Shared>, who: AuthUser, paged: Paged) -> Answer {
     Ok(paged.reply(&s.app.transactions_page(who.user, paged.request()).await?))
 }
@@ -245,7 +245,7 @@ pub async fn issue_coupon(
 #[utoipa::path(get, path = "/api/v1/users/me/coupons", tag = "coupons", security(("bearer" = [])),
     params(PageParams),
     responses((status = 200, description = "my coupons, by id; `Link: rel=\"next\"` when \
-        more remain", body = Envelope<Vec<UserCoupon>>), MineListErrors))]
+        more remain", body = Envelope<Vec<UserCoupon>>, headers(("Link" = String, description = "`<path?query&cursor=...>; rel=\"next\"` when more remain (RFC 8288)"))), MineListErrors))]
 pub async fn my_coupons(State(s): State<Shared>, who: AuthUser, paged: Paged) -> Answer {
     Ok(paged.reply(&s.app.my_coupons_page(who.user, paged.request()).await?))
 }

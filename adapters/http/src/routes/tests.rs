@@ -199,3 +199,32 @@ fn the_document_is_openapi_3_1_with_the_bearer_scheme() {
         "bearer"
     );
 }
+
+#[test]
+fn every_list_documents_its_paging_and_its_next_link() {
+    let doc = serde_json::to_value(super::document()).expect("json");
+    let lists = [
+        "/api/v1/products",
+        "/api/v1/users/me/balance/transactions",
+        "/api/v1/coupons",
+        "/api/v1/users/me/coupons",
+        "/api/v1/orders",
+        "/api/v1/admin/orders",
+        "/api/v1/admin/coupons",
+        "/api/v1/admin/coupons/{id}/failures",
+    ];
+    for path in lists {
+        let op = &doc["paths"][path]["get"];
+        let params = op["parameters"].as_array().cloned().unwrap_or_default();
+        for name in ["limit", "cursor"] {
+            assert!(
+                params.iter().any(|p| p["name"] == name && p["in"] == "query"),
+                "GET {path} does not document `{name}`"
+            );
+        }
+        assert!(
+            op["responses"]["200"]["headers"]["Link"].is_object(),
+            "GET {path} does not document its Link header"
+        );
+    }
+}

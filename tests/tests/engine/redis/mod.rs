@@ -2,6 +2,7 @@
 //! popularity, and Redlock over independent Redis processes. Each test works in a key
 //! namespace (or on Redis processes) of its own.
 
+mod cluster;
 mod contracts;
 mod pipeline;
 mod popularity;

@@ -8,6 +8,7 @@
 //! the FLASH coupon pipeline: the Lua [`RedisCouponGate`] and the Redis Streams
 //! [`RedisIssuanceQueue`].
 
+mod connection;
 mod error;
 mod gate;
 mod idempotency;
@@ -16,6 +17,7 @@ mod persistence;
 mod popularity;
 mod queue;
 
+pub use connection::{RedisConnection, RedisTarget};
 pub use gate::RedisCouponGate;
 pub use idempotency::RedisIdempotencyStore;
 pub use lock::RedisLockManager;
@@ -29,12 +31,4 @@ pub enum RedisSetupError {
     Url(#[source] redis::RedisError),
     #[error("could not connect to Redis: {0}")]
     Connect(#[source] redis::RedisError),
-}
-
-/// The connection settings of the FLASH gate and the issuance queue: a reply may take up to
-/// two seconds (the redis crate's default of 500 ms is short for a server busy with a drop, and
-/// a command that timed out may still have been applied, which the caller cannot tell).
-pub(crate) fn connection_config() -> redis::aio::ConnectionManagerConfig {
-    redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(std::time::Duration::from_secs(2)))
 }

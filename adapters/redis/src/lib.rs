@@ -7,6 +7,10 @@
 //! ([`RedisSalesCounter`]) with a shared, TTL'd ranking cache ([`RedisPopularityCache`]), and
 //! the FLASH coupon pipeline: the Lua [`RedisCouponGate`] and the Redis Streams
 //! [`RedisIssuanceQueue`].
+//!
+//! All but the lock manager speak through a [`RedisConnection`], to one server or one Redis
+//! Cluster ([`RedisTarget`]); their keys carry hash tags so that each script and `MULTI` stays
+//! in one slot. Locks never run on a cluster (docs/decisions/0026).
 
 mod connection;
 mod error;

@@ -15,6 +15,7 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where the Redis adapters connect.
@@ -88,10 +89,12 @@ enum Conn {
     Cluster(ClusterConnection),
 }
 
+/// Kept to open the blocking reads' connections; boxed, as clients are large and clones of
+/// a connection share them.
 #[derive(Clone)]
 enum Client {
-    Single(redis::Client),
-    Cluster(ClusterClient),
+    Single(Arc<redis::Client>),
+    Cluster(Arc<ClusterClient>),
 }
 
 impl fmt::Debug for RedisConnection {
@@ -119,7 +122,7 @@ impl RedisConnection {
                     .map_err(crate::RedisSetupError::Connect)?;
                 Ok(RedisConnection {
                     conn: Conn::Managed(conn),
-                    client: Client::Single(client),
+                    client: Client::Single(Arc::new(client)),
                 })
             }
             RedisTarget::Cluster(seeds) => {
@@ -134,7 +137,7 @@ impl RedisConnection {
                     .map_err(crate::RedisSetupError::Connect)?;
                 Ok(RedisConnection {
                     conn: Conn::Cluster(conn),
-                    client: Client::Cluster(client),
+                    client: Client::Cluster(Arc::new(client)),
                 })
             }
         }

@@ -3,6 +3,8 @@
 //! started by the first test that needs it ([`shared`]), a key namespace per test. The
 //! namespaces put the tests' keys on different masters, so the suites cross slots and nodes.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use stockade_application::ports::clock::IdGenerator;
 use stockade_application::ports::idempotency::IdempotencyStore;

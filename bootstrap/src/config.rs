@@ -60,6 +60,15 @@ impl fmt::Display for Backend {
     }
 }
 
+/// How the `--redis-url` values are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RedisMode {
+    /// Each URL is a server of its own: the first serves every port, all of them Redlock.
+    Single,
+    /// The URLs are seed nodes of one Redis Cluster, which serves every port but the lock.
+    Cluster,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PlatformModeArg {
     Accept,
@@ -170,6 +179,27 @@ pub struct ServeArgs {
         value_parser = secret_url
     )]
     pub redis_urls: Vec<SecretString>,
+    /// `single`: every `--redis-url` is a server of its own; `cluster`: they are seed nodes of
+    /// one Redis Cluster (the gate, queue, idempotency and popularity run on it; locks do not,
+    /// see `--redis-lock-url`).
+    #[arg(
+        long,
+        env = "STOCKADE_REDIS_MODE",
+        value_enum,
+        default_value = "single"
+    )]
+    pub redis_mode: RedisMode,
+    /// Independent Redis servers for Redlock (repeatable or comma-separated), instead of the
+    /// `--redis-url` ones; with `--redis-mode cluster` the only way to `--lock redis`, whose
+    /// default there is `postgres`.
+    #[arg(
+        long = "redis-lock-url",
+        env = "STOCKADE_REDIS_LOCK_URL",
+        value_delimiter = ',',
+        hide_env_values = true,
+        value_parser = secret_url
+    )]
+    pub redis_lock_urls: Vec<SecretString>,
     /// Start the production profile even though the Redis of the FLASH gate and issuance queue
     /// keeps no append-only file: a restart of that Redis then loses reservations already
     /// answered RESERVED (a warning is logged and `/ready` reports it).

@@ -12,13 +12,13 @@ use crate::StartError;
 use async_trait::async_trait;
 use std::time::{Duration, Instant};
 use stockade_http::ReadyCheck;
-use stockade_redis::{Persistence, RedisPersistenceProbe};
+use stockade_redis::{Persistence, RedisPersistenceProbe, RedisTarget};
 use tokio::sync::Mutex;
 
 /// How long `/ready` reuses the last answer.
 pub const RECHECK: Duration = Duration::from_secs(3);
 
-/// The gate's Redis (the first `--redis-url`, which the gate and the queue use).
+/// The gate's Redis (the first `--redis-url`, or the cluster, which the gate and the queue use).
 #[derive(Debug)]
 pub struct GatePersistence {
     probe: RedisPersistenceProbe,
@@ -40,9 +40,9 @@ impl GatePersistence {
     ///
     /// # Errors
     /// [`StartError::Redis`].
-    pub async fn connect(url: &str) -> Result<GatePersistence, StartError> {
+    pub async fn connect(target: RedisTarget) -> Result<GatePersistence, StartError> {
         Ok(GatePersistence {
-            probe: RedisPersistenceProbe::connect(url).await?,
+            probe: RedisPersistenceProbe::connect(target).await?,
             last: Mutex::new(None),
         })
     }

@@ -37,6 +37,12 @@ pub enum StartError {
         backend: Backend,
         available: &'static str,
     },
+    #[error(
+        "--lock redis with --redis-mode cluster needs independent Redis servers for Redlock \
+         (--redis-lock-url): the masters of one cluster are not independent \
+         (docs/decisions/0026); or lock through Postgres (--lock postgres)"
+    )]
+    ClusterLock,
     #[error("the production profile needs --jwt-secret (or STOCKADE_JWT_SECRET)")]
     MissingSecret,
     #[error("--cors-origin: {0}")]
@@ -50,8 +56,8 @@ pub enum StartError {
     #[error("Redis: {0}")]
     Redis(#[from] stockade_redis::RedisSetupError),
     #[error(
-        "the Redis of the FLASH gate and issuance queue (the first --redis-url) keeps no \
-         append-only file ({persistence}): its restart would lose coupon reservations already \
+        "the Redis of the FLASH gate and issuance queue (the first --redis-url, or a node of \
+         the cluster) keeps no append-only file ({persistence}): its restart would lose coupon reservations already \
          answered RESERVED. Turn AOF on (appendonly yes, appendfsync everysec or always), or \
          start with --allow-volatile-gate (STOCKADE_ALLOW_VOLATILE_GATE) to run without that \
          guarantee"

@@ -288,12 +288,11 @@ async fn reconcile_until_done(app: &Stockade, shutdown: &mut watch::Receiver<boo
 }
 
 /// A probe of the gate's Redis when the gate or the queue runs there (both use the first
-/// `--redis-url`).
+/// `--redis-url`, or the cluster, every node of which is asked).
 async fn gate_persistence(wiring: &Wiring) -> Result<Option<GatePersistence>, StartError> {
     let on_redis = wiring.gate == GateBackend::Redis || wiring.queue == QueueBackend::Redis;
-    let first = wiring.redis.as_ref().and_then(|r| r.urls.first());
-    match (on_redis, first) {
-        (true, Some(url)) => Ok(Some(GatePersistence::connect(url.expose_secret()).await?)),
+    match (on_redis, &wiring.redis) {
+        (true, Some(redis)) => Ok(Some(GatePersistence::connect(redis.target()).await?)),
         _ => Ok(None),
     }
 }

@@ -8,10 +8,11 @@
 //! database and one set of Redis nodes serve several ports), so [`Wiring`] carries them once,
 //! present exactly when some port runs on that backend.
 
-use crate::config::{Backend, Profile, ServeArgs};
+use crate::config::{Backend, Profile, RedisMode, ServeArgs};
 use crate::StartError;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
+use stockade_redis::RedisTarget;
 
 /// A port's choice of backend, as read from a [`Backend`] flag.
 trait PortBackend: Sized {
@@ -54,7 +55,8 @@ pub enum LockBackend {
     Memory,
     /// Advisory locks, each grant holding a session of the lock pool.
     PostgresAdvisory,
-    /// Redlock over every `--redis-url` (one node is plain Redis locking).
+    /// Redlock over independent servers: every `--redis-lock-url`, else (one server mode)
+    /// every `--redis-url` (one node is plain Redis locking). Never the nodes of a cluster.
     Redlock,
 }
 
@@ -166,8 +168,12 @@ pub struct PgSettings {
 /// How to reach Redis, for the ports that run on it.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    /// Every node of the lock's Redlock; the other ports use the first.
+    /// How `urls` are read: servers of their own, or seeds of one cluster.
+    pub mode: RedisMode,
+    /// The servers (the other ports use the first) or the cluster's seed nodes.
     pub urls: Vec<SecretString>,
+    /// The independent servers of the lock's Redlock.
+    pub lock_urls: Vec<SecretString>,
     /// Whether the production profile may run the gate and queue on a Redis without an
     /// append-only file.
     pub allow_volatile_gate: bool,
@@ -190,6 +196,39 @@ pub struct Wiring {
     pub postgres: Option<PgSettings>,
     /// `Some` exactly when some port runs on Redis.
     pub redis: Option<RedisSettings>,
+}
+
+impl RedisSettings {
+    /// Where the gate, queue, idempotency, popularity and persistence probe connect: the first
+    /// URL, or the cluster whose seeds are all the URLs.
+    pub fn target(&self) -> RedisTarget {
+        match self.mode {
+            RedisMode::Single => RedisTarget::Single(
+                self.urls
+                    .first()
+                    .map(|u| u.expose_secret().to_owned())
+                    .unwrap_or_default(),
+            ),
+            RedisMode::Cluster => RedisTarget::Cluster(
+                self.urls
+                    .iter()
+                    .map(|u| u.expose_secret().to_owned())
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// The lock's backend: as [`choose`], except on a Redis Cluster without independent lock
+/// servers (docs/decisions/0026): there the production profile locks through Postgres, and
+/// `--lock redis` is refused.
+fn choose_lock(args: &ServeArgs) -> Result<LockBackend, StartError> {
+    let cluster_only = args.redis_mode == RedisMode::Cluster && args.redis_lock_urls.is_empty();
+    match (args.lock, args.profile) {
+        (None, Profile::Production) if cluster_only => Ok(LockBackend::PostgresAdvisory),
+        (Some(Backend::Redis), _) if cluster_only => Err(StartError::ClusterLock),
+        (flag, profile) => choose(flag, profile),
+    }
 }
 
 /// The flag if given, else the profile's choice; an error if the port cannot run there.
@@ -217,7 +256,7 @@ impl Wiring {
         let p = args.profile;
         let mut wiring = Wiring {
             store: choose(args.store, p)?,
-            lock: choose(args.lock, p)?,
+            lock: choose_lock(args)?,
             idempotency: choose(args.idempotency, p)?,
             gate: choose(args.gate, p)?,
             queue: choose(args.queue, p)?,
@@ -236,8 +275,15 @@ impl Wiring {
             });
         }
         if wiring.uses_redis() {
+            let lock_urls = match (args.redis_lock_urls.is_empty(), args.redis_mode) {
+                (false, _) => args.redis_lock_urls.clone(),
+                (true, RedisMode::Single) => args.redis_urls.clone(),
+                (true, RedisMode::Cluster) => Vec::new(),
+            };
             wiring.redis = Some(RedisSettings {
+                mode: args.redis_mode,
                 urls: args.redis_urls.clone(),
+                lock_urls,
                 allow_volatile_gate: args.allow_volatile_gate,
                 namespace: args.lock_namespace.clone(),
                 issuance_visibility: Duration::from_secs(args.issuance_visibility_secs.max(1)),
@@ -334,6 +380,58 @@ mod tests {
             ["idempotency", "gate", "queue", "popularity"]
         );
         assert!(!w.resettable());
+    }
+
+    #[test]
+    fn on_a_cluster_locks_need_independent_servers_or_postgres() {
+        let w = wiring(&["--profile", "production", "--redis-mode", "cluster"]).unwrap();
+        assert_eq!(w.lock, LockBackend::PostgresAdvisory);
+        assert_eq!(w.gate, GateBackend::Redis);
+        let redis = w.redis.unwrap();
+        assert!(redis.lock_urls.is_empty());
+        assert_eq!(
+            redis.target(),
+            RedisTarget::Cluster(vec!["redis://127.0.0.1:6379".to_owned()])
+        );
+
+        let e = wiring(&["--redis-mode", "cluster", "--lock", "redis"]).unwrap_err();
+        assert!(matches!(e, StartError::ClusterLock), "{e}");
+        assert!(e.to_string().contains("--redis-lock-url"), "{e}");
+
+        let w = wiring(&[
+            "--profile",
+            "production",
+            "--redis-mode",
+            "cluster",
+            "--redis-url",
+            "redis://c1:7000,redis://c2:7000",
+            "--redis-lock-url",
+            "redis://l1:6379,redis://l2:6379,redis://l3:6379",
+        ])
+        .unwrap();
+        assert_eq!(w.lock, LockBackend::Redlock);
+        let redis = w.redis.unwrap();
+        assert_eq!(redis.lock_urls.len(), 3);
+        assert_eq!(
+            redis.target(),
+            RedisTarget::Cluster(vec!["redis://c1:7000".into(), "redis://c2:7000".into()])
+        );
+    }
+
+    #[test]
+    fn one_server_mode_locks_on_the_redis_urls_as_before() {
+        let w = wiring(&[
+            "--profile",
+            "production",
+            "--redis-url",
+            "redis://a:6379,redis://b:6379",
+        ])
+        .unwrap();
+        assert_eq!(w.lock, LockBackend::Redlock);
+        let redis = w.redis.unwrap();
+        assert_eq!(redis.mode, RedisMode::Single);
+        assert_eq!(redis.lock_urls.len(), 2);
+        assert_eq!(redis.target(), RedisTarget::Single("redis://a:6379".into()));
     }
 
     #[test]

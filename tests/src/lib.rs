@@ -27,6 +27,7 @@ pub mod http;
 pub mod pg;
 pub mod proxy;
 pub mod redis;
+pub mod redis_cluster;
 pub mod replay;
 pub mod scenarios;
 pub mod workload;

@@ -4,7 +4,8 @@
 //! loaded again after a `NOSCRIPT`, as after a server restart).
 //!
 //! The keys of one coupon share a hash tag (`{<namespace>:<coupon>}`), so the scripts also run
-//! on a Redis Cluster, where every key of one call must live in one slot.
+//! on a Redis Cluster, where every key of one call must live in one slot: each coupon's gate
+//! lives on one master, and the coupons of a shop spread over the masters.
 //!
 //! Reserves, the hot path of a drop, are sent in batches: a request that finds no batch on its
 //! way to the server goes at once, and those that arrive while one is on its way go together
@@ -17,10 +18,10 @@
 //! and operators: `quantity == remaining + SCARD(holders)` holds after every script, and
 //! `reserves + restores - rollbacks == SCARD(holders)`.
 
+use crate::connection::{RedisConnection, RedisTarget};
 use crate::error::backend;
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use redis::aio::ConnectionManager;
 use redis::Script;
 use std::fmt;
 use std::sync::Arc;
@@ -46,7 +47,7 @@ const STATS: &str = include_str!("../lua/gate_stats.lua");
 /// The Redis [`CouponGate`]; cheap to clone (one multiplexed connection, reconnecting).
 #[derive(Clone)]
 pub struct RedisCouponGate {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     namespace: Arc<str>,
     init: Arc<Script>,
     rebuild: Arc<Script>,
@@ -78,19 +79,16 @@ impl fmt::Debug for RedisCouponGate {
 }
 
 impl RedisCouponGate {
-    /// Connects and loads the scripts (`SCRIPT LOAD`), so that the first reserves already go by
-    /// SHA.
+    /// Connects to one server or a cluster and loads the scripts (`SCRIPT LOAD`, on every
+    /// master of a cluster), so that the first reserves already go by SHA.
     ///
     /// # Errors
     /// When the URL is invalid or the server cannot be reached.
     pub async fn connect(
-        url: &str,
+        target: impl Into<RedisTarget>,
         namespace: impl Into<Arc<str>>,
     ) -> Result<Self, crate::RedisSetupError> {
-        let client = redis::Client::open(url).map_err(crate::RedisSetupError::Url)?;
-        let conn = ConnectionManager::new_with_config(client, crate::connection_config())
-            .await
-            .map_err(crate::RedisSetupError::Connect)?;
+        let conn = RedisConnection::connect(target).await?;
         let gate = RedisCouponGate {
             conn,
             namespace: namespace.into(),
@@ -149,7 +147,7 @@ impl RedisCouponGate {
 /// Sends `cmd`, an `EVALSHA` of `script`; after a `NOSCRIPT` (a restarted or flushed server)
 /// loads the script and sends it once more.
 async fn query_script<T: redis::FromRedisValue>(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     script: &Script,
     cmd: &redis::Cmd,
 ) -> Result<T, BackendError> {
@@ -239,7 +237,7 @@ const RESERVE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the batching task needs: the connection, the keys' namespace and two scripts.
 struct Trips {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     namespace: Arc<str>,
     reserve: Arc<Script>,
     rollback: Arc<Script>,
@@ -316,11 +314,22 @@ impl Trips {
     }
 
     /// One pipeline of reserves; an answer per reserve, in order (all the same error if the
-    /// trip itself failed).
+    /// trip itself failed). On a cluster the reserves go as commands of their own, sent at once
+    /// (the cluster connection writes those bound for one node together): a pipeline there
+    /// must stay in one slot, and only a command of its own is redirected after a `MOVED`.
     async fn round_trip<'a>(
         &mut self,
         batch: impl ExactSizeIterator<Item = &'a Waiting>,
     ) -> Vec<redis::RedisResult<i64>> {
+        if self.conn.is_cluster() {
+            let calls = batch.map(|w| {
+                let mut cmd = command(&self.namespace, &self.reserve, w.coupon);
+                cmd.arg(w.user.get()).arg(w.now.millis());
+                let mut conn = self.conn.clone();
+                async move { cmd.query_async::<i64>(&mut conn).await }
+            });
+            return futures::future::join_all(calls).await;
+        }
         let n = batch.len();
         let mut pipe = redis::pipe();
         pipe.ignore_errors();

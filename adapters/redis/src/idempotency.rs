@@ -2,10 +2,13 @@
 //! by Lua scripts that run atomically on the server and check the owner ticket. Leases and TTLs
 //! use the server's clock (`TIME`). A lapsed in-flight record stays a lease longer, so that only
 //! the same request (same fingerprint) can take it over; a finished record lives for its TTL.
+//!
+//! Each script touches one record, and a user's records share a hash tag (the scope), so the
+//! store runs on one server or on a Redis Cluster alike.
 
+use crate::connection::{RedisConnection, RedisTarget};
 use crate::error::backend;
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
 use redis::Script;
 use std::fmt;
 use std::sync::Arc;
@@ -56,7 +59,7 @@ return 1
 
 #[derive(Clone)]
 pub struct RedisIdempotencyStore {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     namespace: Arc<str>,
     ids: Arc<dyn IdGenerator>,
     begin: Arc<Script>,
@@ -76,16 +79,12 @@ impl RedisIdempotencyStore {
     /// # Errors
     /// When the URL is invalid or the server cannot be reached.
     pub async fn connect(
-        url: &str,
+        target: impl Into<RedisTarget>,
         namespace: impl Into<Arc<str>>,
         ids: Arc<dyn IdGenerator>,
     ) -> Result<Self, crate::RedisSetupError> {
-        let client = redis::Client::open(url).map_err(crate::RedisSetupError::Url)?;
-        let conn = ConnectionManager::new(client)
-            .await
-            .map_err(crate::RedisSetupError::Connect)?;
         Ok(RedisIdempotencyStore {
-            conn,
+            conn: RedisConnection::connect(target).await?,
             namespace: namespace.into(),
             ids,
             begin: Arc::new(Script::new(BEGIN)),
@@ -94,10 +93,12 @@ impl RedisIdempotencyStore {
         })
     }
 
-    fn record(&self, scope: &Scope, key: &IdempotencyKey) -> String {
-        // Length-prefixed so that no scope/key pair can collide with another.
+    /// The record's key: `<namespace>:idem:<scope length>:{<scope>}:<key>`. Length-prefixed so
+    /// that no scope/key pair can collide with another; the scope (`user:7`) is the hash tag,
+    /// so on a cluster a user's records live together in one slot.
+    pub fn record(&self, scope: &Scope, key: &IdempotencyKey) -> String {
         format!(
-            "{}:idem:{}:{}:{}",
+            "{}:idem:{}:{{{}}}:{}",
             self.namespace,
             scope.0.len(),
             scope.0,

@@ -7,7 +7,12 @@
 //! ([`RedisSalesCounter`]) with a shared, TTL'd ranking cache ([`RedisPopularityCache`]), and
 //! the FLASH coupon pipeline: the Lua [`RedisCouponGate`] and the Redis Streams
 //! [`RedisIssuanceQueue`].
+//!
+//! All but the lock manager speak through a [`RedisConnection`], to one server or one Redis
+//! Cluster ([`RedisTarget`]); their keys carry hash tags so that each script and `MULTI` stays
+//! in one slot. Locks never run on a cluster (docs/decisions/0026).
 
+mod connection;
 mod error;
 mod gate;
 mod idempotency;
@@ -16,6 +21,7 @@ mod persistence;
 mod popularity;
 mod queue;
 
+pub use connection::{RedisConnection, RedisTarget};
 pub use gate::RedisCouponGate;
 pub use idempotency::RedisIdempotencyStore;
 pub use lock::RedisLockManager;
@@ -29,12 +35,4 @@ pub enum RedisSetupError {
     Url(#[source] redis::RedisError),
     #[error("could not connect to Redis: {0}")]
     Connect(#[source] redis::RedisError),
-}
-
-/// The connection settings of the FLASH gate and the issuance queue: a reply may take up to
-/// two seconds (the redis crate's default of 500 ms is short for a server busy with a drop, and
-/// a command that timed out may still have been applied, which the caller cannot tell).
-pub(crate) fn connection_config() -> redis::aio::ConnectionManagerConfig {
-    redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(std::time::Duration::from_secs(2)))
 }

@@ -1,7 +1,9 @@
 //! What a Redis server keeps across its own restart: the FLASH gate and the issuance stream
-//! hold promises made to clients (a RESERVED answer), which only an append-only file keeps.
+//! hold promises made to clients (a RESERVED answer), which only an append-only file keeps. On
+//! a Redis Cluster every node is asked (a replica promoted after a failover must keep the file
+//! too).
 
-use redis::aio::ConnectionManager;
+use crate::connection::{RedisConnection, RedisTarget};
 use std::fmt;
 
 /// Whether a server's writes survive its restart.
@@ -37,10 +39,11 @@ impl fmt::Display for Persistence {
     }
 }
 
-/// Asks one server about its persistence, on a connection of its own.
+/// Asks one server, or every node of a cluster, about its persistence, on a connection of its
+/// own.
 #[derive(Clone)]
 pub struct RedisPersistenceProbe {
-    conn: ConnectionManager,
+    conn: RedisConnection,
 }
 
 impl fmt::Debug for RedisPersistenceProbe {
@@ -51,22 +54,31 @@ impl fmt::Debug for RedisPersistenceProbe {
 }
 
 impl RedisPersistenceProbe {
-    /// Connects to the server at `url`.
+    /// Connects to the server (or the cluster) at `target`.
     ///
     /// # Errors
     /// When the URL is invalid or the server cannot be reached.
-    pub async fn connect(url: &str) -> Result<Self, crate::RedisSetupError> {
-        let client = redis::Client::open(url).map_err(crate::RedisSetupError::Url)?;
-        let conn = ConnectionManager::new_with_config(client, crate::connection_config())
-            .await
-            .map_err(crate::RedisSetupError::Connect)?;
-        Ok(RedisPersistenceProbe { conn })
+    pub async fn connect(target: impl Into<RedisTarget>) -> Result<Self, crate::RedisSetupError> {
+        Ok(RedisPersistenceProbe {
+            conn: RedisConnection::connect(target).await?,
+        })
     }
 
-    /// `CONFIG GET appendonly`, else (CONFIG disabled or renamed, as on managed servers)
-    /// `INFO persistence`'s `aof_enabled`, else [`Persistence::Unknown`].
+    /// One server: `CONFIG GET appendonly`, else (CONFIG disabled or renamed, as on managed
+    /// servers) `INFO persistence`'s `aof_enabled`, else [`Persistence::Unknown`]. A cluster:
+    /// `INFO persistence` of every node, durable only if every node is.
     pub async fn check(&self) -> Persistence {
         let mut conn = self.conn.clone();
+        if conn.is_cluster() {
+            let info: redis::RedisResult<redis::Value> = redis::cmd("INFO")
+                .arg("persistence")
+                .query_async(&mut conn)
+                .await;
+            return match info {
+                Ok(value) => from_every_node(value),
+                Err(_) => Persistence::Unknown,
+            };
+        }
         let config: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
             .arg("GET")
             .arg("appendonly")
@@ -96,6 +108,30 @@ fn from_flag(on: bool) -> Persistence {
     }
 }
 
+/// The least durable of the nodes' `INFO persistence` answers (a map of node to text, as the
+/// cluster client gathers them).
+fn from_every_node(value: redis::Value) -> Persistence {
+    let redis::Value::Map(nodes) = value else {
+        return redis::from_redis_value::<String>(value)
+            .map_or(Persistence::Unknown, |text| from_info(&text));
+    };
+    if nodes.is_empty() {
+        return Persistence::Unknown;
+    }
+    let mut worst = Persistence::AppendOnly;
+    for (_, answer) in nodes {
+        match redis::from_redis_value::<String>(answer).map(|text| from_info(&text)) {
+            Ok(Persistence::AppendOnly) => {}
+            Ok(Persistence::Volatile) if worst == Persistence::AppendOnly => {
+                worst = Persistence::Volatile;
+            }
+            Ok(Persistence::Volatile) => {}
+            Ok(Persistence::Unknown) | Err(_) => worst = Persistence::Unknown,
+        }
+    }
+    worst
+}
+
 /// Reads `aof_enabled:0|1` from the text of `INFO persistence`.
 fn from_info(text: &str) -> Persistence {
     text.lines()
@@ -114,5 +150,34 @@ mod tests {
         assert_eq!(from_info("aof_enabled:0\r\n"), Persistence::Volatile);
         assert_eq!(from_info("loading:0\r\n"), Persistence::Unknown);
         assert!(!Persistence::Unknown.is_durable());
+    }
+
+    #[test]
+    fn a_cluster_is_as_durable_as_its_least_durable_node() {
+        let node = |addr: &str, text: &str| {
+            (
+                redis::Value::BulkString(addr.as_bytes().to_vec()),
+                redis::Value::BulkString(text.as_bytes().to_vec()),
+            )
+        };
+        let all = redis::Value::Map(vec![
+            node("a:1", "aof_enabled:1\r\n"),
+            node("b:2", "aof_enabled:1\r\n"),
+        ]);
+        assert_eq!(from_every_node(all), Persistence::AppendOnly);
+        let one_volatile = redis::Value::Map(vec![
+            node("a:1", "aof_enabled:1\r\n"),
+            node("b:2", "aof_enabled:0\r\n"),
+        ]);
+        assert_eq!(from_every_node(one_volatile), Persistence::Volatile);
+        let one_unknown = redis::Value::Map(vec![
+            node("a:1", "aof_enabled:0\r\n"),
+            node("b:2", "loading:0\r\n"),
+        ]);
+        assert_eq!(from_every_node(one_unknown), Persistence::Unknown);
+        assert_eq!(
+            from_every_node(redis::Value::Map(vec![])),
+            Persistence::Unknown
+        );
     }
 }

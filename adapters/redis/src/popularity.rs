@@ -3,10 +3,16 @@
 //!
 //! A ranking over D days adds up the sets of the D calendar days (UTC) ending today — a day
 //! bucket, where the store's ranking takes the last D×24 hours to the millisecond.
+//!
+//! On a Redis Cluster a ranking's `ZUNION` and a sale's `MULTI` must stay in one slot: the day
+//! sets share the hash tag `{<namespace>:sales}`, and the cached rankings `{<namespace>:top}`
+//! with an index set of their keys, which `clear` empties in one script (a `SCAN` would only
+//! see one node of a cluster).
 
+use crate::connection::{RedisConnection, RedisTarget};
 use crate::error::backend;
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
+use redis::Script;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,12 +24,16 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 /// Day sets outlive the longest window a ranking may ask for (365 days).
 const KEEP_DAYS: i64 = 366;
 
-async fn connect(url: &str) -> Result<ConnectionManager, crate::RedisSetupError> {
-    let client = redis::Client::open(url).map_err(crate::RedisSetupError::Url)?;
-    ConnectionManager::new(client)
-        .await
-        .map_err(crate::RedisSetupError::Connect)
-}
+/// Deletes every cached ranking listed in the index `KEYS[1]`, and the index, in one step.
+/// The rankings share the index's hash tag, so they are in its slot.
+const CLEAR: &str = r"
+local keys = redis.call('SMEMBERS', KEYS[1])
+for i = 1, #keys, 1000 do
+  redis.call('DEL', unpack(keys, i, math.min(i + 999, #keys)))
+end
+redis.call('DEL', KEYS[1])
+return #keys
+";
 
 fn err(e: redis::RedisError) -> BackendError {
     backend(e)
@@ -32,7 +42,7 @@ fn err(e: redis::RedisError) -> BackendError {
 /// The Redis [`SalesCounter`].
 #[derive(Clone)]
 pub struct RedisSalesCounter {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     namespace: Arc<str>,
 }
 
@@ -48,17 +58,17 @@ impl RedisSalesCounter {
     /// # Errors
     /// When the URL is invalid or the server cannot be reached.
     pub async fn connect(
-        url: &str,
+        target: impl Into<RedisTarget>,
         namespace: impl Into<Arc<str>>,
     ) -> Result<Self, crate::RedisSetupError> {
         Ok(RedisSalesCounter {
-            conn: connect(url).await?,
+            conn: RedisConnection::connect(target).await?,
             namespace: namespace.into(),
         })
     }
 
     fn day_key(&self, day: i64) -> String {
-        format!("{}:sales:{day}", self.namespace)
+        format!("{{{}:sales}}:{day}", self.namespace)
     }
 
     async fn add(
@@ -138,8 +148,9 @@ impl SalesCounter for RedisSalesCounter {
 /// TTL. Shared by every instance, so one refresh serves them all.
 #[derive(Clone)]
 pub struct RedisPopularityCache {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     namespace: Arc<str>,
+    clear: Arc<Script>,
 }
 
 impl fmt::Debug for RedisPopularityCache {
@@ -154,17 +165,23 @@ impl RedisPopularityCache {
     /// # Errors
     /// When the URL is invalid or the server cannot be reached.
     pub async fn connect(
-        url: &str,
+        target: impl Into<RedisTarget>,
         namespace: impl Into<Arc<str>>,
     ) -> Result<Self, crate::RedisSetupError> {
         Ok(RedisPopularityCache {
-            conn: connect(url).await?,
+            conn: RedisConnection::connect(target).await?,
             namespace: namespace.into(),
+            clear: Arc::new(Script::new(CLEAR)),
         })
     }
 
     fn key(&self, days: u32, limit: u32) -> String {
-        format!("{}:top:{days}:{limit}", self.namespace)
+        format!("{{{}:top}}:{days}:{limit}", self.namespace)
+    }
+
+    /// The set of the cached rankings' keys (bounded: one per `(days, limit)` asked for).
+    fn index(&self) -> String {
+        format!("{{{}:top}}:keys", self.namespace)
     }
 }
 
@@ -193,42 +210,31 @@ impl PopularityCache for RedisPopularityCache {
         ttl: Duration,
     ) -> Result<(), BackendError> {
         let body = serde_json::to_vec(&items).map_err(backend)?;
-        let mut conn = self.conn.clone();
-        redis::cmd("SET")
-            .arg(self.key(days, limit))
+        let key = self.key(days, limit);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(&key)
             .arg(body)
             .arg("PX")
             .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(err)
+            .ignore()
+            .cmd("SADD")
+            .arg(self.index())
+            .arg(&key)
+            .ignore();
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(err)
     }
 
     async fn clear(&self) -> Result<(), BackendError> {
         let mut conn = self.conn.clone();
-        let pattern = format!("{}:top:*", self.namespace);
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(200)
-                .query_async(&mut conn)
-                .await
-                .map_err(err)?;
-            if !keys.is_empty() {
-                redis::cmd("DEL")
-                    .arg(&keys)
-                    .query_async::<()>(&mut conn)
-                    .await
-                    .map_err(err)?;
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
-        }
+        let _cleared: i64 = self
+            .clear
+            .key(self.index())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(err)?;
+        Ok(())
     }
 }

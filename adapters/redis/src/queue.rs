@@ -20,11 +20,11 @@
 //! `XREADGROUP BLOCK` on a connection of its own, waking for a publish, a due retry or, a few
 //! times per visibility time, to look for entries left by dead consumers.
 
+use crate::connection::{RedisConnection, RedisTarget};
 use crate::error::backend;
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Script, Value};
+use redis::{Script, Value};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,10 +173,9 @@ pub struct DeadLetter {
 /// The Redis Streams [`IssuanceQueue`]; clones share connections and the consumer name.
 #[derive(Clone)]
 pub struct RedisIssuanceQueue {
-    client: redis::Client,
-    conn: ConnectionManager,
+    conn: RedisConnection,
     /// Connections for blocking reads, one per concurrent `receive`.
-    blocking: Arc<Mutex<Vec<MultiplexedConnection>>>,
+    blocking: Arc<Mutex<Vec<RedisConnection>>>,
     keys: Arc<Keys>,
     consumer: Arc<str>,
     visibility: Duration,
@@ -212,18 +211,14 @@ impl RedisIssuanceQueue {
     /// # Errors
     /// When the URL is invalid or the server cannot be reached.
     pub async fn connect(
-        url: &str,
+        target: impl Into<RedisTarget>,
         namespace: &str,
         consumer: impl Into<Arc<str>>,
         visibility: Duration,
     ) -> Result<Self, crate::RedisSetupError> {
-        let client = redis::Client::open(url).map_err(crate::RedisSetupError::Url)?;
-        let conn = ConnectionManager::new_with_config(client.clone(), crate::connection_config())
-            .await
-            .map_err(crate::RedisSetupError::Connect)?;
+        let conn = RedisConnection::connect(target).await?;
         let tag = format!("{{{namespace}:issuance}}");
         Ok(RedisIssuanceQueue {
-            client,
             conn,
             blocking: Arc::default(),
             keys: Arc::new(Keys {
@@ -320,17 +315,13 @@ impl RedisIssuanceQueue {
         Ok(out)
     }
 
-    async fn blocking_connection(&self) -> Result<MultiplexedConnection, BackendError> {
+    async fn blocking_connection(&self) -> Result<RedisConnection, BackendError> {
         if let Some(c) = self.blocking.lock().pop() {
             return Ok(c);
         }
-        // No response time-out: the read blocks on purpose, bounded by its own BLOCK.
-        self.client
-            .get_multiplexed_async_connection_with_config(
-                &AsyncConnectionConfig::new().set_response_timeout(None),
-            )
-            .await
-            .map_err(backend)
+        // A connection of its own (on a cluster, one that reaches the stream's master): the
+        // read blocks on purpose, bounded by its own BLOCK.
+        self.conn.blocking().await.map_err(backend)
     }
 
     /// How long a receive with nothing ready blocks at most before it looks again for due
@@ -390,7 +381,7 @@ impl RedisIssuanceQueue {
             .arg("STREAMS")
             .arg(&self.keys.stream)
             .arg(">");
-        // The connection has no response time-out of its own; a connection that died without a
+        // The connection's reply time-out is far longer than the BLOCK; a connection that died without a
         // reset must not hang the consumer, so the read is bounded here (and the connection
         // dropped: anything delivered on it is taken over after the visibility time).
         let read = cmd.query_async::<Value>(&mut conn);

@@ -1,5 +1,5 @@
-//! The Redis backend: Redlock over every node; idempotency, sales counts and rankings, the
-//! FLASH gate and the issuance queue on the first.
+//! The Redis backend: Redlock over the independent lock servers; idempotency, sales counts and
+//! rankings, the FLASH gate and the issuance queue on the first server, or on the cluster.
 
 use crate::wiring::{
     GateBackend, IdempotencyBackend, LockBackend, PopularityBackend, QueueBackend, RedisSettings,
@@ -36,15 +36,12 @@ pub async fn build(
     ids: Arc<dyn IdGenerator>,
 ) -> Result<RedisPorts, StartError> {
     let namespace = &settings.namespace;
-    let first = settings
-        .urls
-        .first()
-        .map(|url| url.expose_secret())
-        .unwrap_or_default();
+    let first = settings.target();
+    let first = &first;
     let mut out = RedisPorts::default();
     if wiring.lock == LockBackend::Redlock {
         let urls: Vec<String> = settings
-            .urls
+            .lock_urls
             .iter()
             .map(|url| url.expose_secret().to_owned())
             .collect();

@@ -218,7 +218,9 @@ fn every_list_documents_its_paging_and_its_next_link() {
         let params = op["parameters"].as_array().cloned().unwrap_or_default();
         for name in ["limit", "cursor"] {
             assert!(
-                params.iter().any(|p| p["name"] == name && p["in"] == "query"),
+                params
+                    .iter()
+                    .any(|p| p["name"] == name && p["in"] == "query"),
                 "GET {path} does not document `{name}`"
             );
         }

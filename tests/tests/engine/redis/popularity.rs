@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use stockade_application::ports::popularity::{PopularProduct, PopularityCache, SalesCounter};
 use stockade_domain::{ProductId, Timestamp};
-use stockade_redis::{RedisPopularityCache, RedisSalesCounter};
+use stockade_redis::{RedisPopularityCache, RedisSalesCounter, RedisTarget};
 use stockade_tests::harness::TestApp;
 use stockade_tests::redis::{namespace, url};
 
@@ -18,7 +18,12 @@ fn p(id: i64) -> ProductId {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sales_are_summed_over_the_days_of_the_window() {
-    let c = RedisSalesCounter::connect(&url(), namespace())
+    sales_are_summed(url().into()).await;
+}
+
+/// Sales summed over a window of days (also run on a cluster, `cluster_contracts`).
+pub async fn sales_are_summed(target: RedisTarget) {
+    let c = RedisSalesCounter::connect(target, namespace())
         .await
         .unwrap();
     let today = Timestamp::from_millis(100 * DAY + 5_000);
@@ -52,7 +57,12 @@ async fn sales_are_summed_over_the_days_of_the_window() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ranking_cache_keeps_an_answer_for_its_ttl_only() {
-    let c = RedisPopularityCache::connect(&url(), namespace())
+    ranking_cache_keeps_its_ttl(url().into()).await;
+}
+
+/// A cached ranking lives for its TTL and `clear` drops it (also run on a cluster).
+pub async fn ranking_cache_keeps_its_ttl(target: RedisTarget) {
+    let c = RedisPopularityCache::connect(target, namespace())
         .await
         .unwrap();
     let items = vec![PopularProduct {
@@ -73,9 +83,17 @@ async fn the_ranking_cache_keeps_an_answer_for_its_ttl_only() {
     );
     tokio::time::sleep(Duration::from_millis(450)).await;
     assert_eq!(c.get(3, 5).await.unwrap(), None);
-    c.put(3, 5, items, Duration::from_secs(60)).await.unwrap();
+    c.put(3, 5, items.clone(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    c.put(7, 2, items, Duration::from_secs(60)).await.unwrap();
     c.clear().await.unwrap();
     assert_eq!(c.get(3, 5).await.unwrap(), None);
+    assert_eq!(
+        c.get(7, 2).await.unwrap(),
+        None,
+        "clear drops every ranking"
+    );
 }
 
 /// Through the application: a paid order counts in the ranking, a cancelled one stops counting.

@@ -1,8 +1,11 @@
 //! Lists a page at a time: the `limit` and `cursor` query parameters, and the
 //! `Link: <...>; rel="next"` header of a page that has a next one (RFC 8288, ADR 0024).
 //!
-//! A cursor is opaque to clients: the key of the last item of the page, in URL-safe base64.
-//! Only the exact form this service writes is read back, so a cursor has one spelling.
+//! A cursor is opaque to clients: the key of the last item of the page and a tag of the list it
+//! belongs to (a hash of the path and the filters), in URL-safe base64. Only the exact form
+//! this service writes is read back, and only on the list that wrote it: a cursor taken to
+//! another list, or sent with other filters, is refused rather than read as a key of the wrong
+//! kind.
 
 use crate::envelope::Reply;
 use crate::error::ApiError;
@@ -23,7 +26,7 @@ pub struct PageParams {
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Where the page starts: the `cursor` of the previous page's `Link: rel="next"`.
-    #[param(min_length = 1, max_length = 32, pattern = r"^[A-Za-z0-9_-]+$")]
+    #[param(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 
@@ -44,12 +47,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Paged {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
             .map_err(|_| ApiError::invalid("invalid query: not URL-encoded"))?;
         let mut limit = None;
-        let mut cursor = None;
+        let mut raw_cursor = None;
         let mut keep = Vec::new();
         for (k, v) in pairs {
             match k.as_str() {
                 "limit" if limit.is_none() => limit = Some(parse_limit(&v)?),
-                "cursor" if cursor.is_none() => cursor = Some(decode_cursor(&v)?),
+                "cursor" if raw_cursor.is_none() => raw_cursor = Some(v),
                 "limit" | "cursor" => {
                     return Err(ApiError::invalid(format!(
                         "invalid query: `{k}` given twice"
@@ -58,9 +61,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Paged {
                 _ => keep.push((k, v)),
             }
         }
+        let path = parts.uri.path().to_owned();
+        let tag = list_tag(&path, &keep);
+        let cursor = raw_cursor.map(|c| decode_cursor(&c, tag)).transpose()?;
         Ok(Paged {
             request: PageRequest::new(limit, cursor)?,
-            path: parts.uri.path().to_owned(),
+            path,
             keep,
         })
     }
@@ -71,6 +77,24 @@ impl Paged {
         self.request
     }
 
+    /// Refuses a query parameter the list does not know (a misspelt filter must not silently
+    /// list everything): `filters` are the list's own, besides `limit` and `cursor`.
+    ///
+    /// # Errors
+    /// 400 `INVALID_INPUT` naming the first unknown parameter.
+    pub fn only(self, filters: &[&str]) -> Result<Self, ApiError> {
+        match self
+            .keep
+            .iter()
+            .find(|(k, _)| !filters.contains(&k.as_str()))
+        {
+            Some((k, _)) => Err(ApiError::invalid(format!(
+                "invalid query: unknown parameter `{k}`"
+            ))),
+            None => Ok(self),
+        }
+    }
+
     /// The page's items as the answer's data, with `Link: rel="next"` when more remain.
     pub fn reply<T: Serialize>(&self, page: &Page<T>) -> Reply {
         Reply::ok(&page.items).link(page.next.map(|key| self.next_link(key)))
@@ -79,7 +103,7 @@ impl Paged {
     /// `<path?filters&limit=N&cursor=C>; rel="next"`.
     fn next_link(&self, key: i64) -> String {
         let limit = self.request.limit().to_string();
-        let cursor = encode_cursor(key);
+        let cursor = encode_cursor(key, list_tag(&self.path, &self.keep));
         let mut pairs: Vec<(&str, &str)> = self
             .keep
             .iter()
@@ -104,24 +128,47 @@ fn parse_limit(raw: &str) -> Result<u32, ApiError> {
         })
 }
 
-/// The cursor of the page after the item with `key`.
-pub fn encode_cursor(key: i64) -> String {
-    URL_SAFE_NO_PAD.encode(key.to_string())
+/// Names a list: its path and its filters (in any order), FNV-1a over both. Not a secret: it
+/// only tells one list's cursors from another's.
+fn list_tag(path: &str, filters: &[(String, String)]) -> u64 {
+    let mut sorted: Vec<&(String, String)> = filters.iter().collect();
+    sorted.sort();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(path.as_bytes());
+    for (k, v) in sorted {
+        eat(b"\0");
+        eat(k.as_bytes());
+        eat(b"=");
+        eat(v.as_bytes());
+    }
+    hash
 }
 
-/// The key a cursor names, if it is one this service wrote.
-fn decode_cursor(raw: &str) -> Result<i64, ApiError> {
+/// The cursor of the page after the item with `key` on the list `tag` names.
+fn encode_cursor(key: i64, tag: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{key}.{tag:016x}"))
+}
+
+/// The key a cursor names, if it is one this service wrote for the list `tag` names.
+fn decode_cursor(raw: &str, tag: u64) -> Result<i64, ApiError> {
     let bad = || ApiError::invalid("cursor: not a cursor of this list");
-    if raw.is_empty() || raw.len() > 32 {
+    if raw.is_empty() || raw.len() > 64 {
         return Err(bad());
     }
     let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
     let key = std::str::from_utf8(&bytes)
         .ok()
-        .and_then(|s| s.parse::<i64>().ok())
+        .and_then(|s| s.split_once('.'))
+        .and_then(|(k, _)| k.parse::<i64>().ok())
         .filter(|k| *k >= 1)
         .ok_or_else(bad)?;
-    if encode_cursor(key) != raw {
+    if encode_cursor(key, tag) != raw {
         return Err(bad());
     }
     Ok(key)
@@ -139,15 +186,20 @@ mod tests {
     }
 
     #[test]
-    fn a_cursor_reads_back_only_in_the_form_it_was_written() {
+    fn a_cursor_reads_back_only_in_the_form_it_was_written_and_on_its_own_list() {
+        let orders = list_tag("/api/v1/orders", &[]);
         for key in [1, 42, 1_000_001, i64::MAX] {
-            assert_eq!(decode_cursor(&encode_cursor(key)).unwrap(), key);
+            assert_eq!(
+                decode_cursor(&encode_cursor(key, orders), orders).unwrap(),
+                key
+            );
         }
-        let padded = format!("{}=", encode_cursor(5));
-        let leading_zero = URL_SAFE_NO_PAD.encode("05");
-        let signed = URL_SAFE_NO_PAD.encode("+5");
-        let zero = URL_SAFE_NO_PAD.encode("0");
-        let negative = URL_SAFE_NO_PAD.encode("-5");
+        let padded = format!("{}=", encode_cursor(5, orders));
+        let leading_zero = URL_SAFE_NO_PAD.encode(format!("05.{orders:016x}"));
+        let signed = URL_SAFE_NO_PAD.encode(format!("+5.{orders:016x}"));
+        let zero = URL_SAFE_NO_PAD.encode(format!("0.{orders:016x}"));
+        let negative = URL_SAFE_NO_PAD.encode(format!("-5.{orders:016x}"));
+        let bare = URL_SAFE_NO_PAD.encode("5");
         for bad in [
             "",
             "!!",
@@ -157,10 +209,24 @@ mod tests {
             &signed,
             &zero,
             &negative,
+            &bare,
             "MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkw",
         ] {
-            assert!(decode_cursor(bad).is_err(), "{bad:?} was read as a cursor");
+            assert!(
+                decode_cursor(bad, orders).is_err(),
+                "{bad:?} was read as a cursor"
+            );
         }
+        // Another list's, or this list's with other filters.
+        let products = list_tag("/api/v1/products", &[]);
+        let with = |status: &str| list_tag("/api/v1/orders", &[("status".into(), status.into())]);
+        assert!(decode_cursor(&encode_cursor(9, products), orders).is_err());
+        assert!(decode_cursor(&encode_cursor(9, with("PAID")), with("CANCELLED")).is_err());
+        assert!(decode_cursor(&encode_cursor(9, with("PAID")), orders).is_err());
+        // The filters' order does not matter.
+        let ab = list_tag("/x", &[("a".into(), "1".into()), ("b".into(), "2".into())]);
+        let ba = list_tag("/x", &[("b".into(), "2".into()), ("a".into(), "1".into())]);
+        assert_eq!(ab, ba);
     }
 
     #[tokio::test]
@@ -171,7 +237,14 @@ mod tests {
         assert_eq!(p.request().limit(), 100);
         assert_eq!(p.request().cursor(), None);
         let link = p.next_link(90);
-        let cursor = encode_cursor(90);
+        let tag = list_tag(
+            "/api/v1/admin/orders",
+            &[
+                ("status".into(), "PAID".into()),
+                ("userId".into(), "7".into()),
+            ],
+        );
+        let cursor = encode_cursor(90, tag);
         assert_eq!(
             link,
             format!("</api/v1/admin/orders?status=PAID&userId=7&limit=100&cursor={cursor}>; rel=\"next\"")
@@ -195,5 +268,9 @@ mod tests {
             assert!(paged(bad).await.is_err(), "{bad} was accepted");
         }
         assert_eq!(paged("/x?limit=500").await.unwrap().request().limit(), 500);
+        let known = paged("/x?status=PAID").await.unwrap().only(&["status"]);
+        assert!(known.is_ok());
+        let typo = paged("/x?stauts=PAID").await.unwrap().only(&["status"]);
+        assert!(typo.is_err());
     }
 }

@@ -2,4 +2,4 @@
 -- Products, coupons and failed issuances walk their primary keys; the ledger and a user's
 -- coupons have (user_id, id) already; a user's orders have (user_id, id) from the product
 -- limits migration. The admin's order list filtered by state walks this one.
-CREATE INDEX orders_status_idx ON orders (status, id);
+CREATE INDEX IF NOT EXISTS orders_status_idx ON orders (status, id);

@@ -3,9 +3,12 @@
 //! small (or a database that is too slow) before requests start failing.
 //!
 //! Every checkout through an adapter records `db_pool_wait_seconds{pool}` (a histogram: from
-//! asking to holding a connection, or to giving up) and, when it gets none,
+//! asking to holding a connection, or to giving up; for the store's pool, with its transaction
+//! begun, one round trip more) and, when the pool gave none (its time-out, or closed),
 //! `db_pool_timeouts_total{pool}`. A checkout dropped while it waits (its caller's own deadline
-//! ran out, e.g. a lock wait) counts as given up too.
+//! ran out, e.g. a lock wait) counts as given up too. A connection the server refused is not a
+//! time-out: it shows in the errors and `/ready`, not here, so that an outage does not read as a
+//! pool too small.
 
 use std::time::Instant;
 
@@ -14,7 +17,8 @@ use std::time::Instant;
 pub(crate) struct Checkout {
     pool: &'static str,
     started: Instant,
-    got: bool,
+    /// Whether it ended other than by waiting in vain (set when it ends).
+    ended: bool,
 }
 
 impl Checkout {
@@ -22,13 +26,16 @@ impl Checkout {
         Checkout {
             pool,
             started: Instant::now(),
-            got: false,
+            ended: false,
         }
     }
 
-    /// Passes `result` through, noting whether a connection came of it.
-    pub(crate) fn finish<T, E>(mut self, result: Result<T, E>) -> Result<T, E> {
-        self.got = result.is_ok();
+    /// Passes `result` through, noting whether the pool gave up on it.
+    pub(crate) fn finish<T>(mut self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        self.ended = !matches!(
+            result,
+            Err(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
+        );
         result
     }
 }
@@ -37,7 +44,7 @@ impl Drop for Checkout {
     fn drop(&mut self) {
         metrics::histogram!("db_pool_wait_seconds", "pool" => self.pool)
             .record(self.started.elapsed().as_secs_f64());
-        if !self.got {
+        if !self.ended {
             metrics::counter!("db_pool_timeouts_total", "pool" => self.pool).increment(1);
         }
     }

@@ -3,9 +3,9 @@
 //! # Exactly once per user
 //! A replay runs detached from the caller, under the lock `coupon-replay:{id}` (through the
 //! `LockManager`, so across every instance): two replays of one coupon take turns, and the
-//! second finds only what the first left failing. Every unit a replay writes checks the lock's
-//! fence, so a replay whose lease ran out (another took the lock) cannot write after the newer
-//! one. The failures are read in keyset pages by user id; a user issued leaves the list (the
+//! second finds only what the first left failing. Every unit a replay writes to the store
+//! checks the lock's fence, so a replay whose lease ran out (another took the lock) cannot
+//! write there after the newer one (its gate calls are not fenced; see below). The failures are read in keyset pages by user id; a user issued leaves the list (the
 //! store's `issue` clears the failure), a user failing again stays with `attempts` + 1 and is
 //! not met again by this replay.
 //!
@@ -15,13 +15,19 @@
 //!    failure again (`COUPON_SOLD_OUT`, `INVALID_COUPON`): still failing.
 //! 2. Store `issue` in a unit of work: issued, or `COUPON_ALREADY_ISSUED` (the user holds it;
 //!    the failure row is cleared) both count as issued. A refusal (`COUPON_SOLD_OUT`) gives back
-//!    the place this replay took, and records the failure again: still failing. A backend
-//!    failure gives the place back and ends the replay with that error; what was replayed
-//!    before stays done, the rest stays recorded.
+//!    the place this replay took, and records the failure again: still failing. Any other
+//!    failure (the backend, a lost fence) ends the replay with that error and keeps the place:
+//!    the write may have happened anyway (a commit whose answer was lost; a newer replay that
+//!    persisted the user), and a place given back for a stored coupon would let the gate hand
+//!    out one more than the store can hold. What was replayed before stays done, the rest
+//!    stays recorded.
 //!
 //! The gate and the store then agree: every user issued holds a gate place and a stored
-//! coupon. A crash between the reserve and the store leaves a gate holder the store lacks,
-//! which reconciliation persists (or, if the store refuses, records and gives back).
+//! coupon. A crash between the reserve and the store, or a failure kept as above, leaves a gate
+//! holder the store may lack, which reconciliation persists (or, if the store refuses, records
+//! and gives back). Reconciliation runs under the coupon's own lock, not this one: a user both
+//! refuse at the same moment is recorded twice (`attempts` + 2); the gate's rollback is
+//! idempotent, so no place is given back twice.
 //!
 //! # One user, LOCKED
 //! A LOCKED coupon has no gate and normally no failures; any recorded are replayed by the
@@ -154,12 +160,12 @@ async fn replay_flash(
             }
             failed
         }
-        Err(e) => {
-            if took_place {
-                give_back(ctx, coupon.id, user).await;
-            }
-            Err(e)
-        }
+        // The store did not say no: the write may have happened all the same (a commit whose
+        // answer was lost, or a newer replay that persisted the user while this one's lease
+        // ran out). Giving the place back could then leave the store holding a coupon the gate
+        // counts as free, one more than it can hold; kept, the place is a gate holder the
+        // store may lack, which reconciliation persists or rolls back.
+        Err(e) => Err(e),
     }
 }
 

@@ -311,6 +311,20 @@ pub async fn lists_refuse_bad_limits_cursors_and_filters(flags: &[&str]) {
         )
         .await;
     expect(&padded, 400, "INVALID_INPUT");
+    // A cursor belongs to its list and its filters.
+    for path in [
+        format!("/api/v1/users/me/coupons?cursor={cursor}"),
+        format!("/api/v1/orders?cursor={cursor}"),
+        format!("/api/v1/products?cursor={cursor}"),
+    ] {
+        expect(&app.get(&path, Some(u)).await, 400, "INVALID_INPUT");
+    }
+    // A misspelt filter is refused, not ignored.
+    let typo = app.get("/api/v1/orders?stauts=PAID", Some(u)).await;
+    expect(&typo, 400, "INVALID_INPUT");
+    assert!(typo.raw.contains("stauts"), "{}", typo.raw);
+    let typo = app.get("/api/v1/admin/orders?user_id=7", Some(ADMIN)).await;
+    expect(&typo, 400, "INVALID_INPUT");
 
     expect(
         &app.get("/api/v1/admin/orders", Some(u)).await,

@@ -285,6 +285,7 @@ pub async fn coupon_failures(
     ApiPath(raw): ApiPath<i64>,
     paged: Paged,
 ) -> Answer {
+    let paged = paged.only(&[])?;
     let coupon = id(raw, CouponId::new)?;
     let page = s
         .app

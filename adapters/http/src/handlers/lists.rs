@@ -76,6 +76,7 @@ pub async fn my_orders(
     ApiQuery(q): ApiQuery<MyOrdersQuery>,
     paged: Paged,
 ) -> Answer {
+    let paged = paged.only(&["status"])?;
     let filter = OrderFilter {
         user: Some(who.user),
         status: status(q.status.as_deref())?,
@@ -88,6 +89,7 @@ pub async fn my_orders(
     responses((status = 200, description = "the coupons on offer, by id; `Link: rel=\"next\"` \
         when more remain", body = Envelope<Vec<CatalogueCoupon>>, headers(("Link" = String, description = "`<path?query&cursor=...>; rel=\"next\"` when more remain (RFC 8288)"))), PublicListErrors))]
 pub async fn coupons_on_offer(State(s): State<Shared>, paged: Paged) -> Answer {
+    let paged = paged.only(&[])?;
     Ok(paged.reply(&s.app.issuable_coupons(paged.request()).await?))
 }
 
@@ -102,6 +104,7 @@ pub async fn all_orders(
     ApiQuery(q): ApiQuery<AdminOrdersQuery>,
     paged: Paged,
 ) -> Answer {
+    let paged = paged.only(&["status", "userId"])?;
     let filter = OrderFilter {
         user: q.user_id.map(|u| id(u, UserId::new)).transpose()?,
         status: status(q.status.as_deref())?,
@@ -115,5 +118,6 @@ pub async fn all_orders(
     responses((status = 200, description = "the coupons, by id; `Link: rel=\"next\"` when \
         more remain", body = Envelope<Vec<Coupon>>, headers(("Link" = String, description = "`<path?query&cursor=...>; rel=\"next\"` when more remain (RFC 8288)"))), AdminListErrors))]
 pub async fn all_coupons(State(s): State<Shared>, _admin: AdminUser, paged: Paged) -> Answer {
+    let paged = paged.only(&[])?;
     Ok(paged.reply(&s.app.coupons_page(paged.request()).await?))
 }

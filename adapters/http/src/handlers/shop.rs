@@ -79,6 +79,7 @@ error_set!(CancelErrors: [
     responses((status = 200, description = "the products, by id; `Link: rel=\"next\"` when \
         more remain", body = Envelope<Vec<Product>>, headers(("Link" = String, description = "`<path?query&cursor=...>; rel=\"next\"` when more remain (RFC 8288)"))), ListErrors))]
 pub async fn list_products(State(s): State<Shared>, paged: Paged) -> Answer {
+    let paged = paged.only(&[])?;
     Ok(paged.reply(&s.app.products_page(paged.request()).await?))
 }
 
@@ -162,6 +163,7 @@ pub async fn charge(
     responses((status = 200, description = "the ledger, newest first; `Link: rel=\"next\"` \
         when more remain", body = Envelope<Vec<Transaction>>, headers(("Link" = String, description = "`<path?query&cursor=...>; rel=\"next\"` when more remain (RFC 8288)"))), MineListErrors))]
 pub async fn transactions(State(s): State<Shared>, who: AuthUser, paged: Paged) -> Answer {
+    let paged = paged.only(&[])?;
     Ok(paged.reply(&s.app.transactions_page(who.user, paged.request()).await?))
 }
 
@@ -247,6 +249,7 @@ pub async fn issue_coupon(
     responses((status = 200, description = "my coupons, by id; `Link: rel=\"next\"` when \
         more remain", body = Envelope<Vec<UserCoupon>>, headers(("Link" = String, description = "`<path?query&cursor=...>; rel=\"next\"` when more remain (RFC 8288)"))), MineListErrors))]
 pub async fn my_coupons(State(s): State<Shared>, who: AuthUser, paged: Paged) -> Answer {
+    let paged = paged.only(&[])?;
     Ok(paged.reply(&s.app.my_coupons_page(who.user, paged.request()).await?))
 }
 

@@ -284,3 +284,46 @@ async fn dead_lettered_issuances_are_listed_then_replayed() {
     assert!(listed.iter().all(|f| f.attempts == 2));
     t.assert_invariants(&[coupon]).await;
 }
+
+/// A replay whose store write fails for any reason but a refusal keeps the gate place it took
+/// (the write may have happened: a place given back for a stored coupon would let the gate
+/// hand out one more than the store can hold); reconciliation then persists the user, and gate
+/// and store agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_whose_store_write_fails_keeps_the_place_for_reconciliation() {
+    use std::sync::atomic::Ordering;
+    use stockade_domain::Discount;
+    use stockade_tests::harness::user;
+    let t = TestApp::new();
+    let coupon = t
+        .coupon(
+            "CART",
+            Discount::new("FIXED", 100, None).unwrap(),
+            0,
+            5,
+            IssuanceMode::Flash,
+        )
+        .await;
+    stockade_tests::replay::record_failures(&t, coupon, &[user(9)], "BACKEND_UNAVAILABLE").await;
+    t.backend
+        .store
+        .faults()
+        .fail_commit
+        .store(true, Ordering::SeqCst);
+    let failed = t.app.replay_failures(coupon).await;
+    t.backend.store.faults().clear();
+    assert!(failed.is_err(), "{failed:?}");
+    let gate = t.app.ports().gate.holders(coupon).await.unwrap();
+    assert_eq!(gate, vec![user(9)], "the place taken is kept");
+    let report = t.app.reconcile(coupon).await.unwrap();
+    assert_eq!(report.repaired, 1, "{report:?}");
+    let mine = t.app.my_coupons(user(9)).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert!(t
+        .app
+        .issuance_failures(coupon, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    t.assert_invariants(&[coupon]).await;
+}

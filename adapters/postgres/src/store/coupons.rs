@@ -26,46 +26,16 @@ struct CouponRow {
     mode: String,
     valid_from: Option<OffsetDateTime>,
     valid_until: Option<OffsetDateTime>,
-}
-
-/// A row of `coupons` with its issued count, as a page of the list reads it.
-#[derive(Debug, sqlx::FromRow)]
-struct CouponPageRow {
-    id: i64,
-    name: String,
-    kind: String,
-    discount_type: String,
-    discount_value: i64,
-    max_discount: Option<i64>,
-    min_order_amount: i64,
-    quantity: i32,
-    mode: String,
-    valid_from: Option<OffsetDateTime>,
-    valid_until: Option<OffsetDateTime>,
+    /// How many were issued (read along, used by the pages that answer it).
     issued: i32,
 }
 
-impl CouponPageRow {
+impl CouponRow {
     fn into_pair(self) -> R<(Coupon, u32)> {
         let issued = u32_of(i64::from(self.issued));
-        let row = CouponRow {
-            id: self.id,
-            name: self.name,
-            kind: self.kind,
-            discount_type: self.discount_type,
-            discount_value: self.discount_value,
-            max_discount: self.max_discount,
-            min_order_amount: self.min_order_amount,
-            quantity: self.quantity,
-            mode: self.mode,
-            valid_from: self.valid_from,
-            valid_until: self.valid_until,
-        };
-        Ok((row.into_coupon()?, issued))
+        Ok((self.into_coupon()?, issued))
     }
-}
 
-impl CouponRow {
     fn into_coupon(self) -> R<Coupon> {
         Ok(Coupon {
             id: id(self.id, CouponId::new)?,
@@ -118,7 +88,7 @@ impl CouponRepository for PgUnit {
                  min_order_amount, quantity, mode, valid_from, valid_until, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, statement_timestamp(), statement_timestamp())
              RETURNING id, name, kind, discount_type, discount_value, max_discount,
-                       min_order_amount, quantity, mode, valid_from, valid_until",
+                       min_order_amount, quantity, mode, valid_from, valid_until, issued",
             &new.name,
             new.kind.as_str(),
             new.discount.type_str(),
@@ -140,7 +110,7 @@ impl CouponRepository for PgUnit {
         sqlx::query_as!(
             CouponRow,
             "SELECT id, name, kind, discount_type, discount_value, max_discount,
-                    min_order_amount, quantity, mode, valid_from, valid_until
+                    min_order_amount, quantity, mode, valid_from, valid_until, issued
              FROM coupons WHERE id = $1",
             cid.get(),
         )
@@ -155,7 +125,7 @@ impl CouponRepository for PgUnit {
         sqlx::query_as!(
             CouponRow,
             "SELECT id, name, kind, discount_type, discount_value, max_discount,
-                    min_order_amount, quantity, mode, valid_from, valid_until
+                    min_order_amount, quantity, mode, valid_from, valid_until, issued
              FROM coupons ORDER BY id",
         )
         .fetch_all(&mut *self.tx)
@@ -173,7 +143,7 @@ impl CouponRepository for PgUnit {
         max: usize,
     ) -> R<Vec<(Coupon, u32)>> {
         sqlx::query_as!(
-            CouponPageRow,
+            CouponRow,
             "SELECT id, name, kind, discount_type, discount_value, max_discount,
                     min_order_amount, quantity, mode, valid_from, valid_until, issued
              FROM coupons
@@ -190,7 +160,7 @@ impl CouponRepository for PgUnit {
         .await
         .map_err(e)?
         .into_iter()
-        .map(CouponPageRow::into_pair)
+        .map(CouponRow::into_pair)
         .collect()
     }
 

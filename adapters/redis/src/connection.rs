@@ -9,6 +9,15 @@
 //! saw the load) is healed by the same load-and-retry as on one server. What a cluster asks of
 //! the callers is that every script, `MULTI` and pipeline touches keys of one hash slot: the
 //! adapters' keys carry hash tags for that (`{...}`).
+//!
+//! After a failover the cluster client can keep a slot map that still names the dead master
+//! (it asked for the slots before the replica was promoted), and then it only tries to
+//! reconnect to that address: every command for those slots fails until the process restarts.
+//! So a cluster command that fails as a dead node or a stale map would (an I/O error, a time-out,
+//! no connection for the slot, `CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN`) has the connection
+//! replaced in the background by a fresh one, which asks the live seeds for the slots; at most
+//! one replacement per [`RENEW_EVERY`], so a failover that is still under way is asked again a
+//! moment later.
 
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster::ClusterClient;
@@ -16,7 +25,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where the Redis adapters connect.
 #[derive(Clone, PartialEq, Eq)]
@@ -86,7 +95,98 @@ pub struct RedisConnection {
 enum Conn {
     Managed(ConnectionManager),
     Plain(MultiplexedConnection),
-    Cluster(ClusterConnection),
+    Cluster(Arc<Renewing>),
+}
+
+/// The least time between two replacements of a cluster connection.
+const RENEW_EVERY: Duration = Duration::from_secs(1);
+
+/// A cluster connection that is replaced by a fresh one after a failure that a dead node or a
+/// stale slot map explains (see the module documentation).
+struct Renewing {
+    current: parking_lot::RwLock<ClusterConnection>,
+    client: Arc<ClusterClient>,
+    /// The configuration the connection was made with (`None`: the client's own).
+    config: Option<redis::cluster::ClusterConfig>,
+    /// When the last replacement began.
+    last: parking_lot::Mutex<Option<Instant>>,
+}
+
+impl Renewing {
+    fn new(
+        conn: ClusterConnection,
+        client: Arc<ClusterClient>,
+        config: Option<redis::cluster::ClusterConfig>,
+    ) -> Arc<Self> {
+        Arc::new(Renewing {
+            current: parking_lot::RwLock::new(conn),
+            client,
+            config,
+            last: parking_lot::Mutex::new(None),
+        })
+    }
+
+    fn current(&self) -> ClusterConnection {
+        self.current.read().clone()
+    }
+
+    /// After `result`, replaces the connection in the background if the failure calls for it.
+    fn after<T>(self: &Arc<Self>, result: &redis::RedisResult<T>) {
+        if let Err(e) = result {
+            if calls_for_renewal(e) {
+                self.renew();
+            }
+        }
+    }
+
+    /// Starts a replacement unless one began less than [`RENEW_EVERY`] ago.
+    fn renew(self: &Arc<Self>) {
+        {
+            let mut last = self.last.lock();
+            if last.is_some_and(|t| t.elapsed() < RENEW_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let fresh = match &me.config {
+                Some(config) => {
+                    me.client
+                        .get_async_connection_with_config(config.clone())
+                        .await
+                }
+                None => me.client.get_async_connection().await,
+            };
+            match fresh {
+                Ok(conn) => {
+                    *me.current.write() = conn;
+                    tracing::info!("cluster connection replaced after a failure");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the cluster connection could not be replaced yet")
+                }
+            }
+        });
+    }
+}
+
+/// A failure a dead node or a stale slot map explains.
+fn calls_for_renewal(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    ServerErrorKind::ClusterDown
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::MasterDown
+                )
+        )
 }
 
 /// Kept to open the blocking reads' connections; boxed, as clients are large and clones of
@@ -135,9 +235,10 @@ impl RedisConnection {
                     .get_async_connection()
                     .await
                     .map_err(crate::RedisSetupError::Connect)?;
+                let client = Arc::new(client);
                 Ok(RedisConnection {
-                    conn: Conn::Cluster(conn),
-                    client: Client::Cluster(Arc::new(client)),
+                    conn: Conn::Cluster(Renewing::new(conn, client.clone(), None)),
+                    client: Client::Cluster(client),
                 })
             }
         }
@@ -160,14 +261,14 @@ impl RedisConnection {
                     )
                     .await?,
             ),
-            Client::Cluster(client) => Conn::Cluster(
-                client
-                    .get_async_connection_with_config(
-                        redis::cluster::ClusterConfig::new()
-                            .set_response_timeout(BLOCKING_RESPONSE_TIMEOUT),
-                    )
-                    .await?,
-            ),
+            Client::Cluster(client) => {
+                let config = redis::cluster::ClusterConfig::new()
+                    .set_response_timeout(BLOCKING_RESPONSE_TIMEOUT);
+                let conn = client
+                    .get_async_connection_with_config(config.clone())
+                    .await?;
+                Conn::Cluster(Renewing::new(conn, client.clone(), Some(config)))
+            }
         };
         Ok(RedisConnection {
             conn,
@@ -181,7 +282,14 @@ impl ConnectionLike for RedisConnection {
         match &mut self.conn {
             Conn::Managed(c) => c.req_packed_command(cmd),
             Conn::Plain(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Cluster(r) => {
+                let r = r.clone();
+                Box::pin(async move {
+                    let out = r.current().req_packed_command(cmd).await;
+                    r.after(&out);
+                    out
+                })
+            }
         }
     }
 
@@ -194,7 +302,17 @@ impl ConnectionLike for RedisConnection {
         match &mut self.conn {
             Conn::Managed(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Plain(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(r) => {
+                let r = r.clone();
+                Box::pin(async move {
+                    let out = r
+                        .current()
+                        .req_packed_commands(pipeline, offset, count)
+                        .await;
+                    r.after(&out);
+                    out
+                })
+            }
         }
     }
 
@@ -202,7 +320,7 @@ impl ConnectionLike for RedisConnection {
         match &self.conn {
             Conn::Managed(c) => c.get_db(),
             Conn::Plain(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
+            Conn::Cluster(r) => r.current().get_db(),
         }
     }
 }

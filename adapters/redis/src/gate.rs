@@ -14,6 +14,13 @@
 //! lone request waits for nothing. Each reserve is still its own script call, so a batch is
 //! not a transaction: it only shares the trip.
 //!
+//! A reserve carries a token of its request (random, one per call). The script keeps each
+//! holder's token next to the holder set (a third key, same hash tag), so a reserve run twice
+//! for one request (the cluster client sends a command again after a connection error, not
+//! knowing whether the first one ran) answers "reserved" again without taking a second unit,
+//! while another request of the same user still answers "already issued". Rollback drops the
+//! token with the holder; holders restored or rebuilt from the store have none.
+//!
 //! The counters kept in the hash (`reserves`, `rollbacks`, `restores`) are for reconciliation
 //! and operators: `quantity == remaining + SCARD(holders)` holds after every script, and
 //! `reserves + restores - rollbacks == SCARD(holders)`.
@@ -64,6 +71,7 @@ struct Waiting {
     coupon: CouponId,
     user: UserId,
     now: Timestamp,
+    token: u128,
     answer: oneshot::Sender<Result<i64, BackendError>>,
 }
 
@@ -123,13 +131,55 @@ impl RedisCouponGate {
         self.reserve.get_hash()
     }
 
-    /// The two keys of a coupon: its hash and its holder set, in one hash slot.
-    pub fn keys(&self, coupon: CouponId) -> [String; 2] {
+    /// The three keys of a coupon: its hash, its holder set and its holders' request tokens,
+    /// in one hash slot.
+    pub fn keys(&self, coupon: CouponId) -> [String; 3] {
         let tag = format!("{{{}:{}}}", self.namespace, coupon);
-        [format!("gate:{tag}:meta"), format!("gate:{tag}:holders")]
+        [
+            format!("gate:{tag}:meta"),
+            format!("gate:{tag}:holders"),
+            format!("gate:{tag}:tokens"),
+        ]
     }
 
-    /// `EVALSHA` of `script` on the coupon's two keys, then whatever `args` adds. After a
+    /// The exact command one reserve sends for the request `token`: what the cluster client
+    /// sends again after a connection error (for tests and operators).
+    pub fn reserve_command(
+        &self,
+        coupon: CouponId,
+        user: UserId,
+        now: Timestamp,
+        token: u128,
+    ) -> redis::Cmd {
+        reserve_command(&self.namespace, &self.reserve, coupon, user, now, token)
+    }
+
+    /// A reserve as [`CouponGate::reserve`] makes it, with the request token given: the
+    /// answer to a request whose token already holds a place is [`GateOutcome::Reserved`].
+    ///
+    /// # Errors
+    /// As [`CouponGate::reserve`].
+    pub async fn reserve_as(
+        &self,
+        coupon: CouponId,
+        user: UserId,
+        now: Timestamp,
+        token: u128,
+    ) -> Result<GateOutcome, BackendError> {
+        let answer = self.reserve_batched(coupon, user, now, token).await?;
+        match answer {
+            0 => Ok(GateOutcome::Reserved),
+            1 => Ok(GateOutcome::SoldOut),
+            2 => Ok(GateOutcome::AlreadyIssued),
+            3 => Ok(GateOutcome::NotInitialised),
+            4 => Ok(GateOutcome::Expired),
+            other => Err(backend(format!(
+                "unexpected answer {other} from the reserve script"
+            ))),
+        }
+    }
+
+    /// `EVALSHA` of `script` on the coupon's three keys, then whatever `args` adds. After a
     /// `NOSCRIPT` (a restarted or flushed server) the script is loaded and the call made once
     /// more. The command is built in one buffer, keys included: this is the hot path of a drop.
     async fn call<T: redis::FromRedisValue>(
@@ -164,11 +214,11 @@ async fn query_script<T: redis::FromRedisValue>(
     }
 }
 
-/// `EVALSHA` of `script` on the two keys of `coupon`, built in one buffer, keys included.
+/// `EVALSHA` of `script` on the three keys of `coupon`, built in one buffer, keys included.
 fn command(namespace: &str, script: &Script, coupon: CouponId) -> redis::Cmd {
     use std::fmt::Write as _;
-    let mut cmd = redis::Cmd::with_capacity(8, 128 + 2 * namespace.len());
-    cmd.arg("EVALSHA").arg(script.get_hash()).arg(2);
+    let mut cmd = redis::Cmd::with_capacity(9, 160 + 3 * namespace.len());
+    cmd.arg("EVALSHA").arg(script.get_hash()).arg(3);
     let mut key = String::with_capacity(namespace.len() + 40);
     let _ = write!(key, "gate:{{{namespace}:{coupon}}}:");
     let stem = key.len();
@@ -177,7 +227,31 @@ fn command(namespace: &str, script: &Script, coupon: CouponId) -> redis::Cmd {
     key.truncate(stem);
     key.push_str("holders");
     cmd.arg(key.as_str());
+    key.truncate(stem);
+    key.push_str("tokens");
+    cmd.arg(key.as_str());
     cmd
+}
+
+/// The reserve of `user` for the request `token` (sent as 32 hex digits).
+fn reserve_command(
+    namespace: &str,
+    reserve: &Script,
+    coupon: CouponId,
+    user: UserId,
+    now: Timestamp,
+    token: u128,
+) -> redis::Cmd {
+    let mut cmd = command(namespace, reserve, coupon);
+    cmd.arg(user.get())
+        .arg(now.millis())
+        .arg(format!("{token:032x}").as_str());
+    cmd
+}
+
+/// A fresh request token: random, so that requests of several instances never share one.
+fn request_token() -> u128 {
+    uuid::Uuid::new_v4().as_u128()
 }
 
 impl RedisCouponGate {
@@ -189,12 +263,14 @@ impl RedisCouponGate {
         coupon: CouponId,
         user: UserId,
         now: Timestamp,
+        token: u128,
     ) -> Result<i64, BackendError> {
         let (answer, answered) = oneshot::channel();
         let mut waiting = Waiting {
             coupon,
             user,
             now,
+            token,
             answer,
         };
         for _ in 0..2 {
@@ -313,6 +389,18 @@ impl Trips {
         answers
     }
 
+    /// The reserve command of one waiting request.
+    fn command(&self, w: &Waiting) -> redis::Cmd {
+        reserve_command(
+            &self.namespace,
+            &self.reserve,
+            w.coupon,
+            w.user,
+            w.now,
+            w.token,
+        )
+    }
+
     /// One pipeline of reserves; an answer per reserve, in order (all the same error if the
     /// trip itself failed). On a cluster the reserves go as commands of their own, sent at once
     /// (the cluster connection writes those bound for one node together): a pipeline there
@@ -323,8 +411,7 @@ impl Trips {
     ) -> Vec<redis::RedisResult<i64>> {
         if self.conn.is_cluster() {
             let calls = batch.map(|w| {
-                let mut cmd = command(&self.namespace, &self.reserve, w.coupon);
-                cmd.arg(w.user.get()).arg(w.now.millis());
+                let cmd = self.command(w);
                 let mut conn = self.conn.clone();
                 async move { cmd.query_async::<i64>(&mut conn).await }
             });
@@ -334,9 +421,7 @@ impl Trips {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for w in batch {
-            let mut cmd = command(&self.namespace, &self.reserve, w.coupon);
-            cmd.arg(w.user.get()).arg(w.now.millis());
-            pipe.add_command(cmd);
+            pipe.add_command(self.command(w));
         }
         let failed = |kind: redis::ErrorKind, what: &'static str, text: String| {
             (0..n)
@@ -404,17 +489,7 @@ impl CouponGate for RedisCouponGate {
         user: UserId,
         now: Timestamp,
     ) -> Result<GateOutcome, BackendError> {
-        let answer = self.reserve_batched(coupon, user, now).await?;
-        match answer {
-            0 => Ok(GateOutcome::Reserved),
-            1 => Ok(GateOutcome::SoldOut),
-            2 => Ok(GateOutcome::AlreadyIssued),
-            3 => Ok(GateOutcome::NotInitialised),
-            4 => Ok(GateOutcome::Expired),
-            other => Err(backend(format!(
-                "unexpected answer {other} from the reserve script"
-            ))),
-        }
+        self.reserve_as(coupon, user, now, request_token()).await
     }
 
     async fn rollback(&self, coupon: CouponId, user: UserId) -> Result<bool, BackendError> {
@@ -453,7 +528,7 @@ impl CouponGate for RedisCouponGate {
     }
 
     async fn holders(&self, coupon: CouponId) -> Result<Vec<UserId>, BackendError> {
-        let [_, holders] = self.keys(coupon);
+        let [_, holders, _] = self.keys(coupon);
         let mut conn = self.conn.clone();
         let members: Vec<i64> = redis::cmd("SMEMBERS")
             .arg(holders)

@@ -5,6 +5,7 @@
 
 mod access_log;
 mod accounts;
+mod cluster;
 mod durable;
 mod edge;
 mod metrics;

@@ -103,13 +103,14 @@ async fn gate_reserves_span_the_masters_and_survive_lost_scripts() {
     let coupons: Vec<CouponId> = (1..=48).map(|i| CouponId::new(i).unwrap()).collect();
     let mut masters = BTreeSet::new();
     for c in &coupons {
-        let [meta, holders] = gate.keys(*c);
+        let [meta, holders, tokens] = gate.keys(*c);
         let slot = cluster.slot_of(&meta).await;
         assert_eq!(
             slot,
             cluster.slot_of(&holders).await,
             "a coupon's keys share a slot"
         );
+        assert_eq!(slot, cluster.slot_of(&tokens).await);
         masters.insert(cluster.serving(slot).await.0);
         let config = GateConfig {
             quantity: 5,
@@ -157,48 +158,13 @@ async fn gate_reserves_span_the_masters_and_survive_lost_scripts() {
 }
 
 /// A reserve the cluster client sends again (after a connection error it cannot tell whether
-/// the first run happened) never takes a second unit: the script checks the holder set before
-/// it counts down, so a re-run for the same (coupon, user) answers "already issued".
+/// the first run happened) answers "reserved" again and takes no second unit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gate_a_resent_reserve_takes_no_second_unit() {
-    use stockade_application::ports::gate::{CouponGate, GateConfig, GateOutcome};
-    use stockade_domain::{CouponId, Timestamp, UserId};
-    use stockade_redis::{RedisConnection, RedisCouponGate};
+async fn gate_a_resent_reserve_answers_reserved_and_takes_one_unit() {
+    super::resend::resent_reserve(cluster().await).await;
+}
 
-    let target = cluster().await;
-    let gate = RedisCouponGate::connect(target.clone(), namespace())
-        .await
-        .unwrap();
-    let coupon = CouponId::new(7).unwrap();
-    let user = UserId::new(42).unwrap();
-    let config = GateConfig {
-        quantity: 3,
-        valid_from: None,
-        valid_until: None,
-    };
-    gate.init(coupon, config).await.unwrap();
-    let now = Timestamp::from_millis(1_767_225_600_000);
-    assert_eq!(
-        gate.reserve(coupon, user, now).await.unwrap(),
-        GateOutcome::Reserved
-    );
-    // The same EVALSHA, byte for byte, sent again a few times, as a retry would.
-    let mut conn = RedisConnection::connect(target).await.unwrap();
-    let [meta, holders] = gate.keys(coupon);
-    for _ in 0..5 {
-        let again: i64 = redis::cmd("EVALSHA")
-            .arg(gate.reserve_sha())
-            .arg(2)
-            .arg(&meta)
-            .arg(&holders)
-            .arg(user.get())
-            .arg(now.millis())
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(again, 2, "a re-run answers already issued");
-    }
-    let s = gate.stats(coupon).await.unwrap().unwrap();
-    assert_eq!((s.quantity, s.remaining, s.reserved), (3, 2, 1));
-    assert_eq!(gate.holders(coupon).await.unwrap(), vec![user]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_resends_racing_a_crowd_take_one_unit() {
+    super::resend::resends_race_a_crowd(cluster().await).await;
 }

@@ -10,3 +10,4 @@ mod pipeline;
 mod popularity;
 mod redlock;
 mod replay;
+mod resend;

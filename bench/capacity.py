@@ -12,13 +12,15 @@ fixes (one key, one slot, one primary).
 import math
 
 # ---- measured on this machine (2 vCPUs, client and servers sharing them) ----
-# FLASH issue over HTTP, production profile, one Redis: median req/s at 64 connections.
-FLASH_RPS = 52_000  # bench/notes/2026-12-cluster.md, "one Redis" median at 64
+# FLASH issue over HTTP, production profile, one Redis with AOF: median req/s at 256
+# connections, the highest FLASH rate measured here.
+FLASH_RPS = 67_744  # bench/notes/2026-12-cluster.md, "one Redis", 256 connections
 # CPU per FLASH request (µs), read from /proc around the same runs (medians).
-FLASH_SERVICE_US = 17.0  # the service process (HTTP, JWT, policy cache, gate client)
-FLASH_REDIS_US = 6.0  # the Redis server (EVALSHA gate_reserve, batched)
-# redis-benchmark calling the reserve script on one Redis: one Redis core's ceiling.
-GATE_CEILING_RPS = 90_780  # docs/benchmarks.md, flash sale, redis-benchmark at 64
+FLASH_SERVICE_US = 14.2  # the service process (HTTP, JWT, policy cache, gate client)
+FLASH_REDIS_US = 4.0  # the Redis server (EVALSHA gate_reserve, sent in batches)
+# One Redis core's ceiling for one coupon's reserves, sent in batches as the gate sends them
+# (redis-benchmark, one command per round trip, reaches 80,000-90,000: docs/benchmarks.md).
+GATE_CEILING_RPS = 1e6 / FLASH_REDIS_US
 # Orders and payments on Postgres (order-pay, 32 clients, median): transactions/s, and the
 # Postgres / service CPU per transaction (µs).
 ORDER_PAY_TPS = 1_393  # docs/benchmarks.md, "Orders and payments on Postgres next to pgbench"
@@ -62,7 +64,7 @@ def main():
     redis = [cores(f, FLASH_REDIS_US) for f in flash]
     row("Redis cores for the gate (attempts spread over coupons)", *(f"{c:,.1f}" for c in redis))
     one = [f / GATE_CEILING_RPS for f in flash]
-    row("one coupon's master, load / one core's ceiling (all attempts on one coupon)",
+    row(f"one coupon's master: load / one core ({GATE_CEILING_RPS:,.0f} reserves/s), all attempts on one coupon",
         *(f"{x:,.1f}x{' **over**' if x > UTILISATION else ''}" for x in one))
     pg = [cores(t, PG_US_PER_TX) for t in tx]
     row("Postgres cores for orders + payments", *(f"{c:,.1f}" for c in pg))

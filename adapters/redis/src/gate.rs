@@ -12,7 +12,8 @@
 //! in the next, as one pipeline (one write, one read, for the service and for Redis alike).
 //! Under a crowd a batch holds about as many reserves as arrived during one round trip, and a
 //! lone request waits for nothing. Each reserve is still its own script call, so a batch is
-//! not a transaction: it only shares the trip.
+//! not a transaction: it only shares the trip. On a cluster a batch goes as one pipeline per
+//! coupon (one slot), to the coupon's master, all at once.
 //!
 //! A reserve carries a token of its request (random, one per call). The script keeps each
 //! holder's token next to the holder set (a third key, same hash tag), so a reserve run twice
@@ -391,56 +392,103 @@ impl Trips {
 
     /// The reserve command of one waiting request.
     fn command(&self, w: &Waiting) -> redis::Cmd {
-        reserve_command(
-            &self.namespace,
-            &self.reserve,
-            w.coupon,
-            w.user,
-            w.now,
-            w.token,
-        )
+        waiting_reserve(&self.namespace, &self.reserve, w)
     }
 
-    /// One pipeline of reserves; an answer per reserve, in order (all the same error if the
-    /// trip itself failed). On a cluster the reserves go as commands of their own, sent at once
-    /// (the cluster connection writes those bound for one node together): a pipeline there
-    /// must stay in one slot, and only a command of its own is redirected after a `MOVED`.
+    /// The reserves of `batch`: one pipeline on one server, one per coupon on a cluster (see
+    /// [`Trips::cluster_trip`]); an answer per reserve, in order.
     async fn round_trip<'a>(
         &mut self,
         batch: impl ExactSizeIterator<Item = &'a Waiting>,
     ) -> Vec<redis::RedisResult<i64>> {
         if self.conn.is_cluster() {
-            let calls = batch.map(|w| {
-                let cmd = self.command(w);
-                let mut conn = self.conn.clone();
-                async move { cmd.query_async::<i64>(&mut conn).await }
-            });
-            return futures::future::join_all(calls).await;
+            return self.cluster_trip(batch.collect()).await;
         }
-        let n = batch.len();
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for w in batch {
-            pipe.add_command(self.command(w));
-        }
-        let failed = |kind: redis::ErrorKind, what: &'static str, text: String| {
-            (0..n)
-                .map(|_| Err(redis::RedisError::from((kind, what, text.clone()))))
-                .collect()
-        };
-        match pipe
-            .query_async::<Vec<redis::RedisResult<i64>>>(&mut self.conn)
-            .await
-        {
-            Ok(answers) if answers.len() == n => answers,
-            Ok(answers) => failed(
-                redis::ErrorKind::Parse,
-                "unexpected pipeline answer",
-                format!("{} answers to {n} reserves", answers.len()),
-            ),
-            Err(e) => failed(e.kind(), "reserve batch failed", e.to_string()),
-        }
+        pipeline_trip(&mut self.conn, &self.namespace, &self.reserve, batch).await
     }
+
+    /// The reserves of a batch on a cluster: those of one coupon (one hash slot, one master)
+    /// go as one pipeline, the coupons' pipelines at once, so that a drop's reserves still
+    /// reach the master a batch at a time. The cluster client sends a pipeline again, whole,
+    /// when one of its answers is `MOVED`, `ASK`, `TRYAGAIN` or `CLUSTERDOWN`; a reserve that
+    /// ran and is sent again (as during a slot migration) carries its request token, so it
+    /// answers as the first run did and takes no second unit, as after any resend.
+    async fn cluster_trip(&self, batch: Vec<&Waiting>) -> Vec<redis::RedisResult<i64>> {
+        let mut groups: std::collections::HashMap<CouponId, Vec<usize>> =
+            std::collections::HashMap::new();
+        for (i, w) in batch.iter().enumerate() {
+            groups.entry(w.coupon).or_default().push(i);
+        }
+        let trips = groups.values().map(|ix| {
+            let group: Vec<&Waiting> = ix.iter().map(|i| batch[*i]).collect();
+            self.slot_trip(group)
+        });
+        let results = futures::future::join_all(trips).await;
+        let mut answers: Vec<Option<redis::RedisResult<i64>>> =
+            (0..batch.len()).map(|_| None).collect();
+        for (ix, result) in groups.values().zip(results) {
+            for (i, a) in ix.iter().zip(result) {
+                answers[*i] = Some(a);
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| {
+                a.unwrap_or_else(|| {
+                    Err(redis::RedisError::from((
+                        redis::ErrorKind::Parse,
+                        "unexpected pipeline answer",
+                        "a reserve got no answer".to_owned(),
+                    )))
+                })
+            })
+            .collect()
+    }
+
+    /// The reserves of one coupon on a cluster: one pipeline to the master of its slot (a
+    /// lone reserve as a command of its own); see [`Trips::cluster_trip`].
+    async fn slot_trip(&self, group: Vec<&Waiting>) -> Vec<redis::RedisResult<i64>> {
+        let mut conn = self.conn.clone();
+        if let [w] = group.as_slice() {
+            return vec![self.command(w).query_async::<i64>(&mut conn).await];
+        }
+        pipeline_trip(&mut conn, &self.namespace, &self.reserve, group.into_iter()).await
+    }
+}
+
+/// `batch` as one pipeline of reserves on `conn`; an answer per reserve, in order (all the
+/// same error if the trip itself failed).
+async fn pipeline_trip<'a>(
+    conn: &mut RedisConnection,
+    namespace: &str,
+    reserve: &Script,
+    batch: impl ExactSizeIterator<Item = &'a Waiting>,
+) -> Vec<redis::RedisResult<i64>> {
+    let n = batch.len();
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for w in batch {
+        pipe.add_command(waiting_reserve(namespace, reserve, w));
+    }
+    let failed = |kind: redis::ErrorKind, what: &'static str, text: String| {
+        (0..n)
+            .map(|_| Err(redis::RedisError::from((kind, what, text.clone()))))
+            .collect()
+    };
+    match pipe.query_async::<Vec<redis::RedisResult<i64>>>(conn).await {
+        Ok(answers) if answers.len() == n => answers,
+        Ok(answers) => failed(
+            redis::ErrorKind::Parse,
+            "unexpected pipeline answer",
+            format!("{} answers to {n} reserves", answers.len()),
+        ),
+        Err(e) => failed(e.kind(), "reserve batch failed", e.to_string()),
+    }
+}
+
+/// The reserve command of one waiting request.
+fn waiting_reserve(namespace: &str, reserve: &Script, w: &Waiting) -> redis::Cmd {
+    reserve_command(namespace, reserve, w.coupon, w.user, w.now, w.token)
 }
 
 fn is_noscript(e: &redis::RedisError) -> bool {

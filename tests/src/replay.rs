@@ -9,7 +9,8 @@ use std::collections::HashSet;
 use stockade_application::views::{FailureView, ReplayReport};
 use stockade_domain::{CouponId, Discount, IssuanceMode, UserId};
 
-async fn flash_coupon(t: &TestApp, quantity: i64) -> CouponId {
+/// A FLASH coupon (CART, 1,000 won off) of `quantity`.
+pub async fn flash_coupon(t: &TestApp, quantity: i64) -> CouponId {
     t.coupon(
         "CART",
         Discount::new("FIXED", 1_000, None).unwrap(),

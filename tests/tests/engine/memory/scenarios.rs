@@ -292,18 +292,9 @@ async fn dead_lettered_issuances_are_listed_then_replayed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_whose_store_write_fails_keeps_the_place_for_reconciliation() {
     use std::sync::atomic::Ordering;
-    use stockade_domain::Discount;
     use stockade_tests::harness::user;
     let t = TestApp::new();
-    let coupon = t
-        .coupon(
-            "CART",
-            Discount::new("FIXED", 100, None).unwrap(),
-            0,
-            5,
-            IssuanceMode::Flash,
-        )
-        .await;
+    let coupon = stockade_tests::replay::flash_coupon(&t, 5).await;
     stockade_tests::replay::record_failures(&t, coupon, &[user(9)], "BACKEND_UNAVAILABLE").await;
     t.backend
         .store
